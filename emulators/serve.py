@@ -47,7 +47,7 @@ def _server(spec: ServerSpec) -> uvicorn.Server:
     )
     server = uvicorn.Server(config)
     # We install our own signal handling so one Ctrl-C stops every server together.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     return server
 
 

@@ -7,6 +7,7 @@ server's lifetime tied to a `with` block, so no process is ever left behind.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -44,7 +45,7 @@ def running_server(
         ssl_keyfile=ssl_keyfile,
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -1,0 +1,75 @@
+"""`python -m sync_core <command>`: run the engine from a shell with env settings.
+
+run-once [--json]   one delta cycle, then a summary; exit 1 if it failed
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from sync_core.errors import SyncError
+from sync_core.settings import SettingsError
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    c = s.get("counts", {})
+    calls = s.get("apiCalls", {})
+    print(f"cycle {s.get('cycleId')}: {s.get('outcome')} in {s.get('durationSeconds')} s")
+    if s.get("message"):
+        print(f"  {s['message']}")
+    print(
+        f"  Dynamics -> Marketo: {c.get('to_marketo', 0)} people "
+        f"({c.get('fields_to_marketo', 0)} fields), {c.get('created_in_marketo', 0)} created, "
+        f"{c.get('linked', 0)} linked by email or id"
+    )
+    print(
+        f"  Marketo -> Dynamics: {c.get('to_dynamics', 0)} records "
+        f"({c.get('fields_to_dynamics', 0)} fields)"
+    )
+    print(
+        f"  collisions {c.get('collisions', 0)}, rejected {c.get('rejected', 0)}, "
+        f"stale (re-planned) {c.get('stale', 0)}, retry later {c.get('retry_later', 0)}, "
+        f"filtered out {c.get('filtered_out', 0)}"
+    )
+    print(
+        f"  deletes: in Dynamics {c.get('deleted_in_dynamics', 0)}, "
+        f"in Marketo {c.get('deleted_in_marketo', 0)}"
+    )
+    print(f"  API calls: Marketo {calls.get('marketo', 0)}, Dynamics {calls.get('dynamics', 0)}")
+    if s.get("fullReconcile"):
+        print(f"  full reconcile (delta token expired): {', '.join(s['fullReconcile'])}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sync_core",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run-once", help="run one delta cycle and print a summary")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "run-once":
+            from sync_core.entrypoints import run_cycle
+
+            summary = asyncio.run(run_cycle())
+            if args.json:
+                print(json.dumps(summary, default=str))
+            else:
+                _print_summary(summary)
+            return 0 if summary.get("outcome") in ("succeeded", "skipped") else 1
+    except (SettingsError, SyncError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

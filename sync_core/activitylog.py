@@ -1,0 +1,147 @@
+"""Custom activity types in Marketo, and writing to a person's activity log.
+
+Two types are ours: "Sync Person to Microsoft" (the real-time create) and "Dynamics
+Sync Error" (a rejected write). Setup creates and approves them through the custom
+activity type API; at run time their ids are looked up once per process. When a type
+is missing the activity is skipped with a warning (and `doctor` reports it) rather
+than failing the sync for the lack of a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sync_core.marketo import MarketoClient
+
+log = logging.getLogger("sync_core")
+
+SYNC_PERSON = "msdynSyncPerson"
+SYNC_ERROR = "msdynSyncError"
+
+TYPES: dict[str, dict[str, Any]] = {
+    SYNC_PERSON: {
+        "name": "Sync Person to Microsoft",
+        "triggerName": "Is Synced to Microsoft",
+        "filterName": "Was Synced to Microsoft",
+        "description": "Created in Dynamics 365 by the real-time sync (Marketo webhook)",
+        "primaryAttribute": {"apiName": "dynamicsId", "name": "Dynamics Id", "dataType": "string"},
+        "attributes": [
+            {"apiName": "syncAs", "name": "Sync As", "dataType": "string"},
+            {"apiName": "assignTo", "name": "Assign To", "dataType": "string"},
+        ],
+    },
+    SYNC_ERROR: {
+        "name": "Dynamics Sync Error",
+        "triggerName": "Has Dynamics Sync Error",
+        "filterName": "Had Dynamics Sync Error",
+        "description": "Dynamics 365 or Marketo rejected a sync write for this person",
+        "primaryAttribute": {"apiName": "errorCode", "name": "Error Code", "dataType": "string"},
+        "attributes": [
+            {"apiName": "errorMessage", "name": "Error Message", "dataType": "text"},
+            {"apiName": "operation", "name": "Operation", "dataType": "string"},
+            {"apiName": "direction", "name": "Direction", "dataType": "string"},
+            {"apiName": "entity", "name": "Entity", "dataType": "string"},
+            {"apiName": "fields", "name": "Fields", "dataType": "string"},
+            {"apiName": "dynamicsId", "name": "Dynamics Id", "dataType": "string"},
+        ],
+    },
+}
+
+_IDS: dict[tuple[str, str], int] = {}
+
+
+async def type_ids(marketo: MarketoClient) -> dict[str, int]:
+    """Approved ids of our activity types (cached per process once all are known)."""
+    known = {
+        name: _IDS[(marketo.base_url, name)] for name in TYPES if (marketo.base_url, name) in _IDS
+    }
+    if len(known) == len(TYPES):
+        return known
+    body = await marketo.call("GET", "/rest/v1/activities/external/types.json")
+    for t in body.get("result") or []:
+        if t.get("apiName") in TYPES and str(t.get("status", "")).startswith("approved"):
+            _IDS[(marketo.base_url, t["apiName"])] = int(t["id"])
+            known[t["apiName"]] = int(t["id"])
+    return known
+
+
+async def ensure_types(marketo: MarketoClient) -> dict[str, int]:
+    """Create (as draft) and approve whichever of our types is missing; idempotent."""
+    body = await marketo.call("GET", "/rest/v1/activities/external/types.json")
+    status = {t.get("apiName"): str(t.get("status", "")) for t in body.get("result") or []}
+    for api_name, spec in TYPES.items():
+        if status.get(api_name, "").startswith("approved"):
+            continue
+        if api_name not in status:
+            payload = {k: v for k, v in spec.items() if k != "attributes"}
+            await marketo.call(
+                "POST",
+                "/rest/v1/activities/external/type.json",
+                json={"apiName": api_name, **payload},
+            )
+            await marketo.call(
+                "POST",
+                f"/rest/v1/activities/external/type/{api_name}/attributes/create.json",
+                json={"attributes": spec["attributes"]},
+            )
+        await marketo.call("POST", f"/rest/v1/activities/external/type/{api_name}/approve.json")
+    return await type_ids(marketo)
+
+
+async def log_activities(
+    marketo: MarketoClient, api_name: str, entries: list[tuple[int, str, dict[str, Any]]]
+) -> int:
+    """Add activities (lead id, primary value, attributes); returns how many were added."""
+    if not entries:
+        return 0
+    ids = await type_ids(marketo)
+    if api_name not in ids:
+        log.warning(
+            "Marketo activity type %s is not set up; run `python -m sync_core setup`", api_name
+        )
+        return 0
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    records = [
+        {
+            "leadId": lead_id,
+            "activityDate": now,
+            "activityTypeId": ids[api_name],
+            "primaryAttributeValue": primary[:255],
+            "attributes": [
+                {"apiName": k, "value": str(v)[:4000]}
+                for k, v in attrs.items()
+                if v not in (None, "")
+            ],
+        }
+        for lead_id, primary, attrs in entries
+    ]
+    results = await marketo.add_activities(records)
+    return sum(1 for r in results if r.get("status") == "added")
+
+
+def error_entries(errors: list[dict[str, Any]]) -> list[tuple[int, str, dict[str, Any]]]:
+    """Activity-log entries for sync error rows that belong to a known person."""
+    out = []
+    for e in errors:
+        try:
+            lead_id = int(e.get("marketoId") or 0)
+        except (TypeError, ValueError):
+            continue
+        if lead_id:
+            out.append(
+                (
+                    lead_id,
+                    str(e.get("code")),
+                    {
+                        "errorMessage": e.get("message"),
+                        "operation": e.get("operation"),
+                        "direction": e.get("direction"),
+                        "entity": e.get("entity"),
+                        "fields": ",".join(e.get("fields") or []),
+                        "dynamicsId": e.get("dynamicsId"),
+                    },
+                )
+            )
+    return out

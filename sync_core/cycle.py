@@ -1,0 +1,342 @@
+"""One background delta cycle: read both change feeds, merge, write, commit.
+
+Order of operations is what keeps a crash harmless: cursors (Dataverse delta links,
+the Marketo paging token) are saved last, after every pair they cover has been
+written and its link row saved; re-running a half-done cycle re-reads the same
+changes, and the base comparison turns everything already applied into a no-op. A
+lease row makes sure two overlapping runs (the platform may replay a timer) never
+both write. Marketo-only people are never pushed to Dynamics here: that is the
+real-time sync-person function's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
+from sync_core.apply import Applier, Counts, PairWork
+from sync_core.dataverse import ChangePage, DataverseClient
+from sync_core.errors import DeltaExpired, QuotaExhausted, StopCycle, SyncError
+from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
+from sync_core.marketo import MarketoClient
+from sync_core.newlinks import clear_intents, link_new_records
+from sync_core.planner import Hasher, normalize, plan_pair
+from sync_core.state import Link, StateStore
+
+log = logging.getLogger("sync_core")
+MARKETO_CURSOR = "marketo-activities"
+# Marketo's quota day starts at midnight US Central; a fixed UTC-6 is close enough for a
+# budget (it never under-counts by more than the hour of DST).
+QUOTA_TZ = timezone(timedelta(hours=-6))
+CHANGE_DATA_VALUE = 13
+ALWAYS = ("*", object())  # a change marker no base matches: always re-read the person
+
+
+class Cycle:
+    def __init__(
+        self,
+        mapping: Mapping,
+        store: StateStore,
+        marketo: MarketoClient,
+        dataverse: DataverseClient,
+        hasher: Hasher,
+        *,
+        lease_seconds: int = 900,
+        daily_quota: int = 50_000,
+        quota_share: float = 0.8,
+    ) -> None:
+        self.mapping = mapping
+        self.store = store
+        self.marketo = marketo
+        self.dataverse = dataverse
+        self.hasher = hasher
+        self.lease_seconds = lease_seconds
+        self.daily_quota = daily_quota
+        self.quota_share = quota_share
+        self.id = uuid.uuid4().hex[:12]
+        self.counts = Counts()
+        self.applier = Applier(mapping, store, marketo, dataverse, self.counts)
+        # Marketo person id -> (field, new value) pairs seen in the change feed.
+        self.marketo_changes: dict[int, list[tuple[str, Any]]] = {}
+        self.full_reconcile: list[str] = []
+
+    async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        # Table Storage calls are blocking; keep them off the event loop.
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # ---- entry -------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        summary: dict[str, Any] = {"cycleId": self.id, "started": started.isoformat()}
+        if not await self._io(self.store.acquire_lease, self.id, self.lease_seconds):
+            summary.update(outcome="skipped", message="another cycle holds the lease")
+            return self._finish(summary, clock, record=False)
+        quota_day = datetime.now(QUOTA_TZ).date().isoformat()
+        used = int(await self._io(self.store.get_value, "quota", quota_day) or 0)
+        self.marketo.budget = max(0, int(self.daily_quota * self.quota_share) - used)
+        try:
+            await self._run()
+            summary.update(outcome="succeeded", message="")
+        except QuotaExhausted as exc:
+            summary.update(outcome="stopped", message=str(exc))
+        except StopCycle as exc:
+            summary.update(outcome="failed", message=str(exc))
+        except SyncError as exc:
+            summary.update(outcome="failed", message=f"{type(exc).__name__}: {exc}")
+        finally:
+            try:
+                await self._flush_logs()
+                await self._io(
+                    self.store.set_values, "quota", {quota_day: str(used + self.marketo.calls)}
+                )
+            finally:
+                await self._io(self.store.release_lease, self.id)
+        return self._finish(summary, clock, record=True)
+
+    def _finish(self, summary: dict[str, Any], clock: float, *, record: bool) -> dict[str, Any]:
+        summary.update(
+            ended=datetime.now(UTC).isoformat(),
+            durationSeconds=round(time.monotonic() - clock, 3),
+            counts=self.counts.as_dict(),
+            apiCalls={"marketo": self.marketo.calls, "dynamics": self.dataverse.calls},
+            fullReconcile=self.full_reconcile,
+        )
+        if record:
+            self.store.record_cycle(self.id, summary)
+        return summary
+
+    async def _flush_logs(self) -> None:
+        if self.applier.errors:
+            errors, self.applier.errors = self.applier.errors, []
+            await self._io(self.store.record_errors, errors)
+            try:
+                await log_activities(self.marketo, SYNC_ERROR, error_entries(errors))
+            except SyncError as exc:
+                # The error table has the row; a missing log line must not fail the cycle.
+                log.warning("could not write sync errors to Marketo activity logs: %s", exc)
+        if self.applier.events:
+            await self._io(self.store.record_person_events, self.applier.events)
+            self.applier.events = []
+
+    async def _run(self) -> None:
+        cursors: dict[str, str | None] = {}
+        mk_token, deleted_people = await self._read_marketo_feeds()
+        retry_ids = [int(x) for x in await self._io(self.store.members, "retry")]
+        for mid in retry_ids:
+            self.marketo_changes.setdefault(mid, []).append(ALWAYS)
+        for entity in ENTITIES:
+            cursors[f"dynamics-{entity}"] = await self._sync_dynamics_changes(entity)
+        await self._sync_marketo_leftovers()
+        await self._close_marketo_deleted(deleted_people)
+        await self._flush_logs()
+        cursors[MARKETO_CURSOR] = mk_token
+        await self._io(self.store.set_cursors, cursors)
+        done = set(retry_ids) - self.applier.retried
+        if done:
+            await self._io(self.store.remove_from_set, "retry", [str(i) for i in done])
+
+    # ---- Marketo feeds -----------------------------------------------------
+    async def _read_marketo_feeds(self) -> tuple[str, set[int]]:
+        token = await self._io(self.store.get_cursor, MARKETO_CURSOR)
+        if token is None:
+            # First run: history before now arrives through the Dynamics snapshot,
+            # which re-reads every linked person anyway.
+            token = await self.marketo.paging_token(datetime.now(UTC))
+            return token, set()
+        fields = self.mapping.marketo_fields()
+        wanted = set(fields)
+        end_token = token
+        async for page, next_token in self.marketo.lead_changes(token, fields):
+            for act in page:
+                if act.type_id != CHANGE_DATA_VALUE:
+                    continue
+                # The fields filter is not always honoured server-side; filter here too.
+                changes = [(f, v) for f, v in act.fields.items() if f in wanted]
+                if changes:
+                    self.marketo_changes.setdefault(act.lead_id, []).extend(changes)
+            end_token = next_token
+        deleted: set[int] = set()
+        async for page, _ in self.marketo.deleted_leads(token):
+            deleted.update(a.lead_id for a in page)
+        for mid in deleted:
+            self.marketo_changes.pop(mid, None)
+        return end_token, deleted
+
+    def _marketo_dirty(self, link: Link) -> bool:
+        changes = self.marketo_changes.get(link.marketo_id)
+        if not changes:
+            return False
+        return any(v is ALWAYS[1] or self.hasher(v) != link.base.get(f) for f, v in changes)
+
+    # ---- Dynamics side -----------------------------------------------------
+    async def _sync_dynamics_changes(self, entity: Entity) -> str | None:
+        name = f"dynamics-{entity}"
+        delta = await self._io(self.store.get_cursor, name)
+        try:
+            return await self._consume(entity, delta)
+        except DeltaExpired:
+            # Never resume silently after expiry: re-read the table and compare all.
+            self.full_reconcile.append(entity)
+            return await self._consume(entity, None)
+
+    async def _consume(self, entity: Entity, delta: str | None) -> str | None:
+        link: str | None = delta
+        async for page in self.dataverse.changes(
+            ENTITY_SET[entity], self.mapping.columns(entity), delta
+        ):
+            await self._apply_page(entity, page)
+            if page.delta_link:
+                link = page.delta_link
+        return link
+
+    async def _apply_page(self, entity: Entity, page: ChangePage) -> None:
+        if page.deleted:
+            await self._dynamics_deleted(entity, page.deleted)
+        if page.rows:
+            await self._sync_rows(entity, page.rows)
+
+    async def _sync_rows(self, entity: Entity, rows: list[dict[str, Any]]) -> None:
+        key = ENTITY_KEY[entity]
+        fcol, mcol = self.mapping.sync_filter_column, self.mapping.marketo_id_column
+        live = []
+        for row in rows:
+            if row.get(fcol) is False:
+                self.counts.filtered_out += 1
+                mid = _int(row.get(mcol))
+                if mid is not None:
+                    self.marketo_changes.pop(mid, None)
+            else:
+                live.append(row)
+        if not live:
+            return
+        links = await self._io(self.store.links_by_dynamics, entity, [r[key] for r in live])
+        linked, unlinked = [], []
+        for row in live:
+            link = links.get(str(row[key]).lower())
+            if link is None:
+                unlinked.append(row)
+                continue
+            dirty = self._marketo_dirty(link)
+            self.marketo_changes.pop(link.marketo_id, None)
+            if dirty or not self._dynamics_matches_base(entity, row, link):
+                linked.append((row, link))
+        work = await self._pair_work(entity, linked)
+        if unlinked:
+            work += await link_new_records(self, entity, unlinked)
+        if work:
+            await self.applier.apply(entity, work)
+            await clear_intents(self, entity, work)
+
+    def _dynamics_matches_base(self, entity: Entity, row: dict[str, Any], link: Link) -> bool:
+        """True when this Dynamics row carries nothing new for the pair: every mapped
+        value equals the base (our own write coming back, or an unmapped edit)."""
+        if _int(row.get(self.mapping.marketo_id_column)) != link.marketo_id:
+            return False
+        return all(
+            self.hasher(row.get(r.column)) == link.base.get(r.marketo)
+            for r in self.mapping.fields[entity]
+        )
+
+    async def _pair_work(
+        self, entity: Entity, pairs: list[tuple[dict[str, Any], Link]]
+    ) -> list[PairWork]:
+        if not pairs:
+            return []
+        people = await self.marketo.get_leads(
+            "id", [link.marketo_id for _, link in pairs], self.mapping.marketo_fields()
+        )
+        by_id = {int(p["id"]): p for p in people}
+        rules = self.mapping.fields[entity]
+        work = []
+        for row, link in pairs:
+            person = by_id.get(link.marketo_id)
+            if person is None:
+                continue  # deleted in Marketo; the deleted-leads feed closes the link
+            plan = plan_pair(rules, row, person, link.base, self.hasher)
+            work.append(
+                PairWork(
+                    link,
+                    plan,
+                    row.get("@odata.etag"),
+                    extra_marketo=self.marketo_link_fields(person, entity, link.dynamics_id),
+                    extra_dynamics=self.dynamics_link_fields(row, link.marketo_id),
+                )
+            )
+        return work
+
+    def marketo_link_fields(
+        self, person: dict[str, Any], entity: Entity, dynamics_id: str
+    ) -> dict[str, Any]:
+        m = self.mapping
+        want = {m.dynamics_id_field: dynamics_id, m.dynamics_type_field: entity}
+        return {f: v for f, v in want.items() if str(normalize(person.get(f)) or "").lower() != v}
+
+    def dynamics_link_fields(self, row: dict[str, Any], marketo_id: int) -> dict[str, Any]:
+        col = self.mapping.marketo_id_column
+        return {} if _int(row.get(col)) == marketo_id else {col: str(marketo_id)}
+
+    async def _dynamics_deleted(self, entity: Entity, ids: list[str]) -> None:
+        links = await self._io(self.store.links_by_dynamics, entity, ids)
+        if not links:
+            return
+        flag = self.mapping.dynamics_deleted_field
+        records = [{"id": link.marketo_id, flag: True} for link in links.values()]
+        # A transient failure here propagates: the delta link is not saved, so the
+        # delete is read again next cycle instead of being lost.
+        await self.marketo.sync_leads("updateOnly", records, "id")
+        await self._io(self.store.close_links, list(links.values()))
+        self.counts.deleted_in_dynamics += len(links)
+        for link in links.values():
+            self.marketo_changes.pop(link.marketo_id, None)
+            self.applier.events.append(
+                {
+                    "marketoId": link.marketo_id,
+                    "entity": entity,
+                    "dynamicsId": link.dynamics_id,
+                    "direction": "to-marketo",
+                    "fields": [flag],
+                    "note": "deleted in Dynamics; link closed",
+                }
+            )
+
+    # ---- Marketo-only changes of linked people -----------------------------
+    async def _sync_marketo_leftovers(self) -> None:
+        if not self.marketo_changes:
+            return
+        links = await self._io(self.store.links_by_marketo, list(self.marketo_changes))
+        by_entity: dict[Entity, list[Link]] = defaultdict(list)
+        for link in links.values():
+            if self._marketo_dirty(link):
+                by_entity[link.entity].append(link)
+        for entity, group in by_entity.items():
+            key = ENTITY_KEY[entity]
+            rows = await self.dataverse.get_by_ids(
+                ENTITY_SET[entity],
+                key,
+                [link.dynamics_id for link in group],
+                self.mapping.columns(entity),
+            )
+            await self._sync_rows(entity, rows)
+
+    async def _close_marketo_deleted(self, deleted: set[int]) -> None:
+        if not deleted:
+            return
+        links = await self._io(self.store.links_by_marketo, deleted)
+        if links:
+            # Nothing changes in Dynamics (as the native connector): only the link closes.
+            await self._io(self.store.close_links, list(links.values()))
+            self.counts.deleted_in_marketo += len(links)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip()) if value not in (None, "") else None
+    except ValueError:
+        return None

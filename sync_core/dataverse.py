@@ -1,0 +1,287 @@
+"""Dataverse (Dynamics 365) Web API client: auth, change tracking, reads and $batch.
+
+Every response is classified once, here: 429 waits `Retry-After`; 5xx/timeouts back
+off; 401 refreshes the token once; 412 means "changed since read" (StaleRecord, re-plan
+next cycle, never overwrite); other 4xx is the server's 'no' for that record
+(RecordRejected with Dataverse's hex code). Writes go through `$batch` with
+`odata.continue-on-error`, so one rejected row does not sink its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from sync_core.errors import (
+    AuthFailed,
+    DeltaExpired,
+    RecordRejected,
+    StaleRecord,
+    SyncError,
+    Throttled,
+    TransientError,
+)
+from sync_core.http import RetryPolicy, SlidingWindow, transport_error
+
+API = "/api/data/v9.2"
+PAGE_SIZE = 5000
+BATCH_OPS = 100  # well under the 1000 cap; the docs advise small batches plus parallelism
+TokenProvider = Callable[[bool], Awaitable[str]]
+_TRANSIENT = {408, 502, 503, 504}
+
+
+@dataclass(slots=True)
+class ChangePage:
+    rows: list[dict[str, Any]]
+    deleted: list[str]
+    delta_link: str | None  # set on the last page only
+
+
+@dataclass(slots=True)
+class Op:
+    """One write inside a $batch."""
+
+    method: str
+    path: str  # relative to /api/data/v9.2, e.g. "contacts(<id>)"
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OpResult:
+    status: int
+    error: SyncError | None = None
+    entity_id: str | None = None
+    body: dict[str, Any] | None = None
+
+
+def _error_of(status: int, text: str, retry_after: str | None = None) -> SyncError:
+    try:
+        err = jsonlib.loads(text).get("error", {})
+    except (ValueError, AttributeError):
+        err = {}
+    code = str(err.get("code") or f"HTTP{status}")
+    message = str(err.get("message") or text[:200] or f"HTTP {status}")
+    if status == 429:
+        return Throttled(f"Dataverse {code}: {message}", retry_after=float(retry_after or 5))
+    if status >= 500 or status in _TRANSIENT:
+        return TransientError(f"Dataverse HTTP {status} {code}: {message}")
+    if status == 412 and code in ("0x80060882", "HTTP412"):
+        return StaleRecord(message)
+    if "Version stamp associated with the client has expired" in message:
+        return DeltaExpired(message)
+    return RecordRejected(code, message)
+
+
+class DataverseClient:
+    def __init__(
+        self,
+        url: str,
+        token: TokenProvider,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: Any = True,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        limiter: SlidingWindow | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeout, verify=verify)
+        self._retry = retry or RetryPolicy()
+        # 6000 requests per 300 s and 52 concurrent per user; stay a little under both.
+        self._limiter = limiter or SlidingWindow(calls=5500, period=300.0, concurrent=16)
+        self.calls = 0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """One call with classification and retries. `url` may be absolute (next/delta
+        links) or relative to the API root."""
+        if not url.startswith("http"):
+            url = f"{self.url}{API}/{url.lstrip('/')}"
+        refresh = False
+
+        async def attempt() -> httpx.Response:
+            nonlocal refresh
+            token = await self._token(refresh)
+            all_headers = {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "OData-MaxVersion": "4.0",
+                "OData-Version": "4.0",
+                **(headers or {}),
+            }
+            async with self._limiter:
+                self.calls += 1
+                try:
+                    resp = await self._http.request(
+                        method, url, headers=all_headers, json=json, content=content
+                    )
+                except httpx.TimeoutException as exc:
+                    if not idempotent:
+                        # Outcome unknown: the caller must re-resolve before any retry.
+                        raise SyncError(f"timeout on {method} {url}; outcome unknown") from exc
+                    raise transport_error(exc) from exc
+                except httpx.HTTPError as exc:
+                    raise transport_error(exc) from exc
+            if resp.status_code == 401:
+                if refresh:
+                    raise AuthFailed("Dataverse rejected the sync identity's token twice (401)")
+                refresh = True
+                raise Throttled("Dataverse 401; refreshing token", retry_after=0)
+            if resp.status_code >= 400:
+                raise _error_of(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+            return resp
+
+        return await self._retry.run(attempt)
+
+    async def get_json(self, url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        resp = await self.request("GET", url, headers=headers)
+        result: dict[str, Any] = resp.json()
+        return result
+
+    # ---- reads ---------------------------------------------------------------
+    async def changes(
+        self, entity_set: str, select: Sequence[str], delta_link: str | None
+    ) -> AsyncIterator[ChangePage]:
+        """Change-tracking pages: a full snapshot without `delta_link`, else the delta.
+        Only the last page carries the next delta link; save it only after every page
+        before it has been applied."""
+        prefer = f"odata.track-changes,odata.maxpagesize={PAGE_SIZE}"
+        url: str | None = delta_link or f"{entity_set}?$select={','.join(select)}"
+        while url:
+            body = await self.get_json(url, headers={"Prefer": prefer})
+            rows, deleted = [], []
+            for item in body.get("value", []):
+                if str(item.get("@odata.context", "")).endswith("$deletedEntity"):
+                    deleted.append(str(item["id"]).lower())
+                else:
+                    rows.append(item)
+            url = body.get("@odata.nextLink")
+            yield ChangePage(rows, deleted, None if url else body.get("@odata.deltaLink"))
+
+    async def get_by_ids(
+        self, entity_set: str, key: str, ids: Sequence[str], select: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Current rows for `ids` (missing ones are simply absent), 50 ids per query."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(ids), 50):
+            cond = " or ".join(f"{key} eq {quote(x)}" for x in ids[i : i + 50])
+            url: str | None = f"{entity_set}?$select={','.join([key, *select])}&$filter={cond}"
+            while url:
+                body = await self.get_json(
+                    url, headers={"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
+                )
+                out.extend(body.get("value", []))
+                url = body.get("@odata.nextLink")
+        return out
+
+    # ---- writes --------------------------------------------------------------
+    async def batch(self, ops: Sequence[Op]) -> list[OpResult]:
+        """Run independent writes via $batch with continue-on-error; one result per op."""
+        results: list[OpResult] = []
+        chunks = [ops[i : i + BATCH_OPS] for i in range(0, len(ops), BATCH_OPS)]
+        for chunk_results in await asyncio.gather(*(self._batch(c) for c in chunks)):
+            results.extend(chunk_results)
+        return results
+
+    async def _batch(self, ops: Sequence[Op]) -> list[OpResult]:
+        boundary = f"batch_{uuid.uuid4().hex}"
+        parts = []
+        for op in ops:
+            lines = [f"{op.method} {API}/{op.path} HTTP/1.1", "Accept: application/json"]
+            for k, v in op.headers.items():
+                lines.append(f"{k}: {v}")
+            body = ""
+            if op.body is not None:
+                lines.append("Content-Type: application/json; type=entry")
+                body = jsonlib.dumps(op.body)
+            parts.append(
+                f"--{boundary}\r\nContent-Type: application/http\r\n"
+                f"Content-Transfer-Encoding: binary\r\n\r\n"
+                + "\r\n".join(lines)
+                + f"\r\n\r\n{body}"
+            )
+        payload = ("\r\n".join(parts) + f"\r\n--{boundary}--\r\n").encode()
+        # Every op is conditional (If-Match) or keyed, so resending the batch is safe.
+        resp = await self.request(
+            "POST",
+            "$batch",
+            headers={
+                "Content-Type": f'multipart/mixed; boundary="{boundary}"',
+                "Prefer": "odata.continue-on-error",
+                "If-None-Match": "null",
+            },
+            content=payload,
+        )
+        parsed = parse_batch_response(resp.headers.get("content-type", ""), resp.content)
+        if len(parsed) != len(ops):
+            raise TransientError(f"$batch answered {len(parsed)} parts for {len(ops)} requests")
+        return parsed
+
+
+def _boundary(content_type: str) -> str:
+    for piece in content_type.split(";"):
+        name, _, value = piece.strip().partition("=")
+        if name.lower() == "boundary":
+            return value.strip('"')
+    raise TransientError(f"$batch response without a boundary: {content_type!r}")
+
+
+def parse_batch_response(content_type: str, data: bytes) -> list[OpResult]:
+    """Parse a multipart/mixed $batch response into one OpResult per inner response
+    (change-set responses are flattened in order)."""
+    boundary = _boundary(content_type)
+    text = data.decode("utf-8", errors="replace")
+    results: list[OpResult] = []
+    for raw in text.split(f"--{boundary}")[1:]:
+        if raw.startswith("--"):
+            break
+        head, _, rest = raw.lstrip("\r\n").partition("\r\n\r\n")
+        part_type = ""
+        for line in head.split("\r\n"):
+            if line.lower().startswith("content-type:"):
+                part_type = line.split(":", 1)[1].strip()
+        if part_type.lower().startswith("multipart/mixed"):
+            results.extend(parse_batch_response(part_type, rest.encode()))
+            continue
+        status_line, _, after = rest.partition("\r\n")
+        status = int(status_line.split()[1])
+        headers_block, _, body = after.partition("\r\n\r\n")
+        headers = {}
+        for line in headers_block.split("\r\n"):
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        body = body.strip()
+        entity_id = None
+        ref = headers.get("odata-entityid") or headers.get("location")
+        if ref and "(" in ref:
+            entity_id = ref.rsplit("(", 1)[1].rstrip(")").lower()
+        parsed_body = None
+        if body.startswith("{"):
+            try:
+                parsed_body = jsonlib.loads(body)
+            except ValueError:
+                parsed_body = None
+        error = _error_of(status, body, headers.get("retry-after")) if status >= 400 else None
+        results.append(OpResult(status, error, entity_id, parsed_body))
+    return results

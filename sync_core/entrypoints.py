@@ -1,0 +1,56 @@
+"""Framework-neutral entry points called by `function_app.py` (and the CLI).
+
+They load settings, build the runtime, run one unit of work and always close what they
+opened. Returning plain data (a summary dict, a `Reply`) keeps `azure.functions` out
+of this package.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync_core.runtime import build_runtime, new_cycle
+from sync_core.settings import Settings, load_settings
+
+log = logging.getLogger("sync_core")
+
+
+@dataclass
+class Reply:
+    status: int
+    payload: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def body(self) -> bytes:
+        return json.dumps(self.payload).encode()
+
+
+class CycleFailed(RuntimeError):
+    """Raised to the Functions host so a failed cycle shows as a failed invocation."""
+
+
+async def run_cycle(settings: Settings | None = None, **runtime_options: Any) -> dict[str, Any]:
+    settings = settings or load_settings()
+    rt = build_runtime(settings, **runtime_options)
+    try:
+        return dict(await new_cycle(rt).run())
+    finally:
+        await rt.aclose()
+
+
+async def run_scheduled_cycle() -> dict[str, Any]:
+    summary = await run_cycle()
+    log.info("sync cycle %s", json.dumps(summary, default=str))
+    if summary.get("outcome") == "failed":
+        raise CycleFailed(summary.get("message") or "cycle failed")
+    return summary
+
+
+async def sync_person(body: bytes, headers: dict[str, str]) -> Reply:
+    from sync_core.realtime import handle_sync_person
+
+    return await handle_sync_person(body, headers)

@@ -1,0 +1,64 @@
+"""What can go wrong, typed by what the engine should do about it.
+
+Callers branch on the class, never on an HTTP status or a vendor code, so a new
+code is handled by classifying it once here-adjacent (in the client) rather than in
+every loop. The tree:
+
+    SyncError
+      TransientError          retry the same request after a backoff
+        Throttled             wait `retry_after` seconds first (429, 606, 615)
+      RecordRejected          the peer refused this record; log it, skip it, go on
+      StopCycle               stop this cycle; state stays where it was
+        QuotaExhausted        the Marketo daily budget for background work is used
+        AuthFailed            credentials rejected; needs a human
+        ConfigError           mapping/settings inconsistent with the peers
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class TransientError(SyncError):
+    """The outcome was 'not now' (5xx, timeout, connection reset): retrying may succeed."""
+
+
+class Throttled(TransientError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RecordRejected(SyncError):
+    """The peer answered 'no' for one record (validation, security, duplicate...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class StopCycle(SyncError):
+    """Continuing would do harm or cannot succeed; end the cycle without advancing state."""
+
+
+class QuotaExhausted(StopCycle):
+    pass
+
+
+class AuthFailed(StopCycle):
+    pass
+
+
+class ConfigError(StopCycle):
+    pass
+
+
+class StaleRecord(SyncError):
+    """The record changed after we read it (HTTP 412 on If-Match): re-plan next cycle."""
+
+
+class DeltaExpired(SyncError):
+    """A Dataverse change-tracking token is too old: run a full reconcile instead."""

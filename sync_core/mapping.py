@@ -1,0 +1,122 @@
+"""The field mapping: which Marketo field pairs with which Dataverse column, and rules.
+
+Loaded once from a TOML file and validated before any API call, so a typo in a field
+name or a contradictory rule stops start-up with a message naming the entry, instead
+of silently syncing the wrong thing for days.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sync_core.errors import ConfigError
+
+Entity = Literal["lead", "contact"]
+ENTITIES: tuple[Entity, ...] = ("lead", "contact")
+Side = Literal["marketo", "dynamics"]
+# The system of record per entity decides same-field collisions (native connector's rule).
+DEFAULT_WINNER: dict[Entity, Side] = {"lead": "marketo", "contact": "dynamics"}
+ENTITY_SET = {"lead": "leads", "contact": "contacts"}
+ENTITY_KEY = {"lead": "leadid", "contact": "contactid"}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    marketo: str
+    column: str
+    direction: Literal["both", "to-marketo", "to-dynamics"]
+    winner: Side
+
+
+@dataclass(frozen=True)
+class Mapping:
+    fields: dict[Entity, tuple[FieldRule, ...]]
+    dynamics_id_field: str
+    dynamics_type_field: str
+    dynamics_deleted_field: str
+    marketo_id_column: str
+    sync_filter_column: str
+
+    def marketo_fields(self) -> list[str]:
+        """Every Marketo field the sync reads (mapped fields plus its own link fields)."""
+        names = {r.marketo for rules in self.fields.values() for r in rules}
+        return [*sorted(names), self.dynamics_id_field, self.dynamics_type_field]
+
+    def columns(self, entity: Entity) -> list[str]:
+        """Every Dataverse column read for `entity`."""
+        cols = [r.column for r in self.fields[entity]]
+        return [*cols, self.marketo_id_column, self.sync_filter_column]
+
+
+def _text(entry: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = entry.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: '{key}' must be a non-empty string")
+    return value.strip()
+
+
+def parse_mapping(data: dict[str, Any], source: str = "mapping") -> Mapping:
+    mk = data.get("marketo", {})
+    dy = data.get("dynamics", {})
+    entries = data.get("fields")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{source}: needs at least one [[fields]] entry")
+    per_entity: dict[Entity, list[FieldRule]] = {"lead": [], "contact": []}
+    seen: set[tuple[str, str, str]] = set()
+    for i, entry in enumerate(entries, 1):
+        where = f"{source}: [[fields]] #{i}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a table")
+        unknown = set(entry) - {"marketo", "lead", "contact", "direction", "winner"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+        marketo = _text(entry, "marketo", where)
+        where = f"{source}: field '{marketo}'"
+        direction = entry.get("direction", "both")
+        if direction not in ("both", "to-marketo", "to-dynamics"):
+            raise ConfigError(f"{where}: direction must be both, to-marketo or to-dynamics")
+        winner = entry.get("winner")
+        if winner not in (None, "marketo", "dynamics"):
+            raise ConfigError(f"{where}: winner must be marketo or dynamics")
+        if winner and direction != "both":
+            # A one-way field never collides; a winner there means the author expected
+            # something else to happen, so say so rather than ignore it.
+            raise ConfigError(f"{where}: 'winner' only applies to direction = \"both\"")
+        if not any(e in entry for e in ENTITIES):
+            raise ConfigError(f"{where}: name a 'lead' and/or 'contact' column")
+        for entity in ENTITIES:
+            if entity not in entry:
+                continue
+            column = _text(entry, entity, where)
+            for key in (("marketo", entity, marketo), ("dynamics", entity, column)):
+                if key in seen:
+                    raise ConfigError(f"{where}: '{key[2]}' is mapped twice for {entity}")
+                seen.add(key)
+            if direction == "to-marketo":
+                side: Side = "dynamics"  # a one-way field's source always wins
+            elif direction == "to-dynamics":
+                side = "marketo"
+            else:
+                side = winner or DEFAULT_WINNER[entity]
+            per_entity[entity].append(FieldRule(marketo, column, direction, side))
+    return Mapping(
+        fields={e: tuple(rules) for e, rules in per_entity.items()},
+        dynamics_id_field=_text(mk, "dynamics_id_field", source, "dynamicsId"),
+        dynamics_type_field=_text(mk, "dynamics_type_field", source, "dynamicsType"),
+        dynamics_deleted_field=_text(mk, "dynamics_deleted_field", source, "dynamicsDeleted"),
+        marketo_id_column=_text(dy, "marketo_id_column", source, "new_marketoid"),
+        sync_filter_column=_text(dy, "sync_filter_column", source, "new_synctomkto"),
+    )
+
+
+def load_mapping(path: Path) -> Mapping:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"SYNC_MAPPING_FILE: {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"SYNC_MAPPING_FILE: {path} is not valid TOML: {exc}") from None
+    return parse_mapping(data, str(path))

@@ -1,0 +1,273 @@
+"""Marketo Engage REST client: token, Lead Database reads/writes and change feeds.
+
+Marketo reports most failures as HTTP 200 with `success: false` and a code; this client
+turns every code into an action (refresh the token, wait, retry, stop) so callers never
+see a half-understood envelope. It paces itself under the instance-wide 100 calls /
+20 s and 10-concurrent limits, and counts calls against the daily budget so the
+background cycle stops before the org's quota runs dry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from sync_core.errors import (
+    AuthFailed,
+    ConfigError,
+    QuotaExhausted,
+    StopCycle,
+    SyncError,
+    Throttled,
+    TransientError,
+)
+from sync_core.http import RetryPolicy, SlidingWindow, transport_error
+
+BATCH = 300
+_RETRY_CODES = {"604", "608", "611", "614", "713", "500", "502"}
+_TOKEN_CODES = {"601", "602"}
+# Process-wide token cache: a warm Functions worker reuses its token across invocations,
+# which saves an identity call per cycle (tokens live an hour).
+_TOKENS: dict[tuple[str, str], tuple[str, float]] = {}
+
+
+@dataclass(slots=True)
+class Activity:
+    id: str
+    lead_id: int
+    type_id: int
+    date: str
+    fields: dict[str, Any]  # name -> new value (lead changes only)
+    attributes: dict[str, Any]
+
+
+class MarketoClient:
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        limiter: SlidingWindow | None = None,
+        retry: RetryPolicy | None = None,
+        budget: int | None = None,
+        rate_limit_wait: float = 20.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client_id = client_id
+        self._secret = client_secret
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
+        # Half the instance's 100/20 s: the documented share for one integration.
+        self._limiter = limiter or SlidingWindow(calls=50, period=20.0, concurrent=5)
+        self._retry = retry or RetryPolicy()
+        self.budget = budget
+        self.rate_limit_wait = rate_limit_wait
+        self.calls = 0
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---- auth ---------------------------------------------------------------
+    async def _token(self, *, fresh: bool = False) -> str:
+        key = (self.base_url, self._client_id)
+        cached = _TOKENS.get(key)
+        if cached and not fresh and cached[1] > time.monotonic():
+            return cached[0]
+        try:
+            resp = await self._http.post(
+                f"{self.base_url}/identity/oauth/token",
+                params={
+                    "grant_type": "client_credentials",
+                    "client_id": self._client_id,
+                    "client_secret": self._secret,
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        if resp.status_code in (400, 401, 403):
+            raise AuthFailed(
+                f"Marketo rejected the client credentials (HTTP {resp.status_code}); "
+                "check MARKETO_CLIENT_ID / MARKETO_CLIENT_SECRET"
+            )
+        if resp.status_code >= 500:
+            raise TransientError(f"Marketo identity HTTP {resp.status_code}")
+        body = resp.json()
+        token = str(body["access_token"])
+        # Renew a minute early so a token never expires between check and use.
+        _TOKENS[key] = (token, time.monotonic() + float(body.get("expires_in", 0)) - 60)
+        return token
+
+    # ---- one REST call with classification ---------------------------------
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        form: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Send one REST call (retried as its classification allows); return the envelope."""
+        refresh = False
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal refresh
+            if self.budget is not None and self.calls >= self.budget:
+                raise QuotaExhausted(
+                    f"Marketo call budget for background sync reached ({self.budget} calls)"
+                )
+            token = await self._token(fresh=refresh)
+            refresh = False
+            async with self._limiter:
+                self.calls += 1
+                try:
+                    resp = await self._http.request(
+                        method,
+                        f"{self.base_url}{path}",
+                        params=params,
+                        json=json,
+                        data=form,
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                except httpx.HTTPError as exc:
+                    raise transport_error(exc) from exc
+            if resp.status_code >= 500:
+                raise TransientError(f"Marketo HTTP {resp.status_code} on {path}")
+            if resp.status_code != 200:
+                raise ConfigError(f"Marketo HTTP {resp.status_code} on {path}: {resp.text[:200]}")
+            body: dict[str, Any] = resp.json()
+            if body.get("success"):
+                return body
+            errors = body.get("errors") or [{"code": "?", "message": "no error given"}]
+            code, message = str(errors[0].get("code")), str(errors[0].get("message"))
+            if code in _TOKEN_CODES:
+                refresh = True
+                raise Throttled(f"Marketo {code}: {message}", retry_after=0)
+            if code == "606":
+                raise Throttled(f"Marketo 606: {message}", retry_after=self.rate_limit_wait)
+            if code == "615":
+                raise Throttled(f"Marketo 615: {message}", retry_after=1.0)
+            if code in _RETRY_CODES:
+                raise TransientError(f"Marketo {code}: {message}")
+            if code == "607":
+                raise QuotaExhausted(f"Marketo daily quota reached (607): {message}")
+            if code == "603":
+                raise AuthFailed(f"Marketo access denied (603): {message}")
+            if code == "702":
+                return {**body, "result": []}
+            raise StopCycle(f"Marketo {code} on {path}: {message}")
+
+        return await self._retry.run(attempt)
+
+    # ---- lead database ------------------------------------------------------
+    async def get_leads(
+        self, filter_type: str, values: Sequence[Any], fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """People whose `filter_type` is one of `values` (any count; 300 per call)."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(values), BATCH):
+            chunk = [str(v) for v in values[i : i + BATCH]]
+            form = {
+                "filterType": filter_type,
+                "filterValues": ",".join(chunk),
+                "fields": ",".join(fields),
+                "batchSize": str(BATCH),
+            }
+            token: str | None = None
+            while True:
+                if token:
+                    form["nextPageToken"] = token
+                # POST with _method=GET: 300 emails would overflow the 8 KB URI limit.
+                body = await self.call(
+                    "POST", "/rest/v1/leads.json", params={"_method": "GET"}, form=form
+                )
+                out.extend(body.get("result") or [])
+                token = body.get("nextPageToken")
+                if not token or not body.get("moreResult", False):
+                    break
+        return out
+
+    async def sync_leads(
+        self, action: str, records: Sequence[dict[str, Any]], lookup_field: str = "id"
+    ) -> list[dict[str, Any]]:
+        """Create/update people; one result per input record, in input order."""
+        results: list[dict[str, Any]] = []
+        for i in range(0, len(records), BATCH):
+            chunk = list(records[i : i + BATCH])
+            payload: dict[str, Any] = {"action": action, "input": chunk}
+            if action != "createDuplicate":
+                payload["lookupField"] = lookup_field
+            body = await self.call("POST", "/rest/v1/leads.json", json=payload)
+            got = body.get("result") or []
+            if len(got) != len(chunk):
+                raise SyncError(f"Marketo returned {len(got)} results for {len(chunk)} records")
+            results.extend(got)
+        return results
+
+    # ---- change feeds -------------------------------------------------------
+    async def paging_token(self, since: datetime) -> str:
+        body = await self.call(
+            "GET",
+            "/rest/v1/activities/pagingtoken.json",
+            params={"sinceDatetime": since.isoformat()},
+        )
+        return str(body["nextPageToken"])
+
+    async def _feed(
+        self, path: str, token: str, params: dict[str, str]
+    ) -> AsyncIterator[tuple[list[Activity], str]]:
+        """Pages of activities with the token to resume *after* each page. Pages may
+        be short or empty while moreResult is true; only moreResult ends the feed."""
+        while True:
+            body = await self.call(
+                "GET", path, params={**params, "nextPageToken": token, "batchSize": str(BATCH)}
+            )
+            token = str(body.get("nextPageToken") or token)
+            page = [_activity(a) for a in body.get("result") or []]
+            yield page, token
+            if not body.get("moreResult"):
+                return
+
+    def lead_changes(
+        self, token: str, fields: Sequence[str]
+    ) -> AsyncIterator[tuple[list[Activity], str]]:
+        return self._feed(
+            "/rest/v1/activities/leadchanges.json", token, {"fields": ",".join(fields)}
+        )
+
+    def deleted_leads(self, token: str) -> AsyncIterator[tuple[list[Activity], str]]:
+        return self._feed("/rest/v1/activities/deletedleads.json", token, {})
+
+    # ---- custom activities --------------------------------------------------
+    async def activity_types(self) -> list[dict[str, Any]]:
+        body = await self.call("GET", "/rest/v1/activities/types.json")
+        return list(body.get("result") or [])
+
+    async def add_activities(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for i in range(0, len(records), BATCH):
+            body = await self.call(
+                "POST", "/rest/v1/activities/external.json", json={"input": records[i : i + BATCH]}
+            )
+            results.extend(body.get("result") or [])
+        return results
+
+
+def _activity(raw: dict[str, Any]) -> Activity:
+    attrs = {a.get("name"): a.get("value") for a in raw.get("attributes") or []}
+    fields = {f.get("name"): f.get("newValue") for f in raw.get("fields") or []}
+    return Activity(
+        id=str(raw.get("marketoGUID") or raw.get("id")),
+        lead_id=int(raw.get("leadId") or raw.get("primaryAttributeValueId") or 0),
+        type_id=int(raw.get("activityTypeId") or 0),
+        date=str(raw.get("activityDate") or ""),
+        fields=fields,
+        attributes=attrs,
+    )

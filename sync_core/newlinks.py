@@ -1,0 +1,177 @@
+"""Link Dynamics records the sync has not seen before to a Marketo person.
+
+Resolution order, each step cheaper to get wrong than the next: (1) the person id the
+record already carries (links rebuilt after a lost state table), (2) a person created
+for this record by an earlier, interrupted cycle (found through the create intent and
+the person's Dynamics-id field), (3) exactly one person with the same email
+(case-insensitive) that is not linked to another record, (4) a new person. The intent
+row is written *before* the create, so a crash between the create and the link save
+finds the person again instead of minting a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from sync_core.apply import PairWork
+from sync_core.errors import RecordRejected
+from sync_core.mapping import ENTITY_KEY, Entity
+from sync_core.planner import normalize, plan_pair
+from sync_core.state import Link
+
+if TYPE_CHECKING:
+    from sync_core.cycle import Cycle
+
+
+def _intent_set(entity: Entity) -> str:
+    return f"intent{entity}"
+
+
+async def link_new_records(
+    cycle: Cycle, entity: Entity, rows: list[dict[str, Any]]
+) -> list[PairWork]:
+    m = cycle.mapping
+    key = ENTITY_KEY[entity]
+    fields = [*m.marketo_fields(), m.dynamics_deleted_field]
+    by_id = {str(r[key]).lower(): r for r in rows}
+    matched: dict[str, dict[str, Any]] = {}  # dynamics id -> person
+    taken: set[int] = set()
+
+    def take(did: str, person: dict[str, Any]) -> None:
+        matched[did] = person
+        taken.add(int(person["id"]))
+
+    def free_for(person: dict[str, Any], did: str) -> bool:
+        owner = str(normalize(person.get(m.dynamics_id_field)) or "").lower()
+        return int(person["id"]) not in taken and (
+            owner in ("", did) or bool(person.get(m.dynamics_deleted_field))
+        )
+
+    # (1) the id the record carries
+    claimed = {did: _int(r.get(m.marketo_id_column)) for did, r in by_id.items()}
+    claimed_ids = sorted({v for v in claimed.values() if v is not None})
+    if claimed_ids:
+        found = await cycle.marketo.get_leads("id", claimed_ids, fields)
+        people = {int(p["id"]): p for p in found}
+        for did, mid in claimed.items():
+            person = people.get(mid) if mid is not None else None
+            if person is not None and free_for(person, did):
+                take(did, person)
+
+    # (2) a person an interrupted cycle created for this record
+    intents = set(await asyncio.to_thread(cycle.store.members, _intent_set(entity)))
+    pending = sorted(d for d in by_id if d in intents and d not in matched)
+    if pending:
+        for person in await cycle.marketo.get_leads(m.dynamics_id_field, pending, fields):
+            did = str(person.get(m.dynamics_id_field) or "").lower()
+            if did in by_id and did not in matched:
+                take(did, person)
+
+    # (3) exactly one person with the same email
+    email_col = next((r.column for r in m.fields[entity] if r.marketo == "email"), None)
+    if email_col:
+        wanted = {
+            did: str(normalize(r.get(email_col))).lower()
+            for did, r in by_id.items()
+            if did not in matched and normalize(r.get(email_col))
+        }
+        if wanted:
+            same_email = await cycle.marketo.get_leads(
+                "email", sorted(set(wanted.values())), fields
+            )
+            by_email: dict[str, list[dict[str, Any]]] = {}
+            for p in same_email:
+                by_email.setdefault(str(p.get("email") or "").lower(), []).append(p)
+            for did, email in wanted.items():
+                candidates = by_email.get(email, [])
+                if len(candidates) == 1 and free_for(candidates[0], did):
+                    take(did, candidates[0])
+
+    work: list[PairWork] = []
+    rules = m.fields[entity]
+    for did, person in matched.items():
+        row = by_id[did]
+        mid = int(person["id"])
+        work.append(
+            PairWork(
+                Link(mid, entity, did),
+                plan_pair(rules, row, person, None, cycle.hasher),
+                row.get("@odata.etag"),
+                extra_marketo=cycle.marketo_link_fields(person, entity, did),
+                extra_dynamics=cycle.dynamics_link_fields(row, mid),
+                new=True,
+            )
+        )
+        cycle.counts.linked += 1
+
+    # (4) create the rest
+    to_create = [did for did in by_id if did not in matched]
+    if to_create:
+        await asyncio.to_thread(cycle.store.add_to_set, _intent_set(entity), to_create)
+        records = []
+        for did in to_create:
+            row = by_id[did]
+            rec = {
+                r.marketo: normalize(row.get(r.column))
+                for r in rules
+                if r.direction != "to-dynamics" and normalize(row.get(r.column)) is not None
+            }
+            rec[m.dynamics_id_field] = did
+            rec[m.dynamics_type_field] = entity
+            records.append(rec)
+        results = await cycle.marketo.sync_leads("createDuplicate", records)
+        for did, rec, res in zip(to_create, records, results, strict=True):
+            row = by_id[did]
+            if res.get("status") != "created":
+                reason = (res.get("reasons") or [{}])[0]
+                err = RecordRejected(str(reason.get("code", "?")), str(reason.get("message", "")))
+                cycle.counts.rejected += 1
+                cycle.applier.errors.append(
+                    {
+                        "operation": "create",
+                        "direction": "to-marketo",
+                        "entity": entity,
+                        "fields": sorted(rec),
+                        "code": err.code,
+                        "message": err.message,
+                        "marketoId": "",
+                        "dynamicsId": did,
+                    }
+                )
+                continue
+            mid = int(res["id"])
+            cycle.counts.created_in_marketo += 1
+            cycle.applier.events.append(
+                {
+                    "marketoId": mid,
+                    "entity": entity,
+                    "dynamicsId": did,
+                    "direction": "to-marketo",
+                    "fields": sorted(rec),
+                    "note": "created in Marketo",
+                }
+            )
+            work.append(
+                PairWork(
+                    Link(mid, entity, did),
+                    plan_pair(rules, row, rec, None, cycle.hasher),
+                    row.get("@odata.etag"),
+                    extra_dynamics=cycle.dynamics_link_fields(row, mid),
+                    new=True,
+                )
+            )
+    return work
+
+
+async def clear_intents(cycle: Cycle, entity: Entity, work: list[PairWork]) -> None:
+    done = [w.link.dynamics_id for w in work if w.new]
+    if done:
+        await asyncio.to_thread(cycle.store.remove_from_set, _intent_set(entity), done)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip()) if value not in (None, "") else None
+    except ValueError:
+        return None

@@ -1,0 +1,127 @@
+"""The pure merge planner: current values on both sides + base + rules -> decisions.
+
+No I/O and no clocks, so every merge rule is table-tested and the planner can run
+over a million pairs without touching a network. It is a per-field three-way merge
+(Unison's model): a side "changed" a field when its value's hash differs from the
+base hash; one-sided changes copy across, equal two-sided changes settle, differing
+two-sided changes are collisions decided by the field's winner (the system of record
+for the entity unless the mapping overrides it). The two systems' clocks are never
+compared, which is what keeps skewed clocks from silently picking the wrong value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping as MappingT
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync_core.mapping import FieldRule
+
+Values = MappingT[str, Any]
+
+
+def normalize(value: Any) -> Any:
+    """One canonical form per meaning: Marketo omits nulls and Dataverse turns '' into
+    null, so '' / whitespace / None must all compare equal or every cycle would churn."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+class Hasher:
+    """Keyed hash of a value, so the stored base reveals no personal data."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("hash key must be at least 16 bytes")
+        self._key = key[:64]
+
+    def __call__(self, value: Any) -> str:
+        value = normalize(value)
+        if value is None:
+            return "-"  # a cleared field is a value too; its hash must be stable and short
+        data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        return hashlib.blake2b(data, key=self._key, digest_size=12).hexdigest()
+
+
+@dataclass(slots=True)
+class Collision:
+    field: str  # Marketo field name
+    winner: str  # "marketo" | "dynamics"
+
+
+@dataclass(slots=True)
+class PairPlan:
+    """What to do for one linked pair. Field keys are Marketo names for `to_marketo`
+    and Dataverse column names for `to_dynamics`."""
+
+    to_marketo: dict[str, Any] = field(default_factory=dict)
+    to_dynamics: dict[str, Any] = field(default_factory=dict)
+    # Base hashes to store once the writes above have landed (keyed by Marketo name).
+    settled: dict[str, str] = field(default_factory=dict)
+    pending_marketo: dict[str, str] = field(default_factory=dict)
+    pending_dynamics: dict[str, str] = field(default_factory=dict)
+    collisions: list[Collision] = field(default_factory=list)
+
+    @property
+    def idle(self) -> bool:
+        return not (self.to_marketo or self.to_dynamics or self.settled)
+
+
+def plan_pair(
+    rules: Sequence[FieldRule],
+    dynamics: Values,
+    marketo: Values,
+    base: MappingT[str, str] | None,
+    hasher: Hasher,
+    *,
+    skip: frozenset[str] = frozenset(),
+) -> PairPlan:
+    """Decide, field by field, what to copy where.
+
+    `base` None means no agreed state exists (a new or rebuilt link): both sides are
+    treated as changed since an empty base, so one-sided values propagate and two
+    different values go to the winner. `skip` names Marketo fields to leave alone this
+    time (e.g. unreadable by the sync identity).
+    """
+    plan = PairPlan()
+    for rule in rules:
+        name = rule.marketo
+        if name in skip:
+            continue
+        d_val = normalize(dynamics.get(rule.column))
+        m_val = normalize(marketo.get(name))
+        stored = base.get(name) if base is not None else None
+        if d_val == m_val:
+            h = hasher(d_val)
+            if stored != h:
+                plan.settled[name] = h  # in agreement already: record it, write nothing
+            continue
+        d_hash, m_hash = hasher(d_val), hasher(m_val)
+        if base is None or stored is None:
+            # Unknown base: an empty side is "unchanged from nothing", a filled side changed.
+            d_changed, m_changed = d_val is not None, m_val is not None
+        else:
+            d_changed, m_changed = d_hash != stored, m_hash != stored
+        if d_changed and m_changed:
+            plan.collisions.append(Collision(name, rule.winner))
+            source = rule.winner
+        elif d_changed:
+            source = "dynamics"
+        elif m_changed:
+            source = "marketo"
+        else:  # both equal the base yet differ from each other: only if base is stale
+            source = rule.winner
+        if source == "dynamics" and rule.direction != "to-dynamics":
+            plan.to_marketo[name] = d_val
+            plan.pending_marketo[name] = d_hash
+        elif source == "marketo" and rule.direction != "to-marketo":
+            plan.to_dynamics[rule.column] = m_val
+            plan.pending_dynamics[name] = m_hash
+    return plan

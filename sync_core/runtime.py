@@ -1,0 +1,142 @@
+"""Build the engine's parts (clients, store, mapping, hasher) from Settings.
+
+The only place that knows how production authenticates: Marketo client credentials,
+Entra ID for Dataverse (a client secret, or the managed identity when the secret is
+empty) and Table Storage by connection string or managed identity. Tests and the CLI
+use the same path, only injecting transports or a CA bundle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import httpx
+
+from sync_core.dataverse import DataverseClient
+from sync_core.errors import AuthFailed
+from sync_core.mapping import Mapping, load_mapping
+from sync_core.marketo import MarketoClient
+from sync_core.planner import Hasher
+from sync_core.settings import Settings
+from sync_core.state import StateStore
+
+
+@lru_cache(maxsize=8)
+def _credential(
+    tenant: str, client_id: str, secret: str, authority: str, verify: str | None
+) -> Any:
+    # Cached per process so azure-identity's own token cache survives across invocations.
+    from azure.identity import ClientSecretCredential, ManagedIdentityCredential
+
+    kwargs: dict[str, Any] = {"connection_verify": verify} if verify else {}
+    if secret:
+        return ClientSecretCredential(
+            tenant,
+            client_id,
+            secret,
+            authority=authority,
+            disable_instance_discovery=not authority.endswith("login.microsoftonline.com"),
+            **kwargs,
+        )
+    return ManagedIdentityCredential(client_id=client_id or None)
+
+
+def token_provider(settings: Settings, ca_bundle: str | None = None) -> Any:
+    credential = _credential(
+        settings.dynamics_tenant_id,
+        settings.dynamics_client_id,
+        settings.dynamics_client_secret.get_secret_value(),
+        settings.dynamics_authority_host,
+        ca_bundle,
+    )
+    scope = f"{settings.dynamics_url}/.default"
+
+    async def token(refresh: bool) -> str:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            # get_token blocks (requests); azure-identity caches and refreshes it.
+            result = await asyncio.to_thread(credential.get_token, scope)
+        except ClientAuthenticationError as exc:
+            raise AuthFailed(f"Entra ID refused a token for {scope}: {exc.message}") from exc
+        return str(result.token)
+
+    return token
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    mapping: Mapping
+    store: StateStore
+    marketo: MarketoClient
+    dataverse: DataverseClient
+    hasher: Hasher
+
+    async def aclose(self) -> None:
+        await self.marketo.aclose()
+        await self.dataverse.aclose()
+        self.store.close()
+
+
+def build_store(settings: Settings) -> StateStore:
+    prefix = settings.sync_table_prefix
+    if settings.sync_storage_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        return StateStore.from_account_url(
+            settings.sync_storage_account_url, DefaultAzureCredential(), prefix
+        )
+    conn = settings.sync_storage_connection.get_secret_value()
+    return StateStore.from_connection_string(conn, prefix)
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    marketo_transport: httpx.AsyncBaseTransport | None = None,
+    dynamics_transport: httpx.AsyncBaseTransport | None = None,
+    ca_bundle: str | None = None,
+    store: StateStore | None = None,
+    ensure_tables: bool = True,
+) -> Runtime:
+    mapping = load_mapping(settings.sync_mapping_file)
+    store = store or build_store(settings)
+    if ensure_tables:
+        store.ensure_tables()
+    timeout = settings.sync_http_timeout_seconds
+    marketo = MarketoClient(
+        settings.marketo_base_url,
+        settings.marketo_client_id,
+        settings.marketo_client_secret.get_secret_value(),
+        transport=marketo_transport,
+        timeout=timeout,
+    )
+    dataverse = DataverseClient(
+        settings.dynamics_url,
+        token_provider(settings, ca_bundle),
+        transport=dynamics_transport,
+        verify=ca_bundle or True,
+        timeout=timeout,
+    )
+    hasher = Hasher(store.hash_key(settings.sync_hash_key.get_secret_value()))
+    return Runtime(settings, mapping, store, marketo, dataverse, hasher)
+
+
+def new_cycle(rt: Runtime) -> Any:
+    from sync_core.cycle import Cycle
+
+    s = rt.settings
+    return Cycle(
+        rt.mapping,
+        rt.store,
+        rt.marketo,
+        rt.dataverse,
+        rt.hasher,
+        lease_seconds=s.sync_lease_seconds,
+        daily_quota=s.sync_marketo_daily_quota,
+        quota_share=s.sync_marketo_quota_share,
+    )

@@ -1,0 +1,390 @@
+"""Sync state in Azure Table Storage: cursors, the cycle lease, links with their base,
+create intents, the retry set, and the cycle / error / per-person logs.
+
+Keeping all of it in one store (Azurite locally, identity-based in Azure) is what lets a
+cycle killed at any instant resume without losing or duplicating anything: cursors
+advance only after the link rows they cover are written, and every multi-row write is
+chunked into entity-group transactions of at most 100 (the service limit, which the
+SDK does not enforce and Azurite answers with a malformed response).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from sync_core.mapping import Entity
+
+BATCH_LIMIT = 100
+_FORBIDDEN = {"/", "\\", "#", "?", "%"}
+
+
+def safe_key(text: str) -> str:
+    """Encode a PartitionKey/RowKey: `/ \\ # ?` and control characters are not allowed
+    in keys, so they (and the escape char) become %XX instead of crashing a write."""
+    return "".join(
+        f"%{ord(c):02X}" if c in _FORBIDDEN or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c
+        for c in text
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _newest_first(t: datetime) -> str:
+    # Table Storage sorts by RowKey ascending; an inverted timestamp lists newest first.
+    return f"{10**15 - int(t.timestamp() * 1000):015d}"
+
+
+@dataclass(slots=True)
+class Link:
+    """A Marketo person paired with one Dynamics lead or contact, and their base."""
+
+    marketo_id: int
+    entity: Entity
+    dynamics_id: str
+    base: dict[str, str] = field(default_factory=dict)
+    linked_at: str = ""
+
+
+class StateStore:
+    TABLES = ("state", "links", "cycles", "errors", "personlog")
+
+    def __init__(self, service: TableServiceClient, prefix: str = "mktosync") -> None:
+        self._service = service
+        self._prefix = prefix
+        self._tables: dict[str, TableClient] = {
+            name: service.get_table_client(f"{prefix}{name}") for name in self.TABLES
+        }
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="state")
+
+    @classmethod
+    def from_connection_string(cls, conn: str, prefix: str = "mktosync") -> StateStore:
+        return cls(TableServiceClient.from_connection_string(conn), prefix)
+
+    @classmethod
+    def from_account_url(cls, url: str, credential: Any, prefix: str = "mktosync") -> StateStore:
+        return cls(TableServiceClient(endpoint=url, credential=credential), prefix)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._service.close()
+
+    def ensure_tables(self) -> None:
+        for name in self.TABLES:
+            self._service.create_table_if_not_exists(f"{self._prefix}{name}")
+
+    def _t(self, name: str) -> TableClient:
+        return self._tables[name]
+
+    def _write(self, table: str, entities: Iterable[dict[str, Any]], op: str = "upsert") -> None:
+        """Write entities in per-partition transactions of <= 100 (each one atomic)."""
+        by_pk: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for e in entities:
+            by_pk[e["PartitionKey"]].append(e)
+        client = self._t(table)
+        for rows in by_pk.values():
+            for i in range(0, len(rows), BATCH_LIMIT):
+                chunk = rows[i : i + BATCH_LIMIT]
+                if len(chunk) == 1 and op == "upsert":
+                    client.upsert_entity(chunk[0], mode=UpdateMode.REPLACE)
+                else:
+                    client.submit_transaction([(op, e) for e in chunk])
+
+    # ---- small key/value rows ---------------------------------------------
+    def get_value(self, kind: str, name: str) -> str | None:
+        try:
+            return str(self._t("state").get_entity(kind, safe_key(name))["value"])
+        except ResourceNotFoundError:
+            return None
+
+    def set_values(self, kind: str, values: dict[str, str | None]) -> None:
+        upserts = [
+            {"PartitionKey": kind, "RowKey": safe_key(k), "value": v}
+            for k, v in values.items()
+            if v is not None
+        ]
+        self._write("state", upserts)
+        for k, v in values.items():
+            if v is None:
+                self._t("state").delete_entity(kind, safe_key(k))
+
+    def get_cursor(self, name: str) -> str | None:
+        return self.get_value("cursor", name)
+
+    def set_cursors(self, values: dict[str, str | None]) -> None:
+        self.set_values("cursor", values)
+
+    def hash_key(self, configured: str = "") -> bytes:
+        """The base-hash key: the configured one, else one generated once and kept here."""
+        if configured:
+            return configured.encode()
+        existing = self.get_value("meta", "hashkey")
+        if existing:
+            return bytes.fromhex(existing)
+        key = secrets.token_hex(32)
+        try:
+            self._t("state").create_entity(
+                {"PartitionKey": "meta", "RowKey": "hashkey", "value": key}
+            )
+        except ResourceExistsError:
+            # Another process created it first; everybody must use that one.
+            return bytes.fromhex(str(self.get_value("meta", "hashkey")))
+        return bytes.fromhex(key)
+
+    # ---- lease: one writer at a time --------------------------------------
+    def acquire_lease(self, owner: str, seconds: int, name: str = "cycle") -> bool:
+        """Take the lease if free or expired. ETag-guarded, so of two racing cycles
+        exactly one wins even when both read the same expired row."""
+        table = self._t("state")
+        now = time.time()
+        row = {"PartitionKey": "lease", "RowKey": name, "owner": owner, "expires": now + seconds}
+        try:
+            current = table.get_entity("lease", name)
+        except ResourceNotFoundError:
+            try:
+                table.create_entity(row)
+                return True
+            except ResourceExistsError:
+                return False
+        if current.get("owner") != owner and float(current.get("expires", 0)) > now:
+            return False
+        try:
+            table.update_entity(
+                row,
+                mode=UpdateMode.REPLACE,
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+            return True
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+
+    def release_lease(self, owner: str, name: str = "cycle") -> None:
+        table = self._t("state")
+        try:
+            current = table.get_entity("lease", name)
+            if current.get("owner") == owner:
+                table.delete_entity(
+                    "lease",
+                    name,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass
+
+    # ---- links ------------------------------------------------------------
+    @staticmethod
+    def _m_key(marketo_id: int) -> tuple[str, str]:
+        return f"m{marketo_id // 1000:012d}", str(marketo_id)
+
+    @staticmethod
+    def _d_key(entity: Entity, dynamics_id: str) -> tuple[str, str]:
+        did = dynamics_id.lower()
+        return f"d{entity[0]}{safe_key(did[:2])}", safe_key(did)
+
+    def _get_many(self, table: str, keys: list[tuple[str, str]]) -> list[dict[str, Any] | None]:
+        client = self._t(table)
+
+        def one(key: tuple[str, str]) -> dict[str, Any] | None:
+            try:
+                return dict(client.get_entity(*key))
+            except ResourceNotFoundError:
+                return None
+
+        return list(self._pool.map(one, keys))
+
+    @staticmethod
+    def _link(row: dict[str, Any]) -> Link:
+        return Link(
+            marketo_id=int(row["RowKey"]),
+            entity=row["entity"],
+            dynamics_id=row["dynamicsId"],
+            base=json.loads(row.get("base") or "{}"),
+            linked_at=row.get("linkedAt", ""),
+        )
+
+    def links_by_marketo(self, ids: Iterable[int]) -> dict[int, Link]:
+        ids = list(dict.fromkeys(ids))
+        rows = self._get_many("links", [self._m_key(i) for i in ids])
+        return {i: self._link(r) for i, r in zip(ids, rows, strict=True) if r is not None}
+
+    def links_by_dynamics(self, entity: Entity, ids: Iterable[str]) -> dict[str, Link]:
+        ids = [i.lower() for i in dict.fromkeys(ids)]
+        index = self._get_many("links", [self._d_key(entity, i) for i in ids])
+        marketo_ids = {i: int(r["marketoId"]) for i, r in zip(ids, index, strict=True) if r}
+        links = self.links_by_marketo(marketo_ids.values())
+        # The index can outlive a re-linked person; only a matching main row counts.
+        return {
+            d: links[m]
+            for d, m in marketo_ids.items()
+            if m in links and links[m].dynamics_id.lower() == d and links[m].entity == entity
+        }
+
+    def save_links(self, links: Iterable[Link], *, new: bool = False) -> None:
+        """Upsert main rows (with base); with `new`, also the Dynamics-id index rows."""
+        links = list(links)
+        stamp = _now().isoformat()
+        if new:
+            self._write(
+                "links",
+                [
+                    {
+                        "PartitionKey": pk,
+                        "RowKey": rk,
+                        "marketoId": str(link.marketo_id),
+                    }
+                    for link in links
+                    for pk, rk in [self._d_key(link.entity, link.dynamics_id)]
+                ],
+            )
+        self._write(
+            "links",
+            [
+                {
+                    "PartitionKey": pk,
+                    "RowKey": rk,
+                    "entity": link.entity,
+                    "dynamicsId": link.dynamics_id.lower(),
+                    "base": json.dumps(link.base, separators=(",", ":"), sort_keys=True),
+                    "linkedAt": link.linked_at or stamp,
+                    "updatedAt": stamp,
+                }
+                for link in links
+                for pk, rk in [self._m_key(link.marketo_id)]
+            ],
+        )
+
+    def close_links(self, links: Iterable[Link]) -> None:
+        client = self._t("links")
+        for link in links:
+            for pk, rk in (
+                self._m_key(link.marketo_id),
+                self._d_key(link.entity, link.dynamics_id),
+            ):
+                try:
+                    client.delete_entity(pk, rk)
+                except ResourceNotFoundError:
+                    pass
+
+    def iter_links(self) -> Iterator[Link]:
+        """Every open link, page by page (memory stays bounded by the page size)."""
+        query = "PartitionKey ge 'm' and PartitionKey lt 'n'"
+        for row in self._t("links").query_entities(query):
+            yield self._link(dict(row))
+
+    # ---- intents and retries (sets of keys) -------------------------------
+    def add_to_set(
+        self, kind: str, keys: Iterable[str], data: dict[str, str] | None = None
+    ) -> None:
+        self._write(
+            "state",
+            [{"PartitionKey": kind, "RowKey": safe_key(k), **(data or {})} for k in keys],
+        )
+
+    def members(self, kind: str) -> list[str]:
+        rows = self._t("state").query_entities(f"PartitionKey eq '{kind}'", select=["RowKey"])
+        return [_unsafe(str(r["RowKey"])) for r in rows]
+
+    def remove_from_set(self, kind: str, keys: Iterable[str]) -> None:
+        client = self._t("state")
+        for k in keys:
+            try:
+                client.delete_entity(kind, safe_key(k))
+            except ResourceNotFoundError:
+                pass
+
+    # ---- logs -------------------------------------------------------------
+    def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
+        started = datetime.fromisoformat(summary["started"])
+        row = {"PartitionKey": "cycle", "RowKey": f"{_newest_first(started)}-{cycle_id}"}
+        for key, value in summary.items():
+            row[key] = json.dumps(value) if isinstance(value, dict | list) else value
+        self._t("cycles").upsert_entity(row)
+
+    def recent_cycles(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._t("cycles").query_entities("PartitionKey eq 'cycle'", results_per_page=limit)
+        out = []
+        for row in rows:
+            out.append(dict(row))
+            if len(out) >= limit:
+                break
+        return out
+
+    def record_errors(self, rows: Iterable[dict[str, Any]]) -> None:
+        stamp = _now()
+        entities = []
+        for n, row in enumerate(rows):
+            entities.append(
+                {
+                    "PartitionKey": "error",
+                    "RowKey": f"{_newest_first(stamp)}-{n:05d}-{secrets.token_hex(3)}",
+                    "at": stamp.isoformat(),
+                    **{
+                        k: (json.dumps(v) if isinstance(v, list | dict) else v)
+                        for k, v in row.items()
+                    },
+                }
+            )
+        self._write("errors", entities)
+
+    def list_errors(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        query = "PartitionKey eq 'error'"
+        params: dict[str, Any] = {}
+        if since is not None:
+            query += " and RowKey lt @bound"
+            params["bound"] = _newest_first(since) + "~"
+        return [dict(r) for r in self._t("errors").query_entities(query, parameters=params)]
+
+    def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
+        stamp = _now()
+        rows = []
+        for n, ev in enumerate(events):
+            rows.append(
+                {
+                    "PartitionKey": str(ev["marketoId"]),
+                    "RowKey": f"{_newest_first(stamp)}-{n:06d}",
+                    "at": stamp.isoformat(),
+                    **{
+                        k: (json.dumps(v) if isinstance(v, list | dict) else v)
+                        for k, v in ev.items()
+                        if k != "marketoId"
+                    },
+                }
+            )
+        self._write("personlog", rows)
+
+    def person_events(self, marketo_id: int) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self._t("personlog").query_entities(f"PartitionKey eq '{int(marketo_id)}'")
+        ]
+
+
+def _unsafe(key: str) -> str:
+    out, i = [], 0
+    while i < len(key):
+        if key[i] == "%" and i + 2 < len(key):
+            out.append(chr(int(key[i + 1 : i + 3], 16)))
+            i += 3
+        else:
+            out.append(key[i])
+            i += 1
+    return "".join(out)
