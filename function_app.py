@@ -11,7 +11,7 @@ import os
 
 import azure.functions as func
 
-from sync_core import entrypoints
+import sync_core.entrypoints as entrypoints
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

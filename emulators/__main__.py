@@ -10,13 +10,14 @@ import argparse
 import asyncio
 import importlib
 import sys
+from typing import Any
 
 from emulators.serve import ServerSpec, serve_all
 
 COMPONENTS = ("marketo", "dynamics", "functions")
 
 
-def _cli(name: str):  # type: ignore[no-untyped-def]
+def _cli(name: str) -> Any:
     return importlib.import_module(f"emulators.{name}.cli")
 
 

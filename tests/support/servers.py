@@ -41,6 +41,9 @@ def running_server(
         log_level="warning",
         access_log=False,
         lifespan="on",
+        # Clients that keep connections alive (azure-identity's requests session) must
+        # not hold the shutdown for uvicorn's default graceful wait.
+        timeout_graceful_shutdown=1,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )

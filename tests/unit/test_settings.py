@@ -26,7 +26,12 @@ def test_minimal_settings_and_defaults():
 def test_missing_settings_are_named():
     with pytest.raises(SettingsError) as err:
         load_settings({"MARKETO_BASE_URL": "https://x"})
-    for name in ("MARKETO_CLIENT_ID", "MARKETO_CLIENT_SECRET", "DYNAMICS_URL", "DYNAMICS_TENANT_ID"):
+    for name in (
+        "MARKETO_CLIENT_ID",
+        "MARKETO_CLIENT_SECRET",
+        "DYNAMICS_URL",
+        "DYNAMICS_TENANT_ID",
+    ):
         assert name in str(err.value)
 
 

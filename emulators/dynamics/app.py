@@ -1,0 +1,224 @@
+"""The ASGI application: routing between Entra stand-in, Web API and admin API.
+
+A small hand-written ASGI layer (no framework router) keeps per-call overhead low for the
+2,000 calls/s target and lets every API call pass through one pipeline: authenticate,
+service-protection limits, injected faults/latency, dispatch, statistics. Absolute URLs
+are built from the request's own scheme and Host header so links work behind any port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from emulators.dynamics.admin import AdminError, handle_admin
+from emulators.dynamics.auth import OAuthError, TokenService, openid_configuration
+from emulators.dynamics.batch import BatchRunner
+from emulators.dynamics.config import DynamicsConfig
+from emulators.dynamics.errors import DataverseError, throttled
+from emulators.dynamics.messages import API_PREFIX, ApiRequest, ApiResponse
+from emulators.dynamics.seed import seed
+from emulators.dynamics.state import EndpointBehaviour, EndpointStats, State
+from emulators.dynamics.throttle import Throttle
+from emulators.dynamics.webapi import WebApi
+
+Scope = dict[str, Any]
+
+
+class DynamicsApp:
+    def __init__(self, config: DynamicsConfig | None = None) -> None:
+        self.cfg = config or DynamicsConfig()
+        self.state = State(self.cfg)
+        self.tokens = TokenService(self.cfg)
+        self.throttle = Throttle(self.cfg.limits)
+        # Admin `reset` restores these knobs too, so one test's limits never leak into the next.
+        self._initial_limits = dataclasses.replace(self.cfg.limits)
+        self._initial_expiry = self.cfg.expire_change_tracking_in_days
+        self.webapi = WebApi(self.state)
+        self.batch = BatchRunner(self.webapi.handle, self.cfg.max_batch_operations)
+        if self.cfg.seed_contacts or self.cfg.seed_leads:
+            seed(self.state, self.cfg.seed_contacts, self.cfg.seed_leads, self.cfg.seed)
+
+    def reset(self) -> None:
+        for f in dataclasses.fields(self.cfg.limits):
+            setattr(self.cfg.limits, f.name, getattr(self._initial_limits, f.name))
+        self.cfg.expire_change_tracking_in_days = self._initial_expiry
+        self.state.reset()
+        self.throttle.reset()
+
+    # -- ASGI plumbing ----------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("127.0.0.1", 80)))
+        base = f"{scope.get('scheme', 'http')}://{host}"
+        path: str = scope["path"]
+        qs = scope.get("query_string", b"").decode("latin-1")
+        method: str = scope["method"]
+        if path.startswith(API_PREFIX) or path + "/" == API_PREFIX:
+            resp = await self._api(method, path[len(API_PREFIX):], qs, headers, body, base)
+        elif path.startswith("/_emulator"):
+            resp = self._admin(method, path[len("/_emulator"):], body)
+        else:
+            resp = await self._identity(method, path, headers, body, base)
+        await send({"type": "http.response.start", "status": resp.status,
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1"))
+                                for k, v in resp.headers.items()]})
+        await send({"type": "http.response.body", "body": resp.body})
+
+    # -- Web API pipeline --------------------------------------------------------------
+    def _behaviour(self, endpoint: str) -> EndpointBehaviour | None:
+        b = self.state.behaviours
+        return b.get(endpoint) or b.get("*")
+
+    async def _api(self, method: str, path: str, qs: str, headers: dict[str, str],
+                   body: bytes, base: str) -> ApiResponse:
+        path = unquote(path)
+        endpoint = self.webapi.endpoint_name(method, path)
+        stats = self.state.stats.get(endpoint)
+        if stats is None:
+            stats = self.state.stats[endpoint] = EndpointStats()
+        stats.calls += 1
+        start = time.perf_counter()
+        user_id: str | None = None
+        try:
+            user = self.tokens.authenticate(headers.get("authorization"))
+            self.throttle.enter(user.systemuserid)
+            user_id = user.systemuserid
+            beh = self._behaviour(endpoint)
+            if beh is not None and beh.fault and beh.remaining != 0:
+                if beh.remaining is not None:
+                    beh.remaining -= 1
+                await self._fault(beh)
+            req = ApiRequest(method, path, qs, headers, body, base, user)
+            if path == "$batch" and method == "POST":
+                try:
+                    resp = self.batch.run(req)
+                except DataverseError as e:
+                    resp = _error_response(e)
+            else:
+                resp = self.webapi.handle(req)
+            delay = self.cfg.base_latency_ms
+            if beh is not None:
+                delay += beh.latency_ms + beh.per_operation_ms * resp.operations
+            if delay > 0:
+                await asyncio.sleep(delay / 1000)
+        except DataverseError as e:
+            resp = _error_response(e)
+        finally:
+            elapsed = (time.perf_counter() - start) * 1000
+            stats.execution_ms += elapsed
+            if user_id is not None:
+                self.throttle.leave(user_id, elapsed)
+        if resp.status == 429:
+            stats.throttled += 1
+        elif resp.status >= 400:
+            stats.errors += 1
+        rid = str(uuid.uuid4())
+        resp.headers.setdefault("x-ms-service-request-id", rid)
+        resp.headers.setdefault("REQ_ID", rid)
+        if user_id is not None and self.throttle.limits.enabled:
+            left, ms = self.throttle.snapshot(user_id)
+            resp.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(max(0, left))
+            resp.headers["x-ms-ratelimit-time-remaining-xrm-requests"] = f"{max(0.0, ms):.2f}"
+        return resp
+
+    async def _fault(self, beh: EndpointBehaviour) -> None:
+        if beh.fault == "429":
+            lim = self.throttle.limits
+            raise throttled("requests", beh.retry_after, lim.max_requests, lim.window_seconds)
+        if beh.fault == "timeout":
+            await asyncio.sleep(self.cfg.fault_timeout_seconds)
+            raise DataverseError(504, "", "The operation has timed out (injected fault).")
+        status = int(beh.fault or 500)
+        raise DataverseError(status, "0x80040216" if status == 500 else "",
+                             f"An unexpected error occurred (injected {status} fault).")
+
+    # -- admin ------------------------------------------------------------------------
+    def _admin(self, method: str, path: str, body: bytes) -> ApiResponse:
+        try:
+            status, payload = handle_admin(self, method, path, body)
+        except AdminError as e:
+            status, payload = e.status, {"error": str(e)}
+        except (ValueError, KeyError, TypeError) as e:
+            status, payload = 400, {"error": f"bad admin request: {e!r}"}
+        return ApiResponse(status, {"Content-Type": "application/json"},
+                           json.dumps(payload).encode())
+
+    # -- Entra ID stand-in ------------------------------------------------------------
+    async def _identity(self, method: str, path: str, headers: dict[str, str], body: bytes,
+                        base: str) -> ApiResponse:
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return ApiResponse(200, {"Content-Type": "application/json"},
+                               b'{"service":"dynamics-emulator"}')
+        tenant, rest = parts[0], "/".join(parts[1:])
+        if method == "GET" and rest in ("v2.0/.well-known/openid-configuration",
+                                        ".well-known/openid-configuration"):
+            doc = openid_configuration(base, tenant, v2=rest.startswith("v2.0"))
+            return ApiResponse(200, {"Content-Type": "application/json"}, json.dumps(doc).encode())
+        if method == "GET" and rest in ("discovery/v2.0/keys", "discovery/keys"):
+            return ApiResponse(200, {"Content-Type": "application/json"}, b'{"keys":[]}')
+        if method == "POST" and rest in ("oauth2/v2.0/token", "oauth2/token"):
+            stats = self.state.stats.setdefault("POST token", EndpointStats())
+            stats.calls += 1
+            beh = self.state.behaviours.get("POST token")
+            if beh is not None and beh.latency_ms:
+                await asyncio.sleep(beh.latency_ms / 1000)
+            if beh is not None and beh.fault and beh.remaining != 0:
+                if beh.remaining is not None:
+                    beh.remaining -= 1
+                stats.errors += 1
+                code = 503 if beh.fault in ("timeout", "429") else int(beh.fault)
+                return ApiResponse(code, {"Content-Type": "application/json"},
+                                   b'{"error":"temporarily_unavailable"}')
+            form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            basic = None
+            auth = headers.get("authorization", "")
+            if auth.lower().startswith("basic "):
+                cid, _, sec = base64.b64decode(auth[6:]).decode().partition(":")
+                basic = (unquote(cid), unquote(sec))
+            try:
+                payload = self.tokens.token_endpoint(tenant, form, basic, base,
+                                                     v2=rest.startswith("oauth2/v2.0"))
+                status = 200
+            except OAuthError as e:
+                stats.errors += 1
+                status, payload = e.status, e.payload
+            return ApiResponse(status, {"Content-Type": "application/json; charset=utf-8",
+                                        "Cache-Control": "no-store, no-cache"},
+                               json.dumps(payload).encode())
+        return ApiResponse(404, {"Content-Type": "application/json"},
+                           json.dumps({"error": "not_found", "path": path}).encode())
+
+
+def _error_response(e: DataverseError) -> ApiResponse:
+    h = {"Content-Type": "application/json; odata.metadata=minimal", "OData-Version": "4.0"}
+    h.update(e.headers)
+    return ApiResponse(e.status, h, e.body())
+
+
+def create_app(config: DynamicsConfig | None = None) -> DynamicsApp:
+    """Build the emulator ASGI app (Web API under /api/data/v9.2, Entra under /{tenant})."""
+    return DynamicsApp(config)

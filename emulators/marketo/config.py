@@ -1,0 +1,107 @@
+"""Every knob of the Marketo emulator in one dataclass.
+
+Tests force edge cases (token expiry, 606 storms, 1003 batches, empty activity pages)
+by changing these numbers instead of waiting for real time to pass; keeping them in
+one place prevents hidden constants that a test cannot reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class ApiUser:
+    """An API-only user tied to a LaunchPoint custom service (client id/secret)."""
+
+    client_id: str
+    client_secret: str
+    #: Returned as the token `scope` and recorded as `Modifying User` on activities.
+    email: str
+
+
+def default_users() -> list[ApiUser]:
+    return [
+        ApiUser("sync-app", "sync-app-secret", "sync-app@marketo.emulator"),
+        ApiUser("marketing-user", "marketing-user-secret", "marketing-user@marketo.emulator"),
+    ]
+
+
+@dataclass
+class MarketoConfig:
+    """Limits, lifetimes and latencies. `None`/0 switches a limit off where noted."""
+
+    users: list[ApiUser] = field(default_factory=default_users)
+    #: Seconds a new access token lives; `expires_in` counts down from lifetime - 1.
+    token_lifetime_s: float = 3600.0
+    #: Accept `?access_token=` (query or form). Marketo is retiring it; tests can reject it.
+    allow_access_token_param: bool = True
+
+    #: Sliding-window rate limit (606). `rate_limit_calls=0` disables.
+    rate_limit_calls: int = 100
+    rate_limit_window_s: float = 20.0
+    #: Calls in flight at once (615). 0 disables.
+    max_concurrent: int = 10
+    #: Calls per day, reset at 00:00 America/Chicago (607). 0 disables.
+    daily_quota: int = 50_000
+
+    #: Records per Lead DB call (1003) and maximum/default batchSize.
+    max_batch: int = 300
+    #: Get Leads by filter: more matches than this → 1003 "Too many results".
+    max_filter_matches: int = 1000
+    #: HTTP-level size limits (413/414).
+    max_body_bytes: int = 1_048_576
+    max_bulk_body_bytes: int = 10_485_760
+    max_uri_bytes: int = 8192
+
+    #: Activity feeds scan this many log entries per call, so pages may hold fewer
+    #: items than batchSize (even zero) while moreResult is true, as real Marketo does.
+    activity_scan_block: int = 10_000
+    #: Deleted-lead activities older than this are pruned from deletedleads.json.
+    deleted_lead_retention_days: float = 14.0
+
+    #: Custom activity type limits (1027/1028).
+    max_custom_activity_types: int = 10
+    max_custom_activity_attributes: int = 20
+
+    #: Bulk extract limits.
+    bulk_max_processing: int = 2
+    bulk_max_queued: int = 10
+    bulk_daily_quota_bytes: int = 500 * 1024 * 1024
+    bulk_max_days: int = 31
+    #: Seconds a job spends in Queued/Processing before it completes (0 = next poll).
+    bulk_processing_s: float = 0.0
+
+    #: Webhook call timeout (Marketo waits 30 s, no retry).
+    webhook_timeout_s: float = 30.0
+
+    #: Latency added to every limited API call, plus per input/output record.
+    latency_fixed_s: float = 0.0
+    latency_per_record_s: float = 0.0
+
+    #: Seed for generated ids/requestIds/fault dice; same seed, same data.
+    seed: int = 1
+
+    def update(self, values: dict[str, object]) -> list[str]:
+        """Apply known keys from an admin request; return the unknown ones."""
+        known = {f.name: f for f in fields(self)}
+        unknown = [k for k in values if k not in known or k == "users"]
+        for key, value in values.items():
+            if key in known and key != "users":
+                current = getattr(self, key)
+                # Keep the declared type (JSON gives ints for floats and vice versa).
+                if isinstance(current, bool):
+                    value = bool(value)
+                elif isinstance(current, int):
+                    value = int(value)  # type: ignore[call-overload]
+                elif isinstance(current, float):
+                    value = float(value)  # type: ignore[arg-type]
+                setattr(self, key, value)
+        return unknown
+
+    def limits_off(self) -> MarketoConfig:
+        """Switch off every rate/concurrency/quota limit (benchmarks, bulk seeding)."""
+        self.rate_limit_calls = 0
+        self.max_concurrent = 0
+        self.daily_quota = 0
+        return self
