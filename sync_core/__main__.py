@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from typing import Any
@@ -44,6 +45,21 @@ def _print_summary(s: dict[str, Any]) -> None:
         print(f"  full reconcile (delta token expired): {', '.join(s['fullReconcile'])}")
 
 
+# Modules providing further commands (register/run); see the module docstring.
+COMMANDS: tuple[str, ...] = ()
+
+
+def _run_once(args: argparse.Namespace) -> int:
+    from sync_core.entrypoints import run_cycle
+
+    summary = asyncio.run(run_cycle())
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        _print_summary(summary)
+    return 0 if summary.get("outcome") in ("succeeded", "skipped") else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sync_core",
@@ -53,22 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run-once", help="run one delta cycle and print a summary")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    run.set_defaults(handler=_run_once)
+    for name in COMMANDS:
+        importlib.import_module(f"sync_core.{name}").register(sub)
     args = parser.parse_args(argv)
-
     try:
-        if args.command == "run-once":
-            from sync_core.entrypoints import run_cycle
-
-            summary = asyncio.run(run_cycle())
-            if args.json:
-                print(json.dumps(summary, default=str))
-            else:
-                _print_summary(summary)
-            return 0 if summary.get("outcome") in ("succeeded", "skipped") else 1
+        return int(args.handler(args))
     except (SettingsError, SyncError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":
