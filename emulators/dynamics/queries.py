@@ -97,7 +97,10 @@ def _column_key(rows: dict[str, Any], name: str) -> Any:
 
 
 def _delta_token(state: State, version: int) -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
+    # Stamp with the emulator's change-tracking clock, which /change-tracking/age moves:
+    # tokens issued after ageing must be fresh, not born expired.
+    now = time.time() + state.ct_clock_offset
+    stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
     return f"{version}!{stamp}"
 
 
