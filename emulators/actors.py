@@ -1,0 +1,173 @@
+"""People acting on the emulated systems through the vendors' public APIs.
+
+A marketer (`marketing-user`) edits Marketo people through the REST API, a
+salesperson (`sales-user`) edits Dynamics records through the Web API; set-up and
+fault injection use the emulators' `/_emulator/` admin API. Shared by the end-to-end
+tests and `make demo`, so both exercise the sync exactly the way a real org would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+SETS = {"lead": "leads", "contact": "contacts"}
+KEYS = {"lead": "leadid", "contact": "contactid"}
+
+
+@dataclass
+class People:
+    marketo_url: str
+    dynamics_url: str
+    ca_bundle: str
+    tenant: str
+    _tokens: dict[str, str] = field(default_factory=dict, repr=False)
+
+    # ---- a marketer in Marketo -----------------------------------------------
+    def _mkto_token(self) -> str:
+        if "mkto" not in self._tokens:
+            r = httpx.get(
+                f"{self.marketo_url}/identity/oauth/token",
+                params={
+                    "grant_type": "client_credentials",
+                    "client_id": "marketing-user",
+                    "client_secret": "marketing-user-secret",
+                },
+            )
+            r.raise_for_status()
+            self._tokens["mkto"] = r.json()["access_token"]
+        return self._tokens["mkto"]
+
+    def marketo(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        r = httpx.request(
+            method,
+            f"{self.marketo_url}{path}",
+            headers={"Authorization": f"Bearer {self._mkto_token()}"},
+            **kw,
+        )
+        r.raise_for_status()
+        body: dict[str, Any] = r.json()
+        assert body.get("success"), body
+        return body
+
+    def person(self, marketo_id: int, fields: str | None = None) -> dict[str, Any] | None:
+        fields = fields or (
+            "id,email,firstName,lastName,title,city,company,phone,unsubscribed,"
+            "dynamicsId,dynamicsType,dynamicsDeleted"
+        )
+        body = self.marketo(
+            "GET", "/rest/v1/leads.json",
+            params={"filterType": "id", "filterValues": str(marketo_id), "fields": fields},
+        )  # fmt: skip
+        return (body.get("result") or [None])[0]
+
+    def people_by_email(self, email: str) -> list[dict[str, Any]]:
+        body = self.marketo(
+            "GET", "/rest/v1/leads.json",
+            params={"filterType": "email", "filterValues": email,
+                    "fields": "id,email,firstName,lastName,dynamicsId,dynamicsType"},
+        )  # fmt: skip
+        return list(body.get("result") or [])
+
+    def marketo_edit(self, marketo_id: int, **values: Any) -> None:
+        body = self.marketo(
+            "POST", "/rest/v1/leads.json",
+            json={"action": "updateOnly", "lookupField": "id",
+                  "input": [{"id": marketo_id, **values}]},
+        )  # fmt: skip
+        assert body["result"][0]["status"] == "updated", body
+
+    def marketo_create(self, **values: Any) -> int:
+        body = self.marketo(
+            "POST", "/rest/v1/leads.json",
+            json={"action": "createDuplicate", "input": [values]},
+        )  # fmt: skip
+        assert body["result"][0]["status"] == "created", body
+        return int(body["result"][0]["id"])
+
+    def marketo_delete(self, marketo_id: int) -> None:
+        self.marketo("POST", "/rest/v1/leads/delete.json", json={"input": [{"id": marketo_id}]})
+
+    # ---- a salesperson in Dynamics -------------------------------------------
+    def _dyn_token(self) -> str:
+        if "dyn" not in self._tokens:
+            r = httpx.post(
+                f"{self.dynamics_url}/{self.tenant}/oauth2/v2.0/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": "sales-user",
+                    "client_secret": "sales-user-secret",
+                    "scope": f"{self.dynamics_url}/.default",
+                },
+                verify=self.ca_bundle,
+            )
+            r.raise_for_status()
+            self._tokens["dyn"] = r.json()["access_token"]
+        return self._tokens["dyn"]
+
+    def dynamics(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = {
+            "Authorization": f"Bearer {self._dyn_token()}",
+            "Accept": "application/json",
+            "OData-Version": "4.0",
+            **kw.pop("headers", {}),
+        }
+        return httpx.request(
+            method,
+            f"{self.dynamics_url}/api/data/v9.2/{path}",
+            headers=headers,
+            verify=self.ca_bundle,
+            **kw,
+        )
+
+    def dyn_create(self, entity: str, **values: Any) -> str:
+        r = self.dynamics(
+            "POST", SETS[entity], json=values, headers={"Prefer": "return=representation"}
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()[KEYS[entity]])
+
+    def dyn_edit(self, entity: str, record_id: str, **values: Any) -> None:
+        r = self.dynamics("PATCH", f"{SETS[entity]}({record_id})", json=values)
+        assert r.status_code == 204, r.text
+
+    def dyn_delete(self, entity: str, record_id: str) -> None:
+        r = self.dynamics("DELETE", f"{SETS[entity]}({record_id})")
+        assert r.status_code == 204, r.text
+
+    def dyn_get(self, entity: str, record_id: str) -> dict[str, Any] | None:
+        r = self.dynamics("GET", f"{SETS[entity]}({record_id})")
+        if r.status_code == 404:
+            return None
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def dyn_count(self, entity: str) -> int:
+        r = self.dynamics("GET", f"{SETS[entity]}?$select={KEYS[entity]}")
+        return len(r.json()["value"])
+
+    # ---- admin ---------------------------------------------------------------
+    def marketo_admin(self, method: str, path: str, **kw: Any) -> Any:
+        r = httpx.request(method, f"{self.marketo_url}/_emulator/{path}", **kw)
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    def dynamics_admin(self, method: str, path: str, **kw: Any) -> Any:
+        r = httpx.request(
+            method, f"{self.dynamics_url}/_emulator/{path}", verify=self.ca_bundle, **kw
+        )
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    def api_calls(self) -> tuple[int, int]:
+        """REST calls seen by each emulator so far (Marketo, Dynamics)."""
+        m = self.marketo_admin("GET", "stats")["totals"]["calls"]
+        d = sum(
+            int(v["calls"])
+            for k, v in self.dynamics_admin("GET", "stats").items()
+            if "token" not in k and "openid" not in k
+        )
+        return int(m), d
