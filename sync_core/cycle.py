@@ -26,7 +26,7 @@ from sync_core.errors import DeltaExpired, QuotaExhausted, StopCycle, SyncError
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.newlinks import clear_intents, link_new_records
-from sync_core.planner import Hasher, normalize, plan_pair
+from sync_core.planner import Hasher, comparable, normalize, plan_pair
 from sync_core.state import Link, StateStore
 
 log = logging.getLogger("sync_core")
@@ -65,6 +65,7 @@ class Cycle:
         # Marketo person id -> (field, new value) pairs seen in the change feed.
         self.marketo_changes: dict[int, list[tuple[str, Any]]] = {}
         self.full_reconcile: list[str] = []
+        self.fold = mapping.case_folded()
 
     async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # Table Storage calls are blocking; keep them off the event loop.
@@ -150,7 +151,8 @@ class Cycle:
             # which re-reads every linked person anyway.
             token = await self.marketo.paging_token(datetime.now(UTC))
             return token, set()
-        fields = self.mapping.marketo_fields()
+        # Only mapped fields: our own link fields (dynamicsId...) are not edits to sync.
+        fields = self.mapping.mapped_marketo_fields()
         wanted = set(fields)
         end_token = token
         async for page, next_token in self.marketo.lead_changes(token, fields):
@@ -173,7 +175,11 @@ class Cycle:
         changes = self.marketo_changes.get(link.marketo_id)
         if not changes:
             return False
-        return any(v is ALWAYS[1] or self.hasher(v) != link.base.get(f) for f, v in changes)
+        fold = self.fold
+        return any(
+            v is ALWAYS[1] or self.hasher(comparable(v, f in fold)) != link.base.get(f)
+            for f, v in changes
+        )
 
     # ---- Dynamics side -----------------------------------------------------
     async def _sync_dynamics_changes(self, entity: Entity) -> str | None:
@@ -240,7 +246,7 @@ class Cycle:
         if _int(row.get(self.mapping.marketo_id_column)) != link.marketo_id:
             return False
         return all(
-            self.hasher(row.get(r.column)) == link.base.get(r.marketo)
+            self.hasher(comparable(row.get(r.column), r.fold_case)) == link.base.get(r.marketo)
             for r in self.mapping.fields[entity]
         )
 

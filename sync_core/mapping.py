@@ -29,6 +29,9 @@ class FieldRule:
     column: str
     direction: Literal["both", "to-marketo", "to-dynamics"]
     winner: Side
+    # Compare case-insensitively (emails: Marketo matches them so, and a case-only
+    # difference must not count as an edit or a collision).
+    fold_case: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,16 @@ class Mapping:
     marketo_id_column: str
     sync_filter_column: str
 
+    def mapped_marketo_fields(self) -> list[str]:
+        return sorted({r.marketo for rules in self.fields.values() for r in rules})
+
     def marketo_fields(self) -> list[str]:
         """Every Marketo field the sync reads (mapped fields plus its own link fields)."""
-        names = {r.marketo for rules in self.fields.values() for r in rules}
-        return [*sorted(names), self.dynamics_id_field, self.dynamics_type_field]
+        return [*self.mapped_marketo_fields(), self.dynamics_id_field, self.dynamics_type_field]
+
+    def case_folded(self) -> frozenset[str]:
+        """Marketo names of fields compared case-insensitively."""
+        return frozenset(r.marketo for rules in self.fields.values() for r in rules if r.fold_case)
 
     def columns(self, entity: Entity) -> list[str]:
         """Every Dataverse column read for `entity`."""
@@ -70,7 +79,7 @@ def parse_mapping(data: dict[str, Any], source: str = "mapping") -> Mapping:
         where = f"{source}: [[fields]] #{i}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be a table")
-        unknown = set(entry) - {"marketo", "lead", "contact", "direction", "winner"}
+        unknown = set(entry) - {"marketo", "lead", "contact", "direction", "winner", "ignore_case"}
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
         marketo = _text(entry, "marketo", where)
@@ -101,7 +110,10 @@ def parse_mapping(data: dict[str, Any], source: str = "mapping") -> Mapping:
                 side = "marketo"
             else:
                 side = winner or DEFAULT_WINNER[entity]
-            per_entity[entity].append(FieldRule(marketo, column, direction, side))
+            fold = entry.get("ignore_case", marketo == "email")
+            if not isinstance(fold, bool):
+                raise ConfigError(f"{where}: ignore_case must be true or false")
+            per_entity[entity].append(FieldRule(marketo, column, direction, side, fold))
     return Mapping(
         fields={e: tuple(rules) for e, rules in per_entity.items()},
         dynamics_id_field=_text(mk, "dynamics_id_field", source, "dynamicsId"),

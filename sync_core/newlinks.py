@@ -121,6 +121,12 @@ async def link_new_records(
             rec[m.dynamics_type_field] = entity
             records.append(rec)
         results = await cycle.marketo.sync_leads("createDuplicate", records)
+        refused = [
+            d for d, res in zip(to_create, results, strict=True) if res.get("status") != "created"
+        ]
+        if refused:
+            # Nothing was created for these: no intent to re-resolve next time.
+            await asyncio.to_thread(cycle.store.remove_from_set, _intent_set(entity), refused)
         for did, rec, res in zip(to_create, records, results, strict=True):
             row = by_id[did]
             if res.get("status") != "created":

@@ -32,6 +32,12 @@ def normalize(value: Any) -> Any:
     return value
 
 
+def comparable(value: Any, fold_case: bool) -> Any:
+    """The form two values are compared (and hashed) in; writes keep the original."""
+    value = normalize(value)
+    return value.casefold() if fold_case and isinstance(value, str) else value
+
+
 class Hasher:
     """Keyed hash of a value, so the stored base reveals no personal data."""
 
@@ -97,13 +103,14 @@ def plan_pair(
             continue
         d_val = normalize(dynamics.get(rule.column))
         m_val = normalize(marketo.get(name))
+        d_cmp, m_cmp = comparable(d_val, rule.fold_case), comparable(m_val, rule.fold_case)
         stored = base.get(name) if base is not None else None
-        if d_val == m_val:
-            h = hasher(d_val)
+        if d_cmp == m_cmp:
+            h = hasher(d_cmp)
             if stored != h:
                 plan.settled[name] = h  # in agreement already: record it, write nothing
             continue
-        d_hash, m_hash = hasher(d_val), hasher(m_val)
+        d_hash, m_hash = hasher(d_cmp), hasher(m_cmp)
         if base is None or stored is None:
             # Unknown base: an empty side is "unchanged from nothing", a filled side changed.
             d_changed, m_changed = d_val is not None, m_val is not None

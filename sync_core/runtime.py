@@ -17,6 +17,7 @@ import httpx
 
 from sync_core.dataverse import DataverseClient
 from sync_core.errors import AuthFailed
+from sync_core.http import RetryPolicy
 from sync_core.mapping import Mapping, load_mapping
 from sync_core.marketo import MarketoClient
 from sync_core.planner import Hasher
@@ -102,6 +103,7 @@ def build_runtime(
     ca_bundle: str | None = None,
     store: StateStore | None = None,
     ensure_tables: bool = True,
+    retry: RetryPolicy | None = None,
 ) -> Runtime:
     mapping = load_mapping(settings.sync_mapping_file)
     store = store or build_store(settings)
@@ -114,6 +116,7 @@ def build_runtime(
         settings.marketo_client_secret.get_secret_value(),
         transport=marketo_transport,
         timeout=timeout,
+        retry=retry,
     )
     dataverse = DataverseClient(
         settings.dynamics_url,
@@ -121,6 +124,7 @@ def build_runtime(
         transport=dynamics_transport,
         verify=ca_bundle or True,
         timeout=timeout,
+        retry=retry,
     )
     hasher = Hasher(store.hash_key(settings.sync_hash_key.get_secret_value()))
     return Runtime(settings, mapping, store, marketo, dataverse, hasher)

@@ -71,3 +71,15 @@ def test_missing_or_broken_file(tmp_path):
     bad.write_text("[[fields]\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_mapping(bad)
+
+
+def test_email_compares_case_insensitively_by_default():
+    m = parse_mapping(
+        {"fields": [{"marketo": "email", "lead": "emailaddress1"},
+                    {"marketo": "city", "lead": "address1_city", "ignore_case": True},
+                    {"marketo": "title", "lead": "jobtitle"}]}
+    )  # fmt: skip
+    assert [r.fold_case for r in m.fields["lead"]] == [True, True, False]
+    assert m.case_folded() == {"email", "city"}
+    with pytest.raises(ConfigError, match="ignore_case"):
+        parse_mapping({"fields": [{"marketo": "email", "lead": "e", "ignore_case": "yes"}]})

@@ -98,3 +98,20 @@ def test_hash_hides_the_value_and_depends_on_the_key():
     assert Hasher(b"a" * 32)("Ann") != Hasher(b"b" * 32)("Ann")
     assert H(" Ann ") == H("Ann") and H("") == H(None)
     assert H(True) != H("true")
+
+
+def test_email_case_differences_are_not_edits_or_collisions():
+    rules = [FieldRule("email", "emailaddress1", "both", "dynamics", fold_case=True)]
+    base = {"email": H("ann@example.com")}
+    plan = plan_pair(
+        rules, {"emailaddress1": "Ann@Example.com"}, {"email": "ann@example.com"}, base, H
+    )
+    assert plan.idle
+    unknown = plan_pair(
+        rules, {"emailaddress1": "ANN@example.com"}, {"email": "ann@example.com"}, None, H
+    )
+    assert not unknown.collisions and not unknown.to_marketo and not unknown.to_dynamics
+    real = plan_pair(
+        rules, {"emailaddress1": "new@example.com"}, {"email": "Ann@example.com"}, base, H
+    )
+    assert real.to_marketo == {"email": "new@example.com"}
