@@ -49,10 +49,21 @@ class Hasher:
         self._key = key[:64]
 
     def __call__(self, value: Any) -> str:
-        value = normalize(value)
+        return self.normalized(normalize(value))
+
+    def normalized(self, value: Any) -> str:
+        """Hash of an already-normalized value (the planner's hot path)."""
         if value is None:
             return "-"  # a cleared field is a value too; its hash must be stable and short
-        data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        # A type tag keeps True, 1 and "1" apart; json only for the rare non-scalar.
+        if isinstance(value, str):
+            data = b"s" + value.encode()
+        elif isinstance(value, bool):
+            data = b"T" if value else b"F"
+        elif isinstance(value, int | float):
+            data = b"n" + repr(value).encode()
+        else:
+            data = b"j" + json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
         return hashlib.blake2b(data, key=self._key, digest_size=12).hexdigest()
 
 
@@ -97,20 +108,24 @@ def plan_pair(
     time (e.g. unreadable by the sync identity).
     """
     plan = PairPlan()
+    hash_of = hasher.normalized
     for rule in rules:
         name = rule.marketo
         if name in skip:
             continue
         d_val = normalize(dynamics.get(rule.column))
         m_val = normalize(marketo.get(name))
-        d_cmp, m_cmp = comparable(d_val, rule.fold_case), comparable(m_val, rule.fold_case)
+        if rule.fold_case:
+            d_cmp, m_cmp = comparable(d_val, True), comparable(m_val, True)
+        else:
+            d_cmp, m_cmp = d_val, m_val
         stored = base.get(name) if base is not None else None
-        if d_cmp == m_cmp:
-            h = hasher(d_cmp)
+        if d_cmp == m_cmp and type(d_cmp) is type(m_cmp):
+            h = hash_of(d_cmp)
             if stored != h:
                 plan.settled[name] = h  # in agreement already: record it, write nothing
             continue
-        d_hash, m_hash = hasher(d_cmp), hasher(m_cmp)
+        d_hash, m_hash = hash_of(d_cmp), hash_of(m_cmp)
         if base is None or stored is None:
             # Unknown base: an empty side is "unchanged from nothing", a filled side changed.
             d_changed, m_changed = d_val is not None, m_val is not None
