@@ -12,6 +12,7 @@ real-time sync-person function's job.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -22,7 +23,13 @@ from typing import Any
 from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
 from sync_core.apply import Applier, Counts, PairWork
 from sync_core.dataverse import ChangePage, DataverseClient
-from sync_core.errors import DeltaExpired, QuotaExhausted, StopCycle, SyncError
+from sync_core.errors import (
+    ChangeTrackingOff,
+    DeltaExpired,
+    QuotaExhausted,
+    StopCycle,
+    SyncError,
+)
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.newlinks import clear_intents, link_new_records
@@ -35,6 +42,10 @@ MARKETO_CURSOR = "marketo-activities"
 # budget (it never under-counts by more than the hour of DST).
 QUOTA_TZ = timezone(timedelta(hours=-6))
 CHANGE_DATA_VALUE = 13
+# modifiedon fallback: re-read this many seconds before the watermark every cycle, and
+# keep at most this many (id, modifiedon) pairs from that window to skip re-processing.
+WATERMARK_OVERLAP = 300
+WATERMARK_SEEN_CAP = 800
 ALWAYS = ("*", object())  # a change marker no base matches: always re-read the person
 
 
@@ -65,6 +76,7 @@ class Cycle:
         # Marketo person id -> (field, new value) pairs seen in the change feed.
         self.marketo_changes: dict[int, list[tuple[str, Any]]] = {}
         self.full_reconcile: list[str] = []
+        self.watermark_mode: list[str] = []
         self.fold = mapping.case_folded()
 
     async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -108,6 +120,7 @@ class Cycle:
             counts=self.counts.as_dict(),
             apiCalls={"marketo": self.marketo.calls, "dynamics": self.dataverse.calls},
             fullReconcile=self.full_reconcile,
+            watermarkMode=self.watermark_mode,
         )
         if record:
             self.store.record_cycle(self.id, summary)
@@ -184,13 +197,49 @@ class Cycle:
     # ---- Dynamics side -----------------------------------------------------
     async def _sync_dynamics_changes(self, entity: Entity) -> str | None:
         name = f"dynamics-{entity}"
-        delta = await self._io(self.store.get_cursor, name)
+        cursor = await self._io(self.store.get_cursor, name)
+        if cursor and cursor.startswith("{"):
+            return await self._consume_watermark(entity, json.loads(cursor))
         try:
-            return await self._consume(entity, delta)
+            return await self._consume(entity, cursor)
         except DeltaExpired:
             # Never resume silently after expiry: re-read the table and compare all.
             self.full_reconcile.append(entity)
             return await self._consume(entity, None)
+        except ChangeTrackingOff:
+            return await self._consume_watermark(entity, None)
+
+    async def _consume_watermark(self, entity: Entity, state: dict[str, Any] | None) -> str:
+        """Fallback when change tracking is off: rows with modifiedon >= watermark minus
+        an overlap window (commits can land late with an older timestamp). Rows already
+        handled at the same row version are skipped (boundary de-duplication; modifiedon
+        has only whole seconds, so two edits in one second share it). Deletes
+        are invisible this way; enabling change tracking is the fix `doctor` suggests."""
+        if entity not in self.watermark_mode:
+            self.watermark_mode.append(entity)
+        key = ENTITY_KEY[entity]
+        since = state.get("since") if state else None
+        seen: dict[str, str] = dict(state.get("seen", {})) if state else {}
+        query_from = _shift(since, -WATERMARK_OVERLAP) if since else None
+        newest = since
+        recent: dict[str, tuple[str, str]] = {}
+        async for rows in self.dataverse.modified_since(
+            ENTITY_SET[entity], key, self.mapping.columns(entity), query_from
+        ):
+            fresh = [r for r in rows if seen.get(str(r[key]).lower()) != _version(r)]
+            if fresh:
+                await self._sync_rows(entity, fresh)
+            for r in rows:
+                stamp = str(r.get("modifiedon") or "")
+                if stamp and (newest is None or stamp > newest):
+                    newest = stamp
+                recent[str(r[key]).lower()] = (stamp, _version(r))
+            floor = _shift(newest, -WATERMARK_OVERLAP) if newest else ""
+            recent = {k: v for k, v in recent.items() if v[0] >= floor}
+        if len(recent) > WATERMARK_SEEN_CAP:
+            recent = {}  # too many to keep in one row: re-reading them is merely slower
+        seen_now = {k: v[1] for k, v in recent.items()}
+        return json.dumps({"mode": "modifiedon", "since": newest, "seen": seen_now})
 
     async def _consume(self, entity: Entity, delta: str | None) -> str | None:
         link: str | None = delta
@@ -339,6 +388,16 @@ class Cycle:
             # Nothing changes in Dynamics (as the native connector): only the link closes.
             await self._io(self.store.close_links, list(links.values()))
             self.counts.deleted_in_marketo += len(links)
+
+
+def _version(row: dict[str, Any]) -> str:
+    return str(row.get("versionnumber") or row.get("@odata.etag") or row.get("modifiedon"))
+
+
+def _shift(stamp: str, seconds: int) -> str:
+    """Move a Dataverse UTC timestamp; same format out, so strings compare in time order."""
+    moved = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(seconds=seconds)
+    return moved.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _int(value: Any) -> int | None:

@@ -21,6 +21,7 @@ import httpx
 
 from sync_core.errors import (
     AuthFailed,
+    ChangeTrackingOff,
     DeltaExpired,
     RecordRejected,
     StaleRecord,
@@ -77,6 +78,8 @@ def _error_of(status: int, text: str, retry_after: str | None = None) -> SyncErr
         return StaleRecord(message)
     if "Version stamp associated with the client has expired" in message:
         return DeltaExpired(message)
+    if "Change tracking is not enabled" in message:
+        return ChangeTrackingOff(message)
     return RecordRejected(code, message)
 
 
@@ -177,6 +180,21 @@ class DataverseClient:
                     rows.append(item)
             url = body.get("@odata.nextLink")
             yield ChangePage(rows, deleted, None if url else body.get("@odata.deltaLink"))
+
+    async def modified_since(
+        self, entity_set: str, key: str, select: Sequence[str], since: str | None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of rows modified at or after `since` (all rows without it), oldest
+        first with the key as tie-breaker, so a server cursor pages a stable order."""
+        cols = ",".join(dict.fromkeys([key, *select, "modifiedon", "versionnumber"]))
+        first = f"{entity_set}?$select={cols}&$orderby=modifiedon asc,{key} asc"
+        if since:
+            first += f"&$filter=modifiedon ge {since}"
+        url: str | None = first
+        while url:
+            body = await self.get_json(url, headers={"Prefer": f"odata.maxpagesize={PAGE_SIZE}"})
+            url = body.get("@odata.nextLink")
+            yield list(body.get("value", []))
 
     async def get_by_ids(
         self, entity_set: str, key: str, ids: Sequence[str], select: Sequence[str]

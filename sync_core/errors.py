@@ -62,3 +62,7 @@ class StaleRecord(SyncError):
 
 class DeltaExpired(SyncError):
     """A Dataverse change-tracking token is too old: run a full reconcile instead."""
+
+
+class ChangeTrackingOff(SyncError):
+    """Change tracking is not enabled on the table: fall back to a modifiedon watermark."""

@@ -188,3 +188,30 @@ def test_marketo_delete_leaves_dynamics_alone_and_a_later_change_creates_a_new_p
     (person,) = world.people_by_email("ada@example.com")
     assert int(person["id"]) != mid and person["dynamicsId"] == cid
     assert world.dyn_get("contact", cid)["new_marketoid"] == str(person["id"])  # type: ignore[index]
+
+
+def test_without_change_tracking_a_modifiedon_watermark_is_used(azurite: str, tmp_path):
+    from contextlib import ExitStack
+
+    from emulators.dynamics import DynamicsConfig
+    from tests.scenarios.world import open_world
+
+    with ExitStack() as stack:
+        world = open_world(
+            stack,
+            azurite,
+            tmp_path,
+            dynamics_config=DynamicsConfig(change_tracking_tables=("lead",)),
+        )
+        cid = world.dyn_create("contact", lastname="Watermark", emailaddress1="wm@example.com")
+        first = world.cycle()
+        assert first["watermarkMode"] == ["contact"]
+        (person,) = world.people_by_email("wm@example.com")
+        world.dyn_edit("contact", cid, jobtitle="Tracked by time")
+        world.cycle()
+        assert world.person(int(person["id"]))["title"] == "Tracked by time"  # type: ignore[index]
+        world.marketo_edit(int(person["id"]), city="York")
+        world.cycle()
+        assert world.dyn_get("contact", cid)["address1_city"] == "York"  # type: ignore[index]
+        idle = world.cycle()
+        assert idle["counts"]["to_marketo"] == idle["counts"]["to_dynamics"] == 0
