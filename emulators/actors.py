@@ -41,14 +41,20 @@ class People:
         return self._tokens["mkto"]
 
     def marketo(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        r = httpx.request(
-            method,
-            f"{self.marketo_url}{path}",
-            headers={"Authorization": f"Bearer {self._mkto_token()}"},
-            **kw,
-        )
-        r.raise_for_status()
-        body: dict[str, Any] = r.json()
+        for _ in range(2):
+            r = httpx.request(
+                method,
+                f"{self.marketo_url}{path}",
+                headers={"Authorization": f"Bearer {self._mkto_token()}"},
+                **kw,
+            )
+            r.raise_for_status()
+            body: dict[str, Any] = r.json()
+            codes = {str(e.get("code")) for e in body.get("errors") or []}
+            if codes & {"601", "602"}:
+                self._tokens.pop("mkto", None)  # a person's tool signs in again, too
+                continue
+            break
         assert body.get("success"), body
         return body
 

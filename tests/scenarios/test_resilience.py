@@ -196,3 +196,24 @@ def test_dynamics_rejection_is_logged_and_the_rest_of_the_batch_goes_through(wor
     # The same rejected value is not retried every cycle.
     again = world.cycle()
     assert again["counts"]["rejected"] == 0 and len(world.store().list_errors()) == 1
+
+
+def test_lost_state_table_rebuilds_links_from_the_records(world: World):
+    cid, mid = linked_contact(world)
+    world.prefix = "lost" + world.prefix[:8]  # a brand-new, empty state store
+    summary = world.cycle()
+    assert summary["counts"]["created_in_marketo"] == 0 and summary["counts"]["linked"] == 1
+    assert len(world.people_by_email("ada@example.com")) == 1
+    assert world.store().links_by_marketo([mid])[mid].dynamics_id == cid
+    world.marketo_edit(mid, title="After rebuild")
+    world.cycle()
+    assert world.dyn_get("contact", cid)["jobtitle"] == "After rebuild"  # type: ignore[index]
+
+
+def test_expired_marketo_token_is_refreshed(world: World):
+    cid, mid = linked_contact(world)
+    world.marketo_admin("POST", "tokens/expire")
+    world.dyn_edit("contact", cid, jobtitle="Fresh token")
+    summary = world.cycle()
+    assert summary["outcome"] == "succeeded"
+    assert world.person(mid)["title"] == "Fresh token"  # type: ignore[index]
