@@ -9,6 +9,7 @@ background cycle stops before the org's quota runs dry.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -113,8 +114,12 @@ class MarketoClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         form: dict[str, str] | None = None,
+        idempotent: bool = True,
     ) -> dict[str, Any]:
-        """Send one REST call (retried as its classification allows); return the envelope."""
+        """Send one REST call (retried as its classification allows); return the envelope.
+
+        With `idempotent=False` a lost answer (timeout, dropped connection, 604) is not
+        retried: the outcome is unknown and the caller must re-resolve before resending."""
         refresh = False
 
         async def attempt() -> dict[str, Any]:
@@ -137,8 +142,12 @@ class MarketoClient:
                         headers={"Authorization": f"Bearer {token}"},
                     )
                 except httpx.HTTPError as exc:
+                    if not idempotent:
+                        raise SyncError(f"{path}: no answer ({exc!r}); outcome unknown") from exc
                     raise transport_error(exc) from exc
             if resp.status_code >= 500:
+                if not idempotent:
+                    raise SyncError(f"Marketo HTTP {resp.status_code} on {path}; outcome unknown")
                 raise TransientError(f"Marketo HTTP {resp.status_code} on {path}")
             if resp.status_code != 200:
                 raise ConfigError(f"Marketo HTTP {resp.status_code} on {path}: {resp.text[:200]}")
@@ -155,6 +164,8 @@ class MarketoClient:
             if code == "615":
                 raise Throttled(f"Marketo 615: {message}", retry_after=1.0)
             if code in _RETRY_CODES:
+                if not idempotent and code == "604":
+                    raise SyncError(f"Marketo 604 on {path}: {message}; outcome unknown")
                 raise TransientError(f"Marketo {code}: {message}")
             if code == "607":
                 raise QuotaExhausted(f"Marketo daily quota reached (607): {message}")
@@ -170,46 +181,56 @@ class MarketoClient:
     async def get_leads(
         self, filter_type: str, values: Sequence[Any], fields: Sequence[str]
     ) -> list[dict[str, Any]]:
-        """People whose `filter_type` is one of `values` (any count; 300 per call)."""
+        """People whose `filter_type` is one of `values` (any count; 300 per call, the
+        calls in flight together within the concurrency limit)."""
+        chunks = [[str(v) for v in values[i : i + BATCH]] for i in range(0, len(values), BATCH)]
+        pages = await asyncio.gather(*(self._get_chunk(filter_type, c, fields) for c in chunks))
+        return [person for page in pages for person in page]
+
+    async def _get_chunk(
+        self, filter_type: str, chunk: list[str], fields: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        form = {
+            "filterType": filter_type,
+            "filterValues": ",".join(chunk),
+            "fields": ",".join(fields),
+            "batchSize": str(BATCH),
+        }
         out: list[dict[str, Any]] = []
-        for i in range(0, len(values), BATCH):
-            chunk = [str(v) for v in values[i : i + BATCH]]
-            form = {
-                "filterType": filter_type,
-                "filterValues": ",".join(chunk),
-                "fields": ",".join(fields),
-                "batchSize": str(BATCH),
-            }
-            token: str | None = None
-            while True:
-                if token:
-                    form["nextPageToken"] = token
-                # POST with _method=GET: 300 emails would overflow the 8 KB URI limit.
-                body = await self.call(
-                    "POST", "/rest/v1/leads.json", params={"_method": "GET"}, form=form
-                )
-                out.extend(body.get("result") or [])
-                token = body.get("nextPageToken")
-                if not token or not body.get("moreResult", False):
-                    break
-        return out
+        while True:
+            # POST with _method=GET: 300 emails would overflow the 8 KB URI limit.
+            body = await self.call(
+                "POST", "/rest/v1/leads.json", params={"_method": "GET"}, form=form
+            )
+            out.extend(body.get("result") or [])
+            token = body.get("nextPageToken")
+            if not token or not body.get("moreResult", False):
+                return out
+            form["nextPageToken"] = str(token)
 
     async def sync_leads(
         self, action: str, records: Sequence[dict[str, Any]], lookup_field: str = "id"
     ) -> list[dict[str, Any]]:
         """Create/update people; one result per input record, in input order."""
-        results: list[dict[str, Any]] = []
-        for i in range(0, len(records), BATCH):
-            chunk = list(records[i : i + BATCH])
-            payload: dict[str, Any] = {"action": action, "input": chunk}
-            if action != "createDuplicate":
-                payload["lookupField"] = lookup_field
-            body = await self.call("POST", "/rest/v1/leads.json", json=payload)
-            got = body.get("result") or []
-            if len(got) != len(chunk):
-                raise SyncError(f"Marketo returned {len(got)} results for {len(chunk)} records")
-            results.extend(got)
-        return results
+        chunks = [list(records[i : i + BATCH]) for i in range(0, len(records), BATCH)]
+        # createDuplicate is the one write that is not idempotent: never resend it blindly.
+        idempotent = action != "createDuplicate"
+        pages = await asyncio.gather(
+            *(self._sync_chunk(action, c, lookup_field, idempotent) for c in chunks)
+        )
+        return [result for page in pages for result in page]
+
+    async def _sync_chunk(
+        self, action: str, chunk: list[dict[str, Any]], lookup_field: str, idempotent: bool
+    ) -> list[dict[str, Any]]:
+        payload: dict[str, Any] = {"action": action, "input": chunk}
+        if action != "createDuplicate":
+            payload["lookupField"] = lookup_field
+        body = await self.call("POST", "/rest/v1/leads.json", json=payload, idempotent=idempotent)
+        got = list(body.get("result") or [])
+        if len(got) != len(chunk):
+            raise SyncError(f"Marketo returned {len(got)} results for {len(chunk)} records")
+        return got
 
     # ---- change feeds -------------------------------------------------------
     async def paging_token(self, since: datetime) -> str:
