@@ -1,6 +1,14 @@
 """`python -m sync_core <command>`: run the engine from a shell with env settings.
 
-run-once [--json]   one delta cycle, then a summary; exit 1 if it failed
+    setup               create the state tables and Marketo activity types (idempotent)
+    doctor              check the whole configuration; exit 1 if a check fails
+    fields              candidate fields in both systems; build a mapping file
+    run-once [--json]   one delta cycle, then a summary; exit 1 if it failed
+    status              the last cycles and their outcome
+    errors              list or export (CSV) sync errors
+
+Commands other than run-once live in their own modules (COMMANDS below), each with
+`register(subparsers)`, so adding one touches one line here.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 # Modules providing further commands (register/run); see the module docstring.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("setup", "doctor", "fields", "reports")
 
 
 def _run_once(args: argparse.Namespace) -> int:

@@ -76,6 +76,10 @@ class MarketoClient:
         await self._http.aclose()
 
     # ---- auth ---------------------------------------------------------------
+    def forget_token(self) -> None:
+        """Drop the cached token so the next call proves the credentials again."""
+        _TOKENS.pop((self.base_url, self._client_id), None)
+
     async def _token(self, *, fresh: bool = False) -> str:
         key = (self.base_url, self._client_id)
         cached = _TOKENS.get(key)

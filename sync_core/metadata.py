@@ -49,6 +49,8 @@ COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
 # Every Dataverse type that pairs with some Marketo type (what `fields` offers).
 MAPPABLE_COLUMN_TYPES: frozenset[str] = frozenset().union(*COMPATIBLE_TYPES.values())
 
+# Largest MaxLength Dataverse allows per text type (a fix must be possible to follow).
+_DATAVERSE_MAX = {"String": 4000, "Memo": 1_048_576}
 # Field-permission values in RetrievePrincipalAttributePrivileges: 0 not allowed, 4 allowed.
 _ALLOWED = 4
 

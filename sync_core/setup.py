@@ -1,0 +1,138 @@
+"""`python -m sync_core setup`: the one-time, repeatable setup the sync needs to run.
+
+Creates the state tables in Table Storage, makes sure the hash key exists, and creates
+and approves the two Marketo custom activity types. Running it before the first
+deployment (instead of letting the first cycle create things on the fly) prevents a
+first cycle that fails on a permission it never had, and activity log lines that are
+silently skipped because their type was never approved. Every step checks first and
+only creates what is missing, so running it twice changes nothing; it prints what it
+found and what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableServiceClient
+
+from sync_core.activitylog import TYPES, ensure_types
+from sync_core.marketo import MarketoClient
+from sync_core.settings import Settings, load_settings
+from sync_core.state import StateStore
+
+HELP = "create the state tables and the Marketo activity types (safe to repeat)"
+DESCRIPTION = (
+    "Creates the Table Storage tables (SYNC_TABLE_PREFIX + state, links, cycles, errors, "
+    "personlog), the hash key when SYNC_HASH_KEY is empty, and creates and approves the "
+    "Marketo custom activity types 'Sync Person to Microsoft' and 'Dynamics Sync Error'. "
+    "Only what is missing is created; it prints what it found and did."
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    system: str  # "storage" | "marketo"
+    item: str
+    outcome: str  # created | exists | approved | generated | configured ...
+    detail: str = ""
+
+
+def table_service(settings: Settings, **client_options: Any) -> TableServiceClient:
+    """The Table Storage client the runtime would use (managed identity when
+    SYNC_STORAGE_ACCOUNT_URL is set, else the connection string)."""
+    if settings.sync_storage_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        return TableServiceClient(
+            endpoint=settings.sync_storage_account_url,
+            credential=DefaultAzureCredential(),
+            **client_options,
+        )
+    conn = settings.sync_storage_connection.get_secret_value()
+    return TableServiceClient.from_connection_string(conn, **client_options)
+
+
+def setup_storage(settings: Settings) -> list[Step]:
+    prefix = settings.sync_table_prefix
+    steps: list[Step] = []
+    service = table_service(settings)
+    store = StateStore(service, prefix)
+    try:
+        for name in StateStore.TABLES:
+            table = f"{prefix}{name}"
+            try:
+                service.create_table(table)
+                steps.append(Step("storage", f"table {table}", "created"))
+            except ResourceExistsError:
+                steps.append(Step("storage", f"table {table}", "exists"))
+        # The hash key must be the same for every process; make it exist before the
+        # first cycle and the first webhook call could race to create it.
+        if settings.sync_hash_key.get_secret_value():
+            steps.append(Step("storage", "hash key", "configured", "SYNC_HASH_KEY is set"))
+        elif store.get_value("meta", "hashkey"):
+            steps.append(Step("storage", "hash key", "exists", f"kept in {prefix}state"))
+        else:
+            store.hash_key()
+            steps.append(Step("storage", "hash key", "generated", f"kept in {prefix}state"))
+    finally:
+        store.close()
+    return steps
+
+
+async def setup_marketo(settings: Settings) -> list[Step]:
+    mk = MarketoClient(
+        settings.marketo_base_url,
+        settings.marketo_client_id,
+        settings.marketo_client_secret.get_secret_value(),
+        timeout=settings.sync_http_timeout_seconds,
+    )
+    try:
+        body = await mk.call("GET", "/rest/v1/activities/external/types.json")
+        before = {t.get("apiName"): str(t.get("status", "")) for t in body.get("result") or []}
+        ids = await ensure_types(mk)
+    finally:
+        await mk.aclose()
+    steps = []
+    for api_name, spec in TYPES.items():
+        status = before.get(api_name)
+        if status is None:
+            outcome = "created"
+        elif status.startswith("approved"):
+            outcome = "exists"  # ensure_types leaves an approved type (and any draft) alone
+        else:
+            outcome = "approved"  # a draft left by an earlier, interrupted setup
+        detail = f'"{spec["name"]}", id {ids.get(api_name, "?")}, approved'
+        steps.append(Step("marketo", f"activity type {api_name}", outcome, detail))
+    return steps
+
+
+async def run_setup(settings: Settings) -> list[Step]:
+    """Run every step; Table Storage calls are blocking, so they run in a thread."""
+    storage, marketo = await asyncio.gather(
+        asyncio.to_thread(setup_storage, settings), setup_marketo(settings)
+    )
+    return [*storage, *marketo]
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    steps = asyncio.run(run_setup(settings))
+    if args.json:
+        print(json.dumps([asdict(s) for s in steps]))
+        return 0
+    for s in steps:
+        print(f"{s.system:8} {s.outcome:10} {s.item}" + (f" ({s.detail})" if s.detail else ""))
+    changed = sum(1 for s in steps if s.outcome not in ("exists", "configured"))
+    print(f"setup: done, {changed} change(s). Next: python -m sync_core doctor")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("setup", help=HELP, description=DESCRIPTION)
+    p.add_argument("--json", action="store_true", help="print the steps as JSON")
+    p.set_defaults(handler=run)
