@@ -14,12 +14,16 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync_core.access import encode_values
 from sync_core.dataverse import DataverseClient, Op
 from sync_core.errors import RecordRejected, StaleRecord, SyncError, TransientError
 from sync_core.mapping import ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.planner import PairPlan
 from sync_core.state import Link, StateStore
+
+# Field-level security refused a column, or a column no longer exists.
+ACCESS_CODES = {"0x8004F502", "0x8004F507", "0x8004f502", "0x8004f507", "0x80060888"}
 
 
 @dataclass
@@ -70,6 +74,8 @@ class Applier:
         self.errors: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.retried: set[int] = set()  # Marketo ids put (back) into the retry set
+        # A write failed in a way that says field access changed: re-read metadata.
+        self.access_changed = False
 
     async def apply(self, entity: Entity, work: list[PairWork]) -> None:
         mk_items = [w for w in work if w.plan.to_marketo or w.extra_marketo]
@@ -146,21 +152,43 @@ class Applier:
     ) -> dict[int, SyncError | None]:
         if not items:
             return {}
-        ops = [
-            Op(
-                "PATCH",
-                f"{ENTITY_SET[entity]}({w.link.dynamics_id})",
-                {**w.plan.to_dynamics, **w.extra_dynamics},
-                # Conditional on what we read: an edit since then is re-planned, never lost.
-                {"If-Match": w.etag or "*"},
+        rules = self.mapping.fields[entity]
+        by_column = {r.column: r.marketo for r in rules}
+        ops, sent = [], []
+        for w in items:
+            body, bad = encode_values(rules, {**w.plan.to_dynamics, **w.extra_dynamics})
+            if bad:
+                # Not an option of the set: that field is rejected, the others still go.
+                names = [by_column[c] for c in bad]
+                for name in names:
+                    w.plan.pending_dynamics.pop(name, None)
+                self.counts.rejected += 1
+                err = RecordRejected("option-set", "; ".join(bad.values()))
+                self._error(w, entity, "to-dynamics", names, err)
+            if not body:
+                continue
+            sent.append(w)
+            # Conditional on what we read: an edit since then is re-planned, never lost.
+            ops.append(
+                Op(
+                    "PATCH",
+                    f"{ENTITY_SET[entity]}({w.link.dynamics_id})",
+                    body,
+                    {"If-Match": w.etag or "*"},
+                )
             )
-            for w in items
-        ]
+        out: dict[int, SyncError | None] = {id(w): None for w in items}
+        if not ops:
+            return out
         try:
             results = await self.dataverse.batch(ops)
         except TransientError as exc:
             return {id(w): exc for w in items}
-        return {id(w): r.error for w, r in zip(items, results, strict=True)}
+        for w, r in zip(sent, results, strict=True):
+            out[id(w)] = r.error
+            if isinstance(r.error, RecordRejected) and r.error.code in ACCESS_CODES:
+                self.access_changed = True
+        return out
 
     def _event(self, w: PairWork, entity: Entity, direction: str, fields: list[str]) -> None:
         self.events.append(

@@ -20,6 +20,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from sync_core.access import decode_row, field_access, invalidate
 from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
 from sync_core.apply import Applier, Counts, PairWork
 from sync_core.dataverse import ChangePage, DataverseClient
@@ -62,6 +63,7 @@ class Cycle:
         daily_quota: int = 50_000,
         quota_share: float = 0.8,
     ) -> None:
+        self.configured = mapping  # as written; self.mapping is the effective set
         self.mapping = mapping
         self.store = store
         self.marketo = marketo
@@ -78,6 +80,17 @@ class Cycle:
         self.full_reconcile: list[str] = []
         self.watermark_mode: list[str] = []
         self.fold = mapping.case_folded()
+        self.excluded: list[dict[str, str]] = []
+        self.access_refreshed = False
+
+    async def _load_access(self, *, force: bool = False) -> None:
+        access = await field_access(
+            self.store, self.configured, self.marketo, self.dataverse, force=force
+        )
+        self.mapping = self.applier.mapping = access.mapping
+        self.fold = access.mapping.case_folded()
+        self.excluded = access.excluded
+        self.access_refreshed = self.access_refreshed or access.refreshed
 
     async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # Table Storage calls are blocking; keep them off the event loop.
@@ -121,6 +134,7 @@ class Cycle:
             apiCalls={"marketo": self.marketo.calls, "dynamics": self.dataverse.calls},
             fullReconcile=self.full_reconcile,
             watermarkMode=self.watermark_mode,
+            excludedFields=self.excluded,
         )
         if record:
             self.store.record_cycle(self.id, summary)
@@ -141,12 +155,14 @@ class Cycle:
 
     async def _run(self) -> None:
         cursors: dict[str, str | None] = {}
+        await self._load_access()
         mk_token, deleted_people = await self._read_marketo_feeds()
         retry_ids = [int(x) for x in await self._io(self.store.members, "retry")]
         for mid in retry_ids:
             self.marketo_changes.setdefault(mid, []).append(ALWAYS)
         for entity in ENTITIES:
             cursors[f"dynamics-{entity}"] = await self._sync_dynamics_changes(entity)
+            cursors[f"dynamics-{entity}-columns"] = ",".join(self.mapping.columns(entity))
         await self._sync_marketo_leftovers()
         await self._close_marketo_deleted(deleted_people)
         await self._flush_logs()
@@ -155,6 +171,8 @@ class Cycle:
         done = set(retry_ids) - self.applier.retried
         if done:
             await self._io(self.store.remove_from_set, "retry", [str(i) for i in done])
+        if self.applier.access_changed:
+            await self._io(invalidate, self.store)
 
     # ---- Marketo feeds -----------------------------------------------------
     async def _read_marketo_feeds(self) -> tuple[str, set[int]]:
@@ -198,6 +216,12 @@ class Cycle:
     async def _sync_dynamics_changes(self, entity: Entity) -> str | None:
         name = f"dynamics-{entity}"
         cursor = await self._io(self.store.get_cursor, name)
+        columns = ",".join(self.mapping.columns(entity))
+        if cursor and await self._io(self.store.get_cursor, f"{name}-columns") != columns:
+            # The selected columns changed (mapping edited, access changed): a delta
+            # would lack the new columns, so re-read the table once and compare all.
+            self.full_reconcile.append(entity)
+            cursor = None
         if cursor and cursor.startswith("{"):
             return await self._consume_watermark(entity, json.loads(cursor))
         try:
@@ -271,6 +295,8 @@ class Cycle:
                 live.append(row)
         if not live:
             return
+        rules = self.mapping.fields[entity]
+        live = [decode_row(rules, r) for r in live]
         links = await self._io(self.store.links_by_dynamics, entity, [r[key] for r in live])
         linked, unlinked = [], []
         for row in live:
@@ -308,6 +334,22 @@ class Cycle:
             "id", [link.marketo_id for _, link in pairs], self.mapping.marketo_fields()
         )
         by_id = {int(p["id"]): p for p in people}
+        work = self._plan_pairs(entity, pairs, by_id)
+        if not self.access_refreshed and any(
+            v is None for w in work for v in w.plan.to_marketo.values()
+        ):
+            # A value that suddenly reads as empty may be a column secured since the
+            # metadata was read: check access before copying the blank to Marketo.
+            await self._load_access(force=True)
+            work = self._plan_pairs(entity, pairs, by_id)
+        return work
+
+    def _plan_pairs(
+        self,
+        entity: Entity,
+        pairs: list[tuple[dict[str, Any], Link]],
+        by_id: dict[int, dict[str, Any]],
+    ) -> list[PairWork]:
         rules = self.mapping.fields[entity]
         work = []
         for row, link in pairs:

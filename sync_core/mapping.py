@@ -32,6 +32,9 @@ class FieldRule:
     # Compare case-insensitively (emails: Marketo matches them so, and a case-only
     # difference must not count as an edit or a collision).
     fold_case: bool = False
+    # Dataverse option set (value, label) pairs: Marketo holds the label, Dataverse the
+    # number. Filled from live metadata, never from the mapping file.
+    options: tuple[tuple[int, str], ...] | None = None
 
 
 @dataclass(frozen=True)
