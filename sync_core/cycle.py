@@ -28,6 +28,7 @@ from sync_core.errors import (
     ChangeTrackingOff,
     DeltaExpired,
     QuotaExhausted,
+    RecordRejected,
     StopCycle,
     SyncError,
 )
@@ -43,6 +44,7 @@ MARKETO_CURSOR = "marketo-activities"
 # budget (it never under-counts by more than the hour of DST).
 QUOTA_TZ = timezone(timedelta(hours=-6))
 CHANGE_DATA_VALUE = 13
+UNKNOWN_COLUMN = "0x80060888"  # Dataverse: a $select/$filter names a column that is gone
 # modifiedon fallback: re-read this many seconds before the watermark every cycle, and
 # keep at most this many (id, modifiedon) pairs from that window to skip re-processing.
 WATERMARK_OVERLAP = 300
@@ -222,6 +224,17 @@ class Cycle:
             # would lack the new columns, so re-read the table once and compare all.
             self.full_reconcile.append(entity)
             cursor = None
+        try:
+            return await self._read_changes(entity, cursor)
+        except RecordRejected as exc:
+            if exc.code != UNKNOWN_COLUMN:
+                raise
+            # A mapped column was deleted: learn the new field set, then re-read all.
+            await self._load_access(force=True)
+            self.full_reconcile.append(entity)
+            return await self._read_changes(entity, None)
+
+    async def _read_changes(self, entity: Entity, cursor: str | None) -> str | None:
         if cursor and cursor.startswith("{"):
             return await self._consume_watermark(entity, json.loads(cursor))
         try:

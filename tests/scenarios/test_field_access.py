@@ -125,3 +125,19 @@ def test_option_set_maps_labels_both_ways(world: World, tmp_path: Path):
     assert record["leadsourcecode"] == 8 and record["jobtitle"] == "Pigeon Fancier"  # type: ignore[index]
     (err,) = world.store().list_errors()
     assert err["code"] == "option-set" and "Carrier Pigeon" in err["message"]
+
+
+def test_a_mapped_column_deleted_while_running_is_dropped_without_stopping(world: World):
+    cid, mid = linked_contact(world)
+    world.dyn_edit("contact", cid, address1_city="Before")
+    world.cycle()
+    # An admin deletes the job title column in Dataverse (no admin call exists for it).
+    table = world.apps["dynamics"].state.tables["contact"]
+    column = table.columns.pop("jobtitle")
+    table.by_json.pop(getattr(column, "json_name", "jobtitle"), None)
+    world.marketo_edit(mid, city="After", title="Nowhere to go")
+    summary = world.cycle()
+    assert summary["outcome"] == "succeeded"
+    assert any(x["column"] == "jobtitle" and x["reason"] == "column unknown"
+               for x in summary["excludedFields"])  # fmt: skip
+    assert world.dyn_get("contact", cid)["address1_city"] == "After"  # type: ignore[index]

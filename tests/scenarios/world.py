@@ -34,6 +34,8 @@ class World(People):
     storage: str
     prefix: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The in-process emulator apps, for the few changes no admin call offers.
+    apps: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ---- the sync ------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -73,9 +75,10 @@ def open_world(
     ca.cert_pem.write_to_path(str(bundle))
     mconf = marketo_config or MarketoConfig(rate_limit_calls=0)
     dconf = dynamics_config or DynamicsConfig()
-    mkto = stack.enter_context(running_server(marketo_app(mconf)))
+    apps = {"marketo": marketo_app(mconf), "dynamics": dynamics_app(dconf)}
+    mkto = stack.enter_context(running_server(apps["marketo"]))
     dyn = stack.enter_context(
-        running_server(dynamics_app(dconf), ssl_certfile=str(certfile), ssl_keyfile=str(keyfile))
+        running_server(apps["dynamics"], ssl_certfile=str(certfile), ssl_keyfile=str(keyfile))
     )
     return World(
         marketo_url=mkto,
@@ -84,4 +87,5 @@ def open_world(
         storage=storage,
         prefix="s" + uuid.uuid4().hex[:12],
         tenant=dconf.tenant_id,
+        apps=apps,
     )
