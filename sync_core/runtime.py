@@ -9,6 +9,8 @@ use the same path, only injecting transports or a CA bundle.
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -16,13 +18,34 @@ from typing import Any
 import httpx
 
 from sync_core.dataverse import DataverseClient
-from sync_core.errors import AuthFailed
+from sync_core.errors import AuthFailed, ConfigError
 from sync_core.http import RetryPolicy
 from sync_core.mapping import Mapping, load_mapping
 from sync_core.marketo import MarketoClient
 from sync_core.planner import Hasher
 from sync_core.settings import Settings
 from sync_core.state import StateStore
+
+# Standard variables naming a CA bundle, first match wins (see ca_bundle_from_env).
+CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+
+
+def ca_bundle_from_env(environ: Any = None) -> str | None:
+    """The CA bundle named by REQUESTS_CA_BUNDLE or SSL_CERT_FILE, else None.
+
+    The two HTTP stacks read different variables (requests, under azure-identity and
+    Table Storage: REQUESTS_CA_BUNDLE; httpx, under the API clients: SSL_CERT_FILE).
+    Resolving one here and handing it to both means a private CA (a TLS-inspecting
+    proxy, a private endpoint, a test server) needs one app setting, not two that must
+    agree. The bundle replaces the default trust store, so it must also hold the
+    public roots when Marketo or Entra ID are reached through it.
+    """
+    env = os.environ if environ is None else environ
+    for name in CA_BUNDLE_VARS:
+        value = str(env.get(name) or "").strip()
+        if value:
+            return value
+    return None
 
 
 @lru_cache(maxsize=8)
@@ -105,6 +128,10 @@ def build_runtime(
     ensure_tables: bool = True,
     retry: RetryPolicy | None = None,
 ) -> Runtime:
+    if ca_bundle is None:
+        ca_bundle = ca_bundle_from_env()
+    if ca_bundle and not os.path.exists(ca_bundle):
+        raise ConfigError(f"CA bundle {ca_bundle} (from {'/'.join(CA_BUNDLE_VARS)}) does not exist")
     mapping = load_mapping(settings.sync_mapping_file)
     store = store or build_store(settings)
     if ensure_tables:
@@ -122,7 +149,8 @@ def build_runtime(
         settings.dynamics_url,
         token_provider(settings, ca_bundle),
         transport=dynamics_transport,
-        verify=ca_bundle or True,
+        # An SSLContext, not a path: httpx deprecates `verify=<str>`.
+        verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
         timeout=timeout,
         retry=retry,
     )

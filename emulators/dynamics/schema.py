@@ -186,6 +186,8 @@ def build_tables(cfg: DynamicsConfig) -> dict[str, Table]:
     user.add(_s("firstname", 64))
     user.add(_s("lastname", 64))
     user.add(_s("domainname", 1024))
+    # The user's primary email, as in Dataverse; resolving an owner by email needs it.
+    user.add(_s("internalemailaddress", 100, fmt="Email"))
     user.add(Column("applicationid", "Uniqueidentifier"))
     user.add(Column("azureactivedirectoryobjectid", "Uniqueidentifier"))
     user.add(Column("isdisabled", "Boolean"))

@@ -95,6 +95,7 @@ class State:
             row: dict[str, Any] = {
                 "systemuserid": u.systemuserid, "fullname": u.fullname, "firstname": first,
                 "lastname": last, "domainname": f"{u.client_id}@emulator.local",
+                "internalemailaddress": f"{u.client_id}@emulator.local",
                 "applicationid": None, "azureactivedirectoryobjectid": u.object_id,
                 "isdisabled": False, "createdon": now, "modifiedon": now,
                 "versionnumber": self.next_version(),
