@@ -78,12 +78,13 @@ def running_azurite(port: int | None = None, log_path: Path | None = None) -> It
             time.sleep(0.05)
         yield connection_string(port)
     finally:
-        _stop(proc)
+        stop_process(proc)
         if log_path:
             log.close()  # type: ignore[union-attr]
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a child started with start_new_session: TERM its group, then KILL."""
     if proc.poll() is not None:
         return
     try:

@@ -9,7 +9,6 @@ nothing is left listening afterwards.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from emulators.azurite import ROOT, running_azurite
+from emulators.azurite import ROOT, running_azurite, stop_process
 from emulators.functions import LOCAL_FUNCTION_KEY, LOCAL_MASTER_KEY
 
 RUN_DIR = ROOT / ".run"
@@ -101,21 +100,7 @@ def running_stack() -> Iterator[Stack]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        stack.callback(_stop, proc)
+        stack.callback(stop_process, proc)
         for port, what in ((mport, "Marketo"), (dport, "Dynamics"), (fport, "functions host")):
             _wait_port(port, proc, what)
         yield Stack(storage, marketo, dynamics, f"http://127.0.0.1:{fport}", ca_bundle, env)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=5)

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import ssl
 from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ from sync_core.metadata import (
     sync_identity,
     validate_mapping,
 )
-from sync_core.runtime import token_provider
+from sync_core.runtime import ca_bundle_from_env, token_provider
 from sync_core.settings import Settings, SettingsError, load_settings
 from sync_core.setup import table_service
 from sync_core.state import StateStore
@@ -239,7 +240,8 @@ async def check_dynamics(
 ) -> dict[Entity, dict[str, ColumnInfo]] | None:
     later = ["dynamics.user", *(n for e in ENTITIES for n in _entity_checks(e))]
     timeout = min(s.sync_http_timeout_seconds, 20)
-    verify: Any = ca_bundle or True
+    ca_bundle = ca_bundle or ca_bundle_from_env()
+    verify: Any = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
     # Reachability without credentials: an anonymous call must get Dataverse's 401.
     probe = DataverseClient(s.dynamics_url, _no_token, verify=verify, timeout=timeout, retry=FAST)
     try:

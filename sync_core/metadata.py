@@ -138,23 +138,9 @@ async def connected(
 ) -> AsyncIterator[tuple[MarketoClient, DataverseClient]]:
     """Both API clients built from settings the way the runtime builds them, without
     Table Storage (reading metadata must not need the state store)."""
-    from sync_core.runtime import token_provider
+    from sync_core.runtime import build_clients
 
-    timeout = settings.sync_http_timeout_seconds
-    mk = MarketoClient(
-        settings.marketo_base_url,
-        settings.marketo_client_id,
-        settings.marketo_client_secret.get_secret_value(),
-        timeout=timeout,
-        retry=retry,
-    )
-    dv = DataverseClient(
-        settings.dynamics_url,
-        token_provider(settings, ca_bundle),
-        verify=ca_bundle or True,
-        timeout=timeout,
-        retry=retry,
-    )
+    mk, dv = build_clients(settings, ca_bundle=ca_bundle, retry=retry)
     try:
         yield mk, dv
     finally:

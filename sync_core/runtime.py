@@ -118,24 +118,20 @@ def build_store(settings: Settings) -> StateStore:
     return StateStore.from_connection_string(conn, prefix)
 
 
-def build_runtime(
+def build_clients(
     settings: Settings,
     *,
     marketo_transport: httpx.AsyncBaseTransport | None = None,
     dynamics_transport: httpx.AsyncBaseTransport | None = None,
     ca_bundle: str | None = None,
-    store: StateStore | None = None,
-    ensure_tables: bool = True,
     retry: RetryPolicy | None = None,
-) -> Runtime:
+) -> tuple[MarketoClient, DataverseClient]:
+    """Both API clients, authenticated as production does (CA bundle from the standard
+    variables unless given)."""
     if ca_bundle is None:
         ca_bundle = ca_bundle_from_env()
     if ca_bundle and not os.path.exists(ca_bundle):
         raise ConfigError(f"CA bundle {ca_bundle} (from {'/'.join(CA_BUNDLE_VARS)}) does not exist")
-    mapping = load_mapping(settings.sync_mapping_file)
-    store = store or build_store(settings)
-    if ensure_tables:
-        store.ensure_tables()
     timeout = settings.sync_http_timeout_seconds
     marketo = MarketoClient(
         settings.marketo_base_url,
@@ -154,6 +150,30 @@ def build_runtime(
         timeout=timeout,
         retry=retry,
     )
+    return marketo, dataverse
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    marketo_transport: httpx.AsyncBaseTransport | None = None,
+    dynamics_transport: httpx.AsyncBaseTransport | None = None,
+    ca_bundle: str | None = None,
+    store: StateStore | None = None,
+    ensure_tables: bool = True,
+    retry: RetryPolicy | None = None,
+) -> Runtime:
+    marketo, dataverse = build_clients(
+        settings,
+        marketo_transport=marketo_transport,
+        dynamics_transport=dynamics_transport,
+        ca_bundle=ca_bundle,
+        retry=retry,
+    )
+    mapping = load_mapping(settings.sync_mapping_file)
+    store = store or build_store(settings)
+    if ensure_tables:
+        store.ensure_tables()
     hasher = Hasher(store.hash_key(settings.sync_hash_key.get_secret_value()))
     return Runtime(settings, mapping, store, marketo, dataverse, hasher)
 
