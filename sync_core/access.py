@@ -16,13 +16,13 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sync_core.dataverse import DataverseClient
 from sync_core.mapping import ENTITIES, Entity, FieldRule, Mapping
 from sync_core.marketo import MarketoClient
-from sync_core.metadata import ColumnInfo, effective_rules, read_metadata
+from sync_core.metadata import ColumnInfo, effective_rules, read_metadata, validate_mapping
 from sync_core.state import StateStore
 
 TTL_SECONDS = 3600
@@ -34,6 +34,8 @@ class FieldAccess:
     mapping: Mapping  # only the effective rules
     excluded: list[dict[str, str]]  # entity, field, column, reason
     refreshed: bool  # read from the APIs during this cycle
+    # Mapping problems found when metadata was read (errors and warnings, with the fix).
+    problems: list[dict[str, str]] = field(default_factory=list)
 
 
 def _fingerprint(mapping: Mapping) -> str:
@@ -93,7 +95,13 @@ async def field_access(
         "excluded": excluded,
     }
     await asyncio.to_thread(store.set_values, "meta", {_ROW: json.dumps(row)})
-    return FieldAccess(replace(mapping, fields=fields), excluded, True)
+    problems = [
+        {"severity": p.severity, "entity": p.entity, "field": p.field, "column": p.column,
+         "message": p.message, "fix": p.fix}
+        for p in validate_mapping(mapping, meta.columns, meta.marketo)
+        if p.severity in ("error", "warning")
+    ]  # fmt: skip
+    return FieldAccess(replace(mapping, fields=fields), excluded, True, problems)
 
 
 def _with_options(rule: FieldRule, column: ColumnInfo) -> FieldRule:

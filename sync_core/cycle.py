@@ -83,6 +83,7 @@ class Cycle:
         self.watermark_mode: list[str] = []
         self.fold = mapping.case_folded()
         self.excluded: list[dict[str, str]] = []
+        self.mapping_problems: list[dict[str, str]] = []
         self.access_refreshed = False
 
     async def _load_access(self, *, force: bool = False) -> None:
@@ -93,6 +94,12 @@ class Cycle:
         self.fold = access.mapping.case_folded()
         self.excluded = access.excluded
         self.access_refreshed = self.access_refreshed or access.refreshed
+        if access.refreshed:
+            # Reported whenever metadata is read (start-up, hourly, on access changes).
+            self.mapping_problems = access.problems
+            for p in access.problems:
+                log.warning("mapping %s: %s %s: %s Fix: %s", p["severity"], p["entity"],
+                            p["field"], p["message"], p["fix"])  # fmt: skip
 
     async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # Table Storage calls are blocking; keep them off the event loop.
@@ -137,6 +144,7 @@ class Cycle:
             fullReconcile=self.full_reconcile,
             watermarkMode=self.watermark_mode,
             excludedFields=self.excluded,
+            mappingProblems=self.mapping_problems,
         )
         if record:
             self.store.record_cycle(self.id, summary)

@@ -141,3 +141,21 @@ def test_a_mapped_column_deleted_while_running_is_dropped_without_stopping(world
     assert any(x["column"] == "jobtitle" and x["reason"] == "column unknown"
                for x in summary["excludedFields"])  # fmt: skip
     assert world.dyn_get("contact", cid)["address1_city"] == "After"  # type: ignore[index]
+
+
+def test_mapping_problems_are_reported_with_the_fix_when_metadata_is_read(
+    world: World, tmp_path: Path
+):
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(
+        DEFAULT_MAPPING_FILE.read_text()
+        + '\n[[fields]]\nmarketo = "favouriteColour"\ncontact = "new_colour"\n'
+    )
+    world.extra_env["SYNC_MAPPING_FILE"] = str(mapping)
+    world.dyn_create("contact", lastname="Problem", emailaddress1="p@example.com")
+    summary = world.cycle()
+    errors = [p for p in summary["mappingProblems"] if p["severity"] == "error"]
+    assert {p["field"] for p in errors} == {"favouriteColour"}
+    assert all(p["fix"] for p in errors)
+    assert len(world.people_by_email("p@example.com")) == 1  # the rest still syncs
+    assert world.cycle()["mappingProblems"] == []  # reported when metadata is read
