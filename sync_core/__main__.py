@@ -65,7 +65,7 @@ def _run_once(args: argparse.Namespace) -> int:
         print(json.dumps(summary, default=str))
     else:
         _print_summary(summary)
-    return 0 if summary.get("outcome") in ("succeeded", "skipped") else 1
+    return 0 if summary.get("outcome") in ("succeeded", "skipped", "partial") else 1
 
 
 def main(argv: list[str] | None = None) -> int:

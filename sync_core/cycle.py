@@ -52,6 +52,10 @@ WATERMARK_SEEN_CAP = 800
 ALWAYS = ("*", object())  # a change marker no base matches: always re-read the person
 
 
+class OutOfTime(SyncError):
+    """The cycle's time budget is used up; progress so far is saved and resumes next time."""
+
+
 class Cycle:
     def __init__(
         self,
@@ -64,6 +68,7 @@ class Cycle:
         lease_seconds: int = 900,
         daily_quota: int = 50_000,
         quota_share: float = 0.8,
+        time_budget: float = 480.0,
     ) -> None:
         self.configured = mapping  # as written; self.mapping is the effective set
         self.mapping = mapping
@@ -74,6 +79,8 @@ class Cycle:
         self.lease_seconds = lease_seconds
         self.daily_quota = daily_quota
         self.quota_share = quota_share
+        self.deadline = time.monotonic() + time_budget
+        self._leased_at = time.monotonic()
         self.id = uuid.uuid4().hex[:12]
         self.counts = Counts()
         self.applier = Applier(mapping, store, marketo, dataverse, self.counts)
@@ -119,6 +126,8 @@ class Cycle:
         try:
             await self._run()
             summary.update(outcome="succeeded", message="")
+        except OutOfTime as exc:
+            summary.update(outcome="partial", message=str(exc))
         except QuotaExhausted as exc:
             summary.update(outcome="stopped", message=str(exc))
         except StopCycle as exc:
@@ -171,8 +180,16 @@ class Cycle:
         for mid in retry_ids:
             self.marketo_changes.setdefault(mid, []).append(ALWAYS)
         for entity in ENTITIES:
-            cursors[f"dynamics-{entity}"] = await self._sync_dynamics_changes(entity)
-            cursors[f"dynamics-{entity}-columns"] = ",".join(self.mapping.columns(entity))
+            link = await self._sync_dynamics_changes(entity)
+            # All its pages are applied: this entity's cursor may advance on its own.
+            await self._io(
+                self.store.set_cursors,
+                {
+                    f"dynamics-{entity}": link,
+                    f"dynamics-{entity}-columns": ",".join(self.mapping.columns(entity)),
+                    f"dynamics-{entity}-resume": None,
+                },
+            )
         await self._sync_marketo_leftovers()
         await self._close_marketo_deleted(deleted_people)
         await self._flush_logs()
@@ -226,12 +243,18 @@ class Cycle:
     async def _sync_dynamics_changes(self, entity: Entity) -> str | None:
         name = f"dynamics-{entity}"
         cursor = await self._io(self.store.get_cursor, name)
+        resume = await self._io(self.store.get_cursor, f"{name}-resume")
         columns = ",".join(self.mapping.columns(entity))
-        if cursor and await self._io(self.store.get_cursor, f"{name}-columns") != columns:
+        if (cursor or resume) and await self._io(
+            self.store.get_cursor, f"{name}-columns"
+        ) != columns:
             # The selected columns changed (mapping edited, access changed): a delta
             # would lack the new columns, so re-read the table once and compare all.
             self.full_reconcile.append(entity)
-            cursor = None
+            cursor = resume = None
+        if resume:
+            # An earlier cycle ran out of time here; its pages before this one are done.
+            cursor = resume
         try:
             return await self._read_changes(entity, cursor)
         except RecordRejected as exc:
@@ -292,9 +315,28 @@ class Cycle:
             ENTITY_SET[entity], self.mapping.columns(entity), delta
         ):
             await self._apply_page(entity, page)
+            await self._keep_lease()
             if page.delta_link:
                 link = page.delta_link
+            elif page.next_link and time.monotonic() > self.deadline:
+                columns = ",".join(self.mapping.columns(entity))
+                await self._io(
+                    self.store.set_cursors,
+                    {
+                        f"dynamics-{entity}-resume": page.next_link,
+                        f"dynamics-{entity}-columns": columns,
+                    },
+                )
+                raise OutOfTime(f"time budget used up in {entity}s; the next cycle continues")
         return link
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease on long cycles; if someone else holds it now, stop writing."""
+        if time.monotonic() - self._leased_at < self.lease_seconds / 3:
+            return
+        if not await self._io(self.store.acquire_lease, self.id, self.lease_seconds):
+            raise StopCycle("lost the cycle lease to another run; stopping")
+        self._leased_at = time.monotonic()
 
     async def _apply_page(self, entity: Entity, page: ChangePage) -> None:
         if page.deleted:

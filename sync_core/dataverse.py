@@ -43,6 +43,7 @@ class ChangePage:
     rows: list[dict[str, Any]]
     deleted: list[str]
     delta_link: str | None  # set on the last page only
+    next_link: str | None = None  # where the rest continues (resumable later)
 
 
 @dataclass(slots=True)
@@ -94,8 +95,10 @@ class DataverseClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         limiter: SlidingWindow | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self.url = url.rstrip("/")
+        self.page_size = page_size
         self._token = token
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, verify=verify)
         self._retry = retry or RetryPolicy()
@@ -168,7 +171,7 @@ class DataverseClient:
         """Change-tracking pages: a full snapshot without `delta_link`, else the delta.
         Only the last page carries the next delta link; save it only after every page
         before it has been applied."""
-        prefer = f"odata.track-changes,odata.maxpagesize={PAGE_SIZE}"
+        prefer = f"odata.track-changes,odata.maxpagesize={self.page_size}"
         url: str | None = delta_link or f"{entity_set}?$select={','.join(select)}"
         while url:
             body = await self.get_json(url, headers={"Prefer": prefer})
@@ -179,7 +182,7 @@ class DataverseClient:
                 else:
                     rows.append(item)
             url = body.get("@odata.nextLink")
-            yield ChangePage(rows, deleted, None if url else body.get("@odata.deltaLink"))
+            yield ChangePage(rows, deleted, None if url else body.get("@odata.deltaLink"), url)
 
     async def modified_since(
         self, entity_set: str, key: str, select: Sequence[str], since: str | None
@@ -192,7 +195,9 @@ class DataverseClient:
             first += f"&$filter=modifiedon ge {since}"
         url: str | None = first
         while url:
-            body = await self.get_json(url, headers={"Prefer": f"odata.maxpagesize={PAGE_SIZE}"})
+            body = await self.get_json(
+                url, headers={"Prefer": f"odata.maxpagesize={self.page_size}"}
+            )
             url = body.get("@odata.nextLink")
             yield list(body.get("value", []))
 
@@ -206,7 +211,7 @@ class DataverseClient:
             url: str | None = f"{entity_set}?$select={','.join([key, *select])}&$filter={cond}"
             while url:
                 body = await self.get_json(
-                    url, headers={"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
+                    url, headers={"Prefer": f"odata.maxpagesize={self.page_size}"}
                 )
                 out.extend(body.get("value", []))
                 url = body.get("@odata.nextLink")

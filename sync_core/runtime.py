@@ -149,6 +149,7 @@ def build_clients(
         verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
         timeout=timeout,
         retry=retry,
+        page_size=settings.sync_dynamics_page_size,
     )
     return marketo, dataverse
 
@@ -189,6 +190,7 @@ def new_cycle(rt: Runtime) -> Any:
         rt.dataverse,
         rt.hasher,
         lease_seconds=s.sync_lease_seconds,
+        time_budget=s.sync_cycle_budget_seconds,
         daily_quota=s.sync_marketo_daily_quota,
         quota_share=s.sync_marketo_quota_share,
     )

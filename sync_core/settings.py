@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         0.8, validation_alias=_env("SYNC_MARKETO_QUOTA_SHARE"), gt=0, le=1
     )
     sync_lease_seconds: int = Field(900, validation_alias=_env("SYNC_LEASE_SECONDS"), ge=30)
+    # A cycle stops taking new pages after this long and the next one continues where it
+    # stopped, so a first load larger than one function run still completes.
+    sync_cycle_budget_seconds: float = Field(
+        480.0, validation_alias=_env("SYNC_CYCLE_BUDGET_SECONDS"), ge=0
+    )
+    sync_dynamics_page_size: int = Field(
+        5000, validation_alias=_env("SYNC_DYNAMICS_PAGE_SIZE"), ge=1, le=5000
+    )
     sync_http_timeout_seconds: float = Field(
         30.0, validation_alias=_env("SYNC_HTTP_TIMEOUT_SECONDS"), gt=0
     )

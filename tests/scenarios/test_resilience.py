@@ -217,3 +217,15 @@ def test_expired_marketo_token_is_refreshed(world: World):
     summary = world.cycle()
     assert summary["outcome"] == "succeeded"
     assert world.person(mid)["title"] == "Fresh token"  # type: ignore[index]
+
+
+def test_a_load_larger_than_one_run_continues_where_it_stopped(world: World):
+    world.extra_env.update(SYNC_DYNAMICS_PAGE_SIZE="2", SYNC_CYCLE_BUDGET_SECONDS="0")
+    for n in range(5):
+        world.dyn_create("contact", lastname=f"P{n}", emailaddress1=f"p{n}@example.com")
+    outcomes = [world.cycle()["outcome"] for _ in range(3)]
+    assert outcomes == ["partial", "partial", "succeeded"]
+    assert world.marketo_admin("GET", "stats")["people"] == 5
+    world.extra_env.update(SYNC_CYCLE_BUDGET_SECONDS="480")
+    idle = world.cycle()
+    assert idle["counts"]["created_in_marketo"] == 0 and idle["fullReconcile"] == []
