@@ -41,20 +41,43 @@ async def throughput(calls: int) -> None:
     app = create_app(cfg)
     seed(app.state, 1000, 0)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
-        tok = (await c.post(f"/{cfg.tenant_id}/oauth2/v2.0/token", data={
-            "grant_type": "client_credentials", "client_id": "sync-app",
-            "client_secret": "sync-app-secret", "scope": "http://b/.default"})).json()
+        tok = (
+            await c.post(
+                f"/{cfg.tenant_id}/oauth2/v2.0/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": "sync-app",
+                    "client_secret": "sync-app-secret",
+                    "scope": "http://b/.default",
+                },
+            )
+        ).json()
         c.headers["Authorization"] = "Bearer " + tok["access_token"]
-        ids = [r["contactid"] for r in (await c.get(
-            "/api/data/v9.2/contacts?$select=contactid&$top=100")).json()["value"]]
+        ids = [
+            r["contactid"]
+            for r in (await c.get("/api/data/v9.2/contacts?$select=contactid&$top=100")).json()[
+                "value"
+            ]
+        ]
         for name, make in (
-            ("GET by id", lambda i: c.get(f"/api/data/v9.2/contacts({ids[i % 100]})"
-                                          "?$select=firstname,lastname")),
-            ("PATCH by id", lambda i: c.patch(f"/api/data/v9.2/contacts({ids[i % 100]})",
-                                              json={"jobtitle": f"t{i}"},
-                                              headers={"If-Match": "*"})),
-            ("POST create", lambda i: c.post("/api/data/v9.2/contacts",
-                                             json={"lastname": f"n{i}"})),
+            (
+                "GET by id",
+                lambda i: c.get(
+                    f"/api/data/v9.2/contacts({ids[i % 100]})?$select=firstname,lastname"
+                ),
+            ),
+            (
+                "PATCH by id",
+                lambda i: c.patch(
+                    f"/api/data/v9.2/contacts({ids[i % 100]})",
+                    json={"jobtitle": f"t{i}"},
+                    headers={"If-Match": "*"},
+                ),
+            ),
+            (
+                "POST create",
+                lambda i: c.post("/api/data/v9.2/contacts", json={"lastname": f"n{i}"}),
+            ),
             ("GET WhoAmI", lambda i: c.get("/api/data/v9.2/WhoAmI")),
         ):
             start = time.perf_counter()
@@ -75,9 +98,11 @@ def memory(records: int) -> None:
     store = app.state.stores["contact"]
     t = time.perf_counter()
     store.sorted_ids()
-    print(f"seeded {records:,} contacts in {took:.1f}s; RSS {before:.0f} MB -> {after:.0f} MB "
-          f"({(after - before) * 1024 * 1024 / max(1, records):.0f} bytes/record); "
-          f"pk index built in {time.perf_counter() - t:.1f}s")
+    print(
+        f"seeded {records:,} contacts in {took:.1f}s; RSS {before:.0f} MB -> {after:.0f} MB "
+        f"({(after - before) * 1024 * 1024 / max(1, records):.0f} bytes/record); "
+        f"pk index built in {time.perf_counter() - t:.1f}s"
+    )
 
 
 def main() -> None:

@@ -34,9 +34,16 @@ def rss_mb() -> float:
 async def calls_per_second(app: object, calls: int, people: int) -> dict[str, float]:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://marketo") as c:
-        tok = (await c.get("/identity/oauth/token", params={
-            "grant_type": "client_credentials", "client_id": "sync-app",
-            "client_secret": "sync-app-secret"})).json()["access_token"]
+        tok = (
+            await c.get(
+                "/identity/oauth/token",
+                params={
+                    "grant_type": "client_credentials",
+                    "client_id": "sync-app",
+                    "client_secret": "sync-app-secret",
+                },
+            )
+        ).json()["access_token"]
         h = {"Authorization": f"Bearer {tok}"}
         out: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -46,15 +53,26 @@ async def calls_per_second(app: object, calls: int, people: int) -> dict[str, fl
         out["GET lead/{id}.json calls/s"] = calls / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         for i in range(calls):
-            await c.get("/rest/v1/leads.json", headers=h, params={
-                "filterType": "email", "filterValues": f"nobody{i}@example.com",
-                "fields": "email,firstName"})
+            await c.get(
+                "/rest/v1/leads.json",
+                headers=h,
+                params={
+                    "filterType": "email",
+                    "filterValues": f"nobody{i}@example.com",
+                    "fields": "email,firstName",
+                },
+            )
         out["GET leads.json by email calls/s"] = calls / (time.perf_counter() - t0)
         t0 = time.perf_counter()
         for i in range(calls // 5):
-            await c.post("/rest/v1/leads.json", headers=h, json={
-                "action": "createOrUpdate",
-                "input": [{"email": f"bench{i}@example.com", "firstName": "B"}]})
+            await c.post(
+                "/rest/v1/leads.json",
+                headers=h,
+                json={
+                    "action": "createOrUpdate",
+                    "input": [{"email": f"bench{i}@example.com", "firstName": "B"}],
+                },
+            )
         out["POST leads.json (1 record) calls/s"] = (calls // 5) / (time.perf_counter() - t0)
         # Concurrency of 10, as a pool of clients would do.
         t0 = time.perf_counter()
@@ -84,8 +102,10 @@ def main() -> int:
     seeded = time.perf_counter() - t0
     mem = rss_mb()
     print(f"people: {args.people:,}  seeded in {seeded:.1f} s")
-    print(f"memory: RSS {mem:,.0f} MB total, {mem - base:,.0f} MB for the people "
-          f"({(mem - base) * 1024 * 1024 / max(args.people, 1):,.0f} B/person)")
+    print(
+        f"memory: RSS {mem:,.0f} MB total, {mem - base:,.0f} MB for the people "
+        f"({(mem - base) * 1024 * 1024 / max(args.people, 1):,.0f} B/person)"
+    )
     for name, rate in asyncio.run(calls_per_second(app, args.calls, args.people)).items():
         print(f"{name}: {rate:,.0f}")
     return 0

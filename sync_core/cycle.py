@@ -360,7 +360,9 @@ class Cycle:
             return
         rules = self.mapping.fields[entity]
         live = [decode_row(rules, r) for r in live]
-        links = await self._io(self.store.links_by_dynamics, entity, [r[key] for r in live])
+        # The Marketo id a linked record carries lets most lookups skip the index read.
+        hints = {str(r[key]).lower(): _int(r.get(mcol)) for r in live}
+        links = await self._io(self.store.links_by_dynamics, entity, [r[key] for r in live], hints)
         linked, unlinked = [], []
         for row in live:
             link = links.get(str(row[key]).lower())

@@ -26,11 +26,13 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from sync_core.mapping import Entity
 
 BATCH_LIMIT = 100
+BUCKET = 1000  # Marketo ids per links partition
+RANGE_FROM = 8  # this many wanted ids in one bucket: one range query beats point reads
 _FORBIDDEN = {"/", "\\", "#", "?", "%"}
 
 
@@ -193,7 +195,9 @@ class StateStore:
     # ---- links ------------------------------------------------------------
     @staticmethod
     def _m_key(marketo_id: int) -> tuple[str, str]:
-        return f"m{marketo_id // 1000:012d}", str(marketo_id)
+        # Zero-padded so RowKey order is numeric order: a bucket of 1,000 consecutive
+        # ids is one partition that a single range query can read.
+        return f"m{marketo_id // BUCKET:012d}", f"{marketo_id:012d}"
 
     @staticmethod
     def _d_key(entity: Entity, dynamics_id: str) -> tuple[str, str]:
@@ -211,6 +215,12 @@ class StateStore:
 
         return list(self._pool.map(one, keys))
 
+    def _bucket_rows(self, bucket: int, low: int, high: int) -> list[dict[str, Any]]:
+        pk = f"m{bucket:012d}"
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
+        params = {"pk": pk, "lo": f"{low:012d}", "hi": f"{high:012d}"}
+        return [dict(r) for r in self._t("links").query_entities(query, parameters=params)]
+
     @staticmethod
     def _link(row: dict[str, Any]) -> Link:
         return Link(
@@ -222,21 +232,46 @@ class StateStore:
         )
 
     def links_by_marketo(self, ids: Iterable[int]) -> dict[int, Link]:
-        ids = list(dict.fromkeys(ids))
-        rows = self._get_many("links", [self._m_key(i) for i in ids])
-        return {i: self._link(r) for i, r in zip(ids, rows, strict=True) if r is not None}
+        """Links of these people. Ids that crowd one bucket are read with one range query
+        (a page of changes is mostly consecutive ids); stragglers with point reads."""
+        wanted = set(ids)
+        by_bucket: dict[int, list[int]] = defaultdict(list)
+        for i in wanted:
+            by_bucket[i // BUCKET].append(i)
+        ranged = [(b, min(v), max(v)) for b, v in by_bucket.items() if len(v) >= RANGE_FROM]
+        single = [i for v in by_bucket.values() if len(v) < RANGE_FROM for i in v]
+        rows: list[dict[str, Any] | None] = []
+        for chunk in self._pool.map(lambda r: self._bucket_rows(*r), ranged):
+            rows.extend(chunk)
+        rows.extend(self._get_many("links", [self._m_key(i) for i in single]))
+        links = (self._link(r) for r in rows if r is not None)
+        return {link.marketo_id: link for link in links if link.marketo_id in wanted}
 
-    def links_by_dynamics(self, entity: Entity, ids: Iterable[str]) -> dict[str, Link]:
+    def links_by_dynamics(
+        self, entity: Entity, ids: Iterable[str], hints: dict[str, int] | None = None
+    ) -> dict[str, Link]:
+        """Links of these records. `hints` (record id -> the Marketo id the record
+        carries) saves the index read; a hint that does not check out falls back to it."""
         ids = [i.lower() for i in dict.fromkeys(ids)]
-        index = self._get_many("links", [self._d_key(entity, i) for i in ids])
-        marketo_ids = {i: int(r["marketoId"]) for i, r in zip(ids, index, strict=True) if r}
+        hinted = {i: m for i, m in (hints or {}).items() if m is not None}
+        found: dict[str, Link] = {}
+        if hinted:
+            links = self.links_by_marketo(hinted.values())
+            for d, m in hinted.items():
+                link = links.get(m)
+                if link and link.dynamics_id.lower() == d.lower() and link.entity == entity:
+                    found[d.lower()] = link
+        rest = [i for i in ids if i not in found]
+        index = self._get_many("links", [self._d_key(entity, i) for i in rest])
+        marketo_ids = {i: int(r["marketoId"]) for i, r in zip(rest, index, strict=True) if r}
         links = self.links_by_marketo(marketo_ids.values())
         # The index can outlive a re-linked person; only a matching main row counts.
-        return {
-            d: links[m]
+        found.update(
+            (d, links[m])
             for d, m in marketo_ids.items()
             if m in links and links[m].dynamics_id.lower() == d and links[m].entity == entity
-        }
+        )
+        return found
 
     def save_links(self, links: Iterable[Link], *, new: bool = False) -> None:
         """Upsert main rows (with base); with `new`, also the Dynamics-id index rows."""
@@ -305,11 +340,18 @@ class StateStore:
 
     def remove_from_set(self, kind: str, keys: Iterable[str]) -> None:
         client = self._t("state")
-        for k in keys:
+        rows = [{"PartitionKey": kind, "RowKey": safe_key(k)} for k in keys]
+        for i in range(0, len(rows), BATCH_LIMIT):
+            chunk = rows[i : i + BATCH_LIMIT]
             try:
-                client.delete_entity(kind, safe_key(k))
-            except ResourceNotFoundError:
-                pass
+                client.submit_transaction([("delete", r) for r in chunk])
+            except (TableTransactionError, ResourceNotFoundError):
+                # One key was already gone, which fails the whole transaction: go one by one.
+                for r in chunk:
+                    try:
+                        client.delete_entity(r["PartitionKey"], r["RowKey"])
+                    except ResourceNotFoundError:
+                        pass
 
     # ---- logs -------------------------------------------------------------
     def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
@@ -357,10 +399,14 @@ class StateStore:
         stamp = _now()
         rows = []
         for n, ev in enumerate(events):
+            mid = int(ev["marketoId"])
+            # Bucketed like links so one cycle's events batch into few transactions;
+            # the RowKey starts with the person, newest first within them.
             rows.append(
                 {
-                    "PartitionKey": str(ev["marketoId"]),
-                    "RowKey": f"{_newest_first(stamp)}-{n:06d}",
+                    "PartitionKey": f"p{mid // BUCKET:012d}",
+                    "RowKey": f"{mid:012d}-{_newest_first(stamp)}-{n:06d}",
+                    "marketoId": mid,
                     "at": stamp.isoformat(),
                     **{
                         k: (json.dumps(v) if isinstance(v, list | dict) else v)
@@ -372,10 +418,10 @@ class StateStore:
         self._write("personlog", rows)
 
     def person_events(self, marketo_id: int) -> list[dict[str, Any]]:
-        return [
-            dict(r)
-            for r in self._t("personlog").query_entities(f"PartitionKey eq '{int(marketo_id)}'")
-        ]
+        mid = int(marketo_id)
+        query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
+        params = {"pk": f"p{mid // BUCKET:012d}", "lo": f"{mid:012d}-", "hi": f"{mid:012d}."}
+        return [dict(r) for r in self._t("personlog").query_entities(query, parameters=params)]
 
 
 def _unsafe(key: str) -> str:

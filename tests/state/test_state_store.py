@@ -100,3 +100,11 @@ def test_cycle_and_error_logs_list_newest_first(store: StateStore):
     errs = store.list_errors()
     assert errs[0]["code"] == "0x80044331"
     assert store.list_errors(since=datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+def test_removing_many_set_members_including_missing_ones(store: StateStore):
+    store.add_to_set("intentlead", [f"id{n}" for n in range(250)])
+    store.remove_from_set("intentlead", [f"id{n}" for n in range(0, 250, 2)] + ["never-added"])
+    assert sorted(store.members("intentlead")) == sorted(f"id{n}" for n in range(1, 250, 2))
+    store.remove_from_set("intentlead", [f"id{n}" for n in range(250)])
+    assert store.members("intentlead") == []
