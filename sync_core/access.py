@@ -71,12 +71,9 @@ async def field_access(
 ) -> FieldAccess:
     fingerprint = _fingerprint(mapping)
     if not force:
-        cached = await asyncio.to_thread(store.get_value, "meta", _ROW)
-        if cached:
-            data = json.loads(cached)
-            if data["fingerprint"] == fingerprint and time.time() - data["at"] < TTL_SECONDS:
-                rules = {e: tuple(_rule(r) for r in data["rules"][e]) for e in ENTITIES}
-                return FieldAccess(replace(mapping, fields=rules), data["excluded"], False)
+        cached = await _cached(store, mapping)
+        if cached is not None:
+            return cached
     meta = await read_metadata(marketo, dataverse)
     fields: dict[Entity, tuple[FieldRule, ...]] = {}
     excluded: list[dict[str, str]] = []
@@ -102,6 +99,24 @@ async def field_access(
         if p.severity in ("error", "warning")
     ]  # fmt: skip
     return FieldAccess(replace(mapping, fields=fields), excluded, True, problems)
+
+
+async def _cached(store: StateStore, mapping: Mapping) -> FieldAccess | None:
+    raw = await asyncio.to_thread(store.get_value, "meta", _ROW)
+    if not raw:
+        return None
+    data = json.loads(raw)
+    if data["fingerprint"] != _fingerprint(mapping) or time.time() - data["at"] >= TTL_SECONDS:
+        return None
+    rules = {e: tuple(_rule(r) for r in data["rules"][e]) for e in ENTITIES}
+    return FieldAccess(replace(mapping, fields=rules), data["excluded"], False)
+
+
+async def known_mapping(store: StateStore, mapping: Mapping) -> Mapping:
+    """The effective mapping as last read from metadata, without calling any API (for
+    the webhook, which must answer fast); the configured mapping when none is fresh."""
+    cached = await _cached(store, mapping)
+    return cached.mapping if cached else mapping
 
 
 def _with_options(rule: FieldRule, column: ColumnInfo) -> FieldRule:

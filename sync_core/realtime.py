@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 from azure.core.exceptions import AzureError
 
+from sync_core.access import decode_row, encode_values, known_mapping
 from sync_core.activitylog import SYNC_ERROR, SYNC_PERSON, error_entries, log_activities
 from sync_core.entrypoints import Reply
 from sync_core.errors import (
@@ -365,14 +366,20 @@ async def _owner_bind(rt: Runtime, assign_to: str) -> dict[str, str]:
 
 
 async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Reply:
-    m = rt.mapping
+    # The fields the sync identity may use, with option sets, as the last cycle found
+    # them (no metadata calls here: Marketo is waiting).
+    m = await known_mapping(rt.store, rt.mapping)
     entity, lead_id = req.sync_as, req.lead_id
-    rules = [r for r in m.fields[entity] if r.direction != "to-marketo"]
-    record: dict[str, Any] = {
+    rules = tuple(r for r in m.fields[entity] if r.direction != "to-marketo")
+    values: dict[str, Any] = {
         r.column: normalize(person.get(r.marketo))
         for r in rules
         if normalize(person.get(r.marketo)) is not None
     }
+    record, bad = encode_values(rules, values)
+    if bad:
+        # A label that is not an option: create without that field and say so.
+        await _best_effort("option-set error", _record_bad_options(rt, lead_id, entity, bad))
     record[m.marketo_id_column] = str(lead_id)
     key = ENTITY_KEY[entity]
     address = f"{ENTITY_SET[entity]}({m.marketo_id_column}='{lead_id}')"
@@ -413,7 +420,7 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    plan = plan_pair(m.fields[entity], created, person, None, rt.hasher)
+    plan = plan_pair(m.fields[entity], decode_row(rules, created), person, None, rt.hasher)
     link = Link(lead_id, entity, dynamics_id, dict(plan.settled))
     await asyncio.to_thread(rt.store.save_links, [link], new=True)
     await _best_effort(
@@ -433,6 +440,23 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
         ),
     )
     return Reply(200, {"status": "created", "dynamicsId": dynamics_id, "dynamicsType": entity})
+
+
+async def _record_bad_options(
+    rt: Runtime, lead_id: int, entity: Entity, bad: dict[str, str]
+) -> None:
+    row = {
+        "operation": "create",
+        "direction": "to-dynamics",
+        "entity": entity,
+        "fields": sorted(bad),
+        "code": "option-set",
+        "message": "; ".join(bad.values()),
+        "marketoId": lead_id,
+        "dynamicsId": "",
+    }
+    await asyncio.to_thread(rt.store.record_errors, [row])
+    await log_activities(rt.marketo, SYNC_ERROR, error_entries([row]))
 
 
 async def _adopt(rt: Runtime, req: SyncRequest, person: dict[str, Any], address: str) -> Reply:
