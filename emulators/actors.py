@@ -8,6 +8,7 @@ tests and `make demo`, so both exercise the sync exactly the way a real org woul
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,10 @@ class People:
     ca_bundle: str
     tenant: str
     _tokens: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def _tls(self) -> ssl.SSLContext:
+        # A context, not a path: httpx deprecates verify=<str>.
+        return ssl.create_default_context(cafile=self.ca_bundle)
 
     # ---- a marketer in Marketo -----------------------------------------------
     def _mkto_token(self) -> str:
@@ -107,7 +112,7 @@ class People:
                     "client_secret": "sales-user-secret",
                     "scope": f"{self.dynamics_url}/.default",
                 },
-                verify=self.ca_bundle,
+                verify=self._tls(),
             )
             r.raise_for_status()
             self._tokens["dyn"] = r.json()["access_token"]
@@ -124,7 +129,7 @@ class People:
             method,
             f"{self.dynamics_url}/api/data/v9.2/{path}",
             headers=headers,
-            verify=self.ca_bundle,
+            verify=self._tls(),
             **kw,
         )
 
@@ -163,7 +168,7 @@ class People:
 
     def dynamics_admin(self, method: str, path: str, **kw: Any) -> Any:
         r = httpx.request(
-            method, f"{self.dynamics_url}/_emulator/{path}", verify=self.ca_bundle, **kw
+            method, f"{self.dynamics_url}/_emulator/{path}", verify=self._tls(), **kw
         )
         r.raise_for_status()
         return r.json() if r.content else None
