@@ -18,8 +18,8 @@ import httpx
 
 from emulators.actors import People
 from emulators.stack import DYNAMICS_TENANT, WEBHOOK_SECRET, Stack, running_stack
-from sync_core.activitylog import ensure_types
-from sync_core.marketo import MarketoClient
+from sync_core.settings import load_settings
+from sync_core.setup import run_setup
 from sync_core.state import StateStore
 
 SEED_CONTACTS = 150
@@ -93,15 +93,10 @@ def main() -> int:
         people.marketo_admin("POST", "seed", json={"count": 40, "seed": 7})
         say(f"Marketo: 40 Marketo-only people, plus {len(shared)} sharing an email with Dynamics")
 
-        async def setup() -> None:
-            client = MarketoClient(stack.marketo_url, "sync-app", "sync-app-secret")
-            try:
-                await ensure_types(client)
-            finally:
-                await client.aclose()
-
-        asyncio.run(setup())
-        say("Marketo custom activity types created and approved")
+        step("python -m sync_core setup")
+        for s in asyncio.run(run_setup(load_settings(stack.env))):
+            if s.outcome != "exists":
+                say(f"{s.system:<8} {s.outcome:<9} {s.item}")
 
         step("Cycle 1: initial load (timer function)")
         run_timer(stack, store)

@@ -4,7 +4,6 @@ settings reach the function through environment variables, as app settings do.""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import importlib.util
 from collections.abc import Iterator
@@ -17,8 +16,6 @@ import pytest
 
 import sync_core.runtime as runtime
 from emulators.functions import create_host
-from sync_core.activitylog import ensure_types
-from sync_core.marketo import MarketoClient
 from tests.realtime.support import FUNCTION_KEY, MASTER_KEY, Webhook, snapshot
 from tests.scenarios.world import World, open_world
 from tests.support.servers import running_server
@@ -48,14 +45,6 @@ def functions_url() -> Iterator[str]:
         yield url
 
 
-async def _ensure_types(marketo_url: str) -> None:
-    client = MarketoClient(marketo_url, "sync-app", "sync-app-secret")
-    try:
-        await ensure_types(client)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture
 def world(azurite: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with ExitStack() as stack:
@@ -64,7 +53,7 @@ def world(azurite: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         # host runs in this process, so monkeypatch reaches it and undoes it afterwards.
         for name, value in w.env().items():
             monkeypatch.setenv(name, value)
-        asyncio.run(_ensure_types(w.marketo_url))
+        w.setup()
         yield w
         # The function's cached Entra credential keeps a TLS keep-alive connection to
         # this world's Dynamics emulator; dropping it lets the server stop at once

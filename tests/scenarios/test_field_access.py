@@ -3,11 +3,8 @@ sets, and each kind of rejection landing in the error table and the activity log
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from sync_core.activitylog import ensure_types
-from sync_core.marketo import MarketoClient
 from sync_core.settings import DEFAULT_MAPPING_FILE
 from tests.scenarios.test_delta_sync import linked_contact, linked_lead
 from tests.scenarios.world import World
@@ -22,17 +19,6 @@ def secure(world: World, table: str, column: str, **grants: bool) -> None:
                                            **grants},
                               "sales-user": {"read": True, "create": True, "update": True}}},
     )  # fmt: skip
-
-
-def activity_types(world: World) -> None:
-    async def go() -> None:
-        client = MarketoClient(world.marketo_url, "sync-app", "sync-app-secret")
-        try:
-            await ensure_types(client)
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
 
 
 def test_a_column_the_sync_identity_cannot_read_is_left_out_with_a_reason(world: World):
@@ -61,7 +47,7 @@ def test_a_column_secured_mid_operation_is_not_taken_for_a_cleared_value(world: 
 
 
 def test_write_refused_by_field_security_is_logged_then_the_field_left_out(world: World):
-    activity_types(world)
+    world.setup()
     cid, mid = linked_contact(world)
     secure(world, "contact", "jobtitle", read=True)  # may read, may not update
     world.marketo_edit(mid, title="Refused", city="Kept")
@@ -83,7 +69,7 @@ def test_write_refused_by_field_security_is_logged_then_the_field_left_out(world
 
 
 def test_value_too_long_for_dynamics_is_rejected_and_not_retried(world: World):
-    activity_types(world)
+    world.setup()
     cid, mid = linked_contact(world)
     world.marketo_edit(mid, title="x" * 150, city="Fits")  # jobtitle holds 100
     summary = world.cycle()
@@ -112,7 +98,7 @@ def test_option_set_maps_labels_both_ways(world: World, tmp_path: Path):
         + '\n[[fields]]\nmarketo = "leadSource"\nlead = "leadsourcecode"\n'
     )
     world.extra_env["SYNC_MAPPING_FILE"] = str(mapping)
-    activity_types(world)
+    world.setup()
     lid, mid = linked_lead(world, leadsourcecode=7)
     assert world.person(mid, "id,leadSource")["leadSource"] == "Trade Show"  # type: ignore[index]
     world.marketo_edit(mid, leadSource="web")

@@ -7,15 +7,12 @@ lease is left behind as a dead process would leave it.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from sync_core.activitylog import ensure_types
-from sync_core.marketo import MarketoClient
 from sync_core.state import StateStore
 from tests.scenarios.test_delta_sync import linked_contact, linked_lead
 from tests.scenarios.world import World
@@ -166,12 +163,7 @@ def test_quota_budget_stops_the_cycle_and_the_next_one_catches_up(world: World):
 
 
 def test_dynamics_rejection_is_logged_and_the_rest_of_the_batch_goes_through(world: World):
-    async def setup() -> None:
-        client = MarketoClient(world.marketo_url, "sync-app", "sync-app-secret")
-        await ensure_types(client)
-        await client.aclose()
-
-    asyncio.run(setup())
+    world.setup()
     lid, bad = linked_lead(world)
     cid, good = linked_contact(world)
     other_lid, other = linked_lead(world, emailaddress1="other@example.com", lastname="Other")

@@ -25,6 +25,7 @@ from emulators.marketo import create_app as marketo_app
 from emulators.stack import sync_env
 from sync_core.entrypoints import run_cycle
 from sync_core.settings import Settings, load_settings
+from sync_core.setup import run_setup
 from sync_core.state import StateStore
 from tests.support.servers import running_server
 
@@ -50,6 +51,10 @@ class World(People):
 
     def settings(self) -> Settings:
         return load_settings(self.env())
+
+    def setup(self) -> None:
+        """What an admin runs once: `python -m sync_core setup` (tables, activity types)."""
+        asyncio.run(run_setup(self.settings()))
 
     def cycle(self) -> dict[str, Any]:
         summary = asyncio.run(run_cycle(self.settings(), ca_bundle=self.ca_bundle))
