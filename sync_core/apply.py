@@ -11,6 +11,7 @@ edited the record after we read it) is simply re-planned next cycle.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from sync_core.mapping import ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.planner import PairPlan
 from sync_core.state import Link, StateStore
+
+Commit = Callable[[], Awaitable[None]]
 
 # Field-level security refused a column, or a column no longer exists.
 ACCESS_CODES = {"0x8004F502", "0x8004F507", "0x8004f502", "0x8004f507", "0x80060888"}
@@ -77,7 +80,10 @@ class Applier:
         # A write failed in a way that says field access changed: re-read metadata.
         self.access_changed = False
 
-    async def apply(self, entity: Entity, work: list[PairWork]) -> None:
+    async def apply(self, entity: Entity, work: list[PairWork]) -> Commit:
+        """Write both sides; return the commit (link rows, retry set) to run once the
+        caller is ready. The caller may overlap it with the next page's reads: nothing
+        later in the cycle reads these rows, and cursors wait for every commit."""
         mk_items = [w for w in work if w.plan.to_marketo or w.extra_marketo]
         dy_items = [w for w in work if w.plan.to_dynamics or w.extra_dynamics]
         mk_outcome, dy_outcome = await asyncio.gather(
@@ -121,12 +127,17 @@ class Applier:
                 retry.append(str(w.link.marketo_id))
             w.link.base = base
             (to_save_new if w.new else to_save).append(w.link)
-        await asyncio.to_thread(self.store.save_links, to_save_new, new=True)
-        await asyncio.to_thread(self.store.save_links, to_save)
         if retry:
             self.counts.retry_later += len(retry)
             self.retried.update(int(r) for r in retry)
-            await asyncio.to_thread(self.store.add_to_set, "retry", retry)
+
+        async def commit() -> None:
+            await asyncio.to_thread(self.store.save_links, to_save_new, new=True)
+            await asyncio.to_thread(self.store.save_links, to_save)
+            if retry:
+                await asyncio.to_thread(self.store.add_to_set, "retry", retry)
+
+        return commit
 
     async def _write_marketo(self, items: list[PairWork]) -> dict[int, SyncError | None]:
         if not items:

@@ -92,6 +92,7 @@ class Cycle:
         self.excluded: list[dict[str, str]] = []
         self.mapping_problems: list[dict[str, str]] = []
         self.access_refreshed = False
+        self._commit: asyncio.Task[None] | None = None
 
     async def _load_access(self, *, force: bool = False) -> None:
         access = await field_access(
@@ -136,6 +137,8 @@ class Cycle:
             summary.update(outcome="failed", message=f"{type(exc).__name__}: {exc}")
         finally:
             try:
+                # Writes that landed before a failure still get their link rows.
+                await self._settle()
                 await self._flush_logs()
                 await self._io(
                     self.store.set_values, "quota", {quota_day: str(used + self.marketo.calls)}
@@ -181,6 +184,7 @@ class Cycle:
             self.marketo_changes.setdefault(mid, []).append(ALWAYS)
         for entity in ENTITIES:
             link = await self._sync_dynamics_changes(entity)
+            await self._settle()
             # All its pages are applied: this entity's cursor may advance on its own.
             await self._io(
                 self.store.set_cursors,
@@ -192,6 +196,7 @@ class Cycle:
             )
         await self._sync_marketo_leftovers()
         await self._close_marketo_deleted(deleted_people)
+        await self._settle()
         await self._flush_logs()
         cursors[MARKETO_CURSOR] = mk_token
         await self._io(self.store.set_cursors, cursors)
@@ -319,6 +324,7 @@ class Cycle:
             if page.delta_link:
                 link = page.delta_link
             elif page.next_link and time.monotonic() > self.deadline:
+                await self._settle()
                 columns = ",".join(self.mapping.columns(entity))
                 await self._io(
                     self.store.set_cursors,
@@ -377,8 +383,20 @@ class Cycle:
         if unlinked:
             work += await link_new_records(self, entity, unlinked)
         if work:
-            await self.applier.apply(entity, work)
-            await clear_intents(self, entity, work)
+            commit = await self.applier.apply(entity, work)
+            await self._settle()  # at most one page's commit in flight
+            self._commit = asyncio.create_task(self._commit_page(entity, work, commit))
+
+    async def _commit_page(self, entity: Entity, work: list[PairWork], commit: Any) -> None:
+        await commit()
+        await clear_intents(self, entity, work)
+
+    async def _settle(self) -> None:
+        """Wait for the page commit running in the background (its error surfaces here).
+        Called before anything that relies on committed links: cursors, logs, the end."""
+        task, self._commit = self._commit, None
+        if task is not None:
+            await task
 
     def _dynamics_matches_base(self, entity: Entity, row: dict[str, Any], link: Link) -> bool:
         """True when this Dynamics row carries nothing new for the pair: every mapped
