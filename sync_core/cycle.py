@@ -17,8 +17,9 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from sync_core.access import decode_row, field_access, invalidate
 from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
@@ -50,6 +51,12 @@ UNKNOWN_COLUMN = "0x80060888"  # Dataverse: a $select/$filter names a column tha
 WATERMARK_OVERLAP = 300
 WATERMARK_SEEN_CAP = 800
 ALWAYS = ("*", object())  # a change marker no base matches: always re-read the person
+
+
+class Prepared(NamedTuple):
+    filtered: list[dict[str, Any]]  # rows whose sync filter says No
+    live: list[dict[str, Any]]  # the rest, option sets decoded
+    links: dict[str, Link]  # record id -> its link, where one exists
 
 
 class OutOfTime(SyncError):
@@ -314,12 +321,34 @@ class Cycle:
         seen_now = {k: v[1] for k, v in recent.items()}
         return json.dumps({"mode": "modifiedon", "since": newest, "seen": seen_now})
 
+    async def _read_ahead(
+        self, entity: Entity, pages: AsyncIterator[ChangePage]
+    ) -> AsyncIterator[tuple[ChangePage, Prepared]]:
+        """Pages with their links looked up, the next one fetched and prepared while the
+        caller applies the current one (Dataverse and Table Storage reads then overlap
+        Marketo's rate-limited calls instead of adding to them)."""
+
+        async def fetch() -> tuple[ChangePage, Prepared] | None:
+            try:
+                page = await anext(pages)
+            except StopAsyncIteration:
+                return None
+            return page, await self._prepare(entity, page.rows)
+
+        ahead = asyncio.create_task(fetch())
+        try:
+            while (item := await ahead) is not None:
+                ahead = asyncio.create_task(fetch())
+                yield item
+        finally:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
+
     async def _consume(self, entity: Entity, delta: str | None) -> str | None:
         link: str | None = delta
-        async for page in self.dataverse.changes(
-            ENTITY_SET[entity], self.mapping.columns(entity), delta
-        ):
-            await self._apply_page(entity, page)
+        pages = self.dataverse.changes(ENTITY_SET[entity], self.mapping.columns(entity), delta)
+        async for page, prepared in self._read_ahead(entity, pages):
+            await self._apply_page(entity, page, prepared)
             await self._keep_lease()
             if page.delta_link:
                 link = page.delta_link
@@ -344,31 +373,41 @@ class Cycle:
             raise StopCycle("lost the cycle lease to another run; stopping")
         self._leased_at = time.monotonic()
 
-    async def _apply_page(self, entity: Entity, page: ChangePage) -> None:
+    async def _apply_page(
+        self, entity: Entity, page: ChangePage, prepared: Prepared | None = None
+    ) -> None:
         if page.deleted:
             await self._dynamics_deleted(entity, page.deleted)
         if page.rows:
-            await self._sync_rows(entity, page.rows)
+            await self._sync_rows(entity, page.rows, prepared)
 
-    async def _sync_rows(self, entity: Entity, rows: list[dict[str, Any]]) -> None:
+    async def _prepare(self, entity: Entity, rows: list[dict[str, Any]]) -> Prepared:
+        """The read-only part of a page: split off filtered rows, look up links. Safe to
+        run ahead of the previous page, whose records are never this page's."""
         key = ENTITY_KEY[entity]
         fcol, mcol = self.mapping.sync_filter_column, self.mapping.marketo_id_column
-        live = []
-        for row in rows:
-            if row.get(fcol) is False:
-                self.counts.filtered_out += 1
-                mid = _int(row.get(mcol))
-                if mid is not None:
-                    self.marketo_changes.pop(mid, None)
-            else:
-                live.append(row)
-        if not live:
-            return
         rules = self.mapping.fields[entity]
-        live = [decode_row(rules, r) for r in live]
+        filtered = [r for r in rows if r.get(fcol) is False]
+        live = [decode_row(rules, r) for r in rows if r.get(fcol) is not False]
+        if not live:
+            return Prepared(filtered, live, {})
         # The Marketo id a linked record carries lets most lookups skip the index read.
         hints = {str(r[key]).lower(): _int(r.get(mcol)) for r in live}
         links = await self._io(self.store.links_by_dynamics, entity, [r[key] for r in live], hints)
+        return Prepared(filtered, live, links)
+
+    async def _sync_rows(
+        self, entity: Entity, rows: list[dict[str, Any]], prepared: Prepared | None = None
+    ) -> None:
+        key = ENTITY_KEY[entity]
+        filtered, live, links = prepared or await self._prepare(entity, rows)
+        for row in filtered:
+            self.counts.filtered_out += 1
+            mid = _int(row.get(self.mapping.marketo_id_column))
+            if mid is not None:
+                self.marketo_changes.pop(mid, None)
+        if not live:
+            return
         linked, unlinked = [], []
         for row in live:
             link = links.get(str(row[key]).lower())
