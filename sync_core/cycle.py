@@ -36,7 +36,7 @@ from sync_core.errors import (
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.newlinks import clear_intents, link_new_records
-from sync_core.planner import Hasher, comparable, normalize, plan_pair
+from sync_core.planner import Hasher, as_id, comparable, normalize, plan_pair
 from sync_core.state import Link, StateStore
 
 log = logging.getLogger("sync_core")
@@ -392,7 +392,7 @@ class Cycle:
         if not live:
             return Prepared(filtered, live, {})
         # The Marketo id a linked record carries lets most lookups skip the index read.
-        hints = {str(r[key]).lower(): _int(r.get(mcol)) for r in live}
+        hints = {str(r[key]).lower(): as_id(r.get(mcol)) for r in live}
         links = await self._io(self.store.links_by_dynamics, entity, [r[key] for r in live], hints)
         return Prepared(filtered, live, links)
 
@@ -403,7 +403,7 @@ class Cycle:
         filtered, live, links = prepared or await self._prepare(entity, rows)
         for row in filtered:
             self.counts.filtered_out += 1
-            mid = _int(row.get(self.mapping.marketo_id_column))
+            mid = as_id(row.get(self.mapping.marketo_id_column))
             if mid is not None:
                 self.marketo_changes.pop(mid, None)
         if not live:
@@ -440,7 +440,7 @@ class Cycle:
     def _dynamics_matches_base(self, entity: Entity, row: dict[str, Any], link: Link) -> bool:
         """True when this Dynamics row carries nothing new for the pair: every mapped
         value equals the base (our own write coming back, or an unmapped edit)."""
-        if _int(row.get(self.mapping.marketo_id_column)) != link.marketo_id:
+        if as_id(row.get(self.mapping.marketo_id_column)) != link.marketo_id:
             return False
         return all(
             self.hasher(comparable(row.get(r.column), r.fold_case)) == link.base.get(r.marketo)
@@ -499,7 +499,7 @@ class Cycle:
 
     def dynamics_link_fields(self, row: dict[str, Any], marketo_id: int) -> dict[str, Any]:
         col = self.mapping.marketo_id_column
-        return {} if _int(row.get(col)) == marketo_id else {col: str(marketo_id)}
+        return {} if as_id(row.get(col)) == marketo_id else {col: str(marketo_id)}
 
     async def _dynamics_deleted(self, entity: Entity, ids: list[str]) -> None:
         links = await self._io(self.store.links_by_dynamics, entity, ids)
@@ -562,10 +562,3 @@ def _shift(stamp: str, seconds: int) -> str:
     """Move a Dataverse UTC timestamp; same format out, so strings compare in time order."""
     moved = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(seconds=seconds)
     return moved.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(str(value).strip()) if value not in (None, "") else None
-    except ValueError:
-        return None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sync_core.apply import PairWork
 from sync_core.errors import RecordRejected
 from sync_core.mapping import ENTITY_KEY, Entity
-from sync_core.planner import normalize, plan_pair
+from sync_core.planner import as_id, normalize, plan_pair
 from sync_core.state import Link
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ async def link_new_records(
         )
 
     # (1) the id the record carries
-    claimed = {did: _int(r.get(m.marketo_id_column)) for did, r in by_id.items()}
+    claimed = {did: as_id(r.get(m.marketo_id_column)) for did, r in by_id.items()}
     claimed_ids = sorted({v for v in claimed.values() if v is not None})
     if claimed_ids:
         found = await cycle.marketo.get_leads("id", claimed_ids, fields)
@@ -174,10 +174,3 @@ async def clear_intents(cycle: Cycle, entity: Entity, work: list[PairWork]) -> N
     done = [w.link.dynamics_id for w in work if w.new]
     if done:
         await asyncio.to_thread(cycle.store.remove_from_set, _intent_set(entity), done)
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(str(value).strip()) if value not in (None, "") else None
-    except ValueError:
-        return None

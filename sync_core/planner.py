@@ -32,6 +32,14 @@ def normalize(value: Any) -> Any:
     return value
 
 
+def as_id(value: Any) -> int | None:
+    """A Marketo person id as stored in a Dataverse text column ("123", " 123", None)."""
+    try:
+        return int(str(value).strip()) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
 def comparable(value: Any, fold_case: bool) -> Any:
     """The form two values are compared (and hashed) in; writes keep the original."""
     value = normalize(value)
