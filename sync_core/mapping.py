@@ -21,6 +21,13 @@ Side = Literal["marketo", "dynamics"]
 DEFAULT_WINNER: dict[Entity, Side] = {"lead": "marketo", "contact": "dynamics"}
 ENTITY_SET = {"lead": "leads", "contact": "contacts"}
 ENTITY_KEY = {"lead": "leadid", "contact": "contactid"}
+# Read besides the mapped columns, to follow a lead qualified into a contact: the lead's
+# state, and the contact's originating lead.
+QUALIFIED = 1  # lead statecode
+EXTRA_COLUMNS: dict[Entity, tuple[str, ...]] = {
+    "lead": ("statecode",),
+    "contact": ("_originatingleadid_value",),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,7 @@ class Mapping:
     def columns(self, entity: Entity) -> list[str]:
         """Every Dataverse column read for `entity`."""
         cols = [r.column for r in self.fields[entity]]
-        return [*cols, self.marketo_id_column, self.sync_filter_column]
+        return [*cols, self.marketo_id_column, self.sync_filter_column, *EXTRA_COLUMNS[entity]]
 
 
 def _text(entry: dict[str, Any], key: str, where: str, default: str | None = None) -> str:

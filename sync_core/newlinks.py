@@ -1,7 +1,9 @@
 """Link Dynamics records the sync has not seen before to a Marketo person.
 
-Resolution order, each step cheaper to get wrong than the next: (1) the person id the
-record already carries (links rebuilt after a lost state table), (2) a person created
+Resolution order, each step cheaper to get wrong than the next: (0) for a contact
+qualified from a linked lead, that lead's person (the link moves to the contact, as the
+native connector does; a qualified lead never gets a person of its own), (1) the person
+id the record already carries (links rebuilt after a lost state table), (2) a person created
 for this record by an earlier, interrupted cycle (found through the create intent and
 the person's Dynamics-id field), (3) exactly one person with the same email
 (case-insensitive) that is not linked to another record, (4) a new person. The intent
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sync_core.apply import PairWork
 from sync_core.errors import RecordRejected
-from sync_core.mapping import ENTITY_KEY, Entity
+from sync_core.mapping import ENTITY_KEY, QUALIFIED, Entity
 from sync_core.planner import as_id, normalize, plan_pair
 from sync_core.state import Link
 
@@ -34,6 +36,11 @@ async def link_new_records(
     m = cycle.mapping
     key = ENTITY_KEY[entity]
     fields = [*m.marketo_fields(), m.dynamics_deleted_field]
+    if entity == "lead":
+        # A qualified lead lives on as its contact: it never gets a person of its own.
+        qualified = [r for r in rows if r.get("statecode") == QUALIFIED]
+        cycle.counts.filtered_out += len(qualified)
+        rows = [r for r in rows if r.get("statecode") != QUALIFIED]
     by_id = {str(r[key]).lower(): r for r in rows}
     matched: dict[str, dict[str, Any]] = {}  # dynamics id -> person
     taken: set[int] = set()
@@ -47,6 +54,28 @@ async def link_new_records(
         return int(person["id"]) not in taken and (
             owner in ("", did) or bool(person.get(m.dynamics_deleted_field))
         )
+
+    # (0) a contact qualified from a linked lead takes over that lead's person, as the
+    # native connector does (the person's Dynamics type becomes contact)
+    if entity == "contact":
+        origins = {
+            did: str(r["_originatingleadid_value"]).lower()
+            for did, r in by_id.items()
+            if r.get("_originatingleadid_value")
+        }
+        if origins:
+            lead_links = await asyncio.to_thread(
+                cycle.store.links_by_dynamics, "lead", list(origins.values())
+            )
+            owners = {did: lead_links[lead] for did, lead in origins.items() if lead in lead_links}
+            if owners:
+                ids = sorted({link.marketo_id for link in owners.values()})
+                got = await cycle.marketo.get_leads("id", ids, fields)
+                lead_people = {int(p["id"]): p for p in got}
+                for did, link in owners.items():
+                    person = lead_people.get(link.marketo_id)
+                    if person is not None and int(person["id"]) not in taken:
+                        take(did, person)
 
     # (1) the id the record carries
     claimed = {did: as_id(r.get(m.marketo_id_column)) for did, r in by_id.items()}

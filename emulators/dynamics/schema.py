@@ -144,6 +144,8 @@ def build_tables(cfg: DynamicsConfig) -> dict[str, Table]:
     """Default schema plus the configured custom columns and alternate keys."""
     contact = _person_table("contact", "contacts")
     contact.add(Column("parentcustomerid", "Customer", targets=("account", "contact")))
+    # Set when a lead is qualified into this contact (Dataverse's "Originating Lead").
+    contact.add(Column("originatingleadid", "Lookup", targets=("lead",)))
     contact.add(Column("statecode", "State", options={0: "Active", 1: "Inactive"},
                        option_state={0: 1, 1: 2}, required_level="SystemRequired",
                        valid_for_create=False))

@@ -215,3 +215,29 @@ def test_without_change_tracking_a_modifiedon_watermark_is_used(azurite: str, tm
         assert world.dyn_get("contact", cid)["address1_city"] == "York"  # type: ignore[index]
         idle = world.cycle()
         assert idle["counts"]["to_marketo"] == idle["counts"]["to_dynamics"] == 0
+
+
+def test_a_lead_qualified_into_a_contact_keeps_its_person(world: World):
+    lid, mid = linked_lead(world)
+    # Sales qualifies the lead: a contact from it, the lead marked Qualified.
+    r = world.dynamics(
+        "POST", "contacts",
+        json={"firstname": "Grace", "lastname": "Hopper", "emailaddress1": "grace@example.com",
+              "originatingleadid@odata.bind": f"/leads({lid})"},
+        headers={"Prefer": "return=representation"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    cid = r.json()["contactid"]
+    world.dyn_edit("lead", lid, statecode=1, statuscode=3)
+    summary = world.cycle()
+    assert summary["counts"]["created_in_marketo"] == 0
+    (person,) = world.people_by_email("grace@example.com")
+    assert int(person["id"]) == mid
+    assert person["dynamicsType"] == "contact" and person["dynamicsId"] == cid
+    assert world.dyn_get("contact", cid)["new_marketoid"] == str(mid)  # type: ignore[index]
+    # Later edits to the old lead create nothing; the contact now carries the person.
+    world.dyn_edit("lead", lid, jobtitle="Old lead edit")
+    world.dyn_edit("contact", cid, jobtitle="Admiral")
+    world.cycle()
+    assert len(world.people_by_email("grace@example.com")) == 1
+    assert world.person(mid)["title"] == "Admiral"  # type: ignore[index]
