@@ -109,10 +109,6 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def marketo_identity_url(self) -> str:
-        return f"{self.marketo_base_url}/identity"
-
-    @property
     def uses_managed_identity(self) -> bool:
         return not self.dynamics_client_secret.get_secret_value()
 
