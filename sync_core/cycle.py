@@ -41,6 +41,7 @@ from sync_core.state import Link, StateStore
 
 log = logging.getLogger("sync_core")
 MARKETO_CURSOR = "marketo-activities"
+PAUSED = "paused"  # state set: linked records held back by their sync filter
 # Marketo's quota day starts at midnight US Central; a fixed UTC-6 is close enough for a
 # budget (it never under-counts by more than the hour of DST).
 QUOTA_TZ = timezone(timedelta(hours=-6))
@@ -100,6 +101,11 @@ class Cycle:
         self.mapping_problems: list[dict[str, str]] = []
         self.access_refreshed = False
         self._commit: asyncio.Task[None] | None = None
+        # Marketo ids of linked records whose sync filter said No in some cycle. Their
+        # Marketo edits were passed over by the feed cursor, so when the filter lets them
+        # through again the pair is re-planned in full, not only on this cycle's changes.
+        self.paused: set[int] = set()
+        self.resumed: set[int] = set()
 
     async def _load_access(self, *, force: bool = False) -> None:
         access = await field_access(
@@ -187,6 +193,7 @@ class Cycle:
         await self._load_access()
         mk_token, deleted_people = await self._read_marketo_feeds()
         retry_ids = [int(x) for x in await self._io(self.store.members, "retry")]
+        self.paused = {int(x) for x in await self._io(self.store.members, PAUSED)}
         for mid in retry_ids:
             self.marketo_changes.setdefault(mid, []).append(ALWAYS)
         for entity in ENTITIES:
@@ -210,6 +217,9 @@ class Cycle:
         done = set(retry_ids) - self.applier.retried
         if done:
             await self._io(self.store.remove_from_set, "retry", [str(i) for i in done])
+        if self.resumed:
+            # Only now: every resumed pair's writes and links are committed above.
+            await self._io(self.store.remove_from_set, PAUSED, [str(i) for i in self.resumed])
         if self.applier.access_changed:
             await self._io(invalidate, self.store)
 
@@ -401,11 +411,18 @@ class Cycle:
     ) -> None:
         key = ENTITY_KEY[entity]
         filtered, live, links = prepared or await self._prepare(entity, rows)
+        newly_paused: list[str] = []
         for row in filtered:
             self.counts.filtered_out += 1
             mid = as_id(row.get(self.mapping.marketo_id_column))
             if mid is not None:
                 self.marketo_changes.pop(mid, None)
+                if mid not in self.paused:
+                    self.paused.add(mid)
+                    newly_paused.append(str(mid))
+        if newly_paused:
+            # Durable before the Marketo cursor moves past the edits dropped above.
+            await self._io(self.store.add_to_set, PAUSED, newly_paused)
         if not live:
             return
         linked, unlinked = [], []
@@ -415,6 +432,9 @@ class Cycle:
                 unlinked.append(row)
                 continue
             dirty = self._marketo_dirty(link)
+            if link.marketo_id in self.paused:
+                dirty = True
+                self.resumed.add(link.marketo_id)
             self.marketo_changes.pop(link.marketo_id, None)
             if dirty or not self._dynamics_matches_base(entity, row, link):
                 linked.append((row, link))

@@ -165,6 +165,37 @@ def test_sync_filter_yes_to_no_stops_syncing_without_deleting(world: World):
     assert world.dyn_get("contact", cid)["jobtitle"] == "Secret"  # type: ignore[index]
 
 
+def test_marketo_edit_during_a_sync_pause_reaches_dynamics_when_it_resumes(world: World):
+    # Found by a randomized check: the paused row dropped the marketer's pending change
+    # while the feed cursor moved past it, and the pair never converged.
+    cid, mid = linked_contact(world, jobtitle="Engineer")
+    world.dyn_edit("contact", cid, new_synctomkto=False)
+    world.cycle()
+    world.marketo_edit(mid, title="CTO")
+    world.cycle()
+    assert world.dyn_get("contact", cid)["jobtitle"] == "Engineer"  # type: ignore[index]
+    world.dyn_edit("contact", cid, new_synctomkto=True)
+    summary = world.cycle()
+    assert summary["counts"]["to_dynamics"] == 1
+    assert world.dyn_get("contact", cid)["jobtitle"] == "CTO"  # type: ignore[index]
+    assert world.cycle()["counts"]["to_dynamics"] == 0
+
+
+def test_after_a_pause_a_later_one_sided_dynamics_edit_is_no_collision(world: World):
+    lid, mid = linked_lead(world, jobtitle="Engineer")
+    world.dyn_edit("lead", lid, new_synctomkto=False)
+    world.cycle()
+    world.marketo_edit(mid, title="CTO")
+    world.cycle()
+    world.dyn_edit("lead", lid, new_synctomkto=True)
+    world.cycle()
+    world.dyn_edit("lead", lid, jobtitle="VP Engineering")
+    summary = world.cycle()
+    assert summary["counts"]["collisions"] == 0
+    assert world.dyn_get("lead", lid)["jobtitle"] == "VP Engineering"  # type: ignore[index]
+    assert world.person(mid)["title"] == "VP Engineering"  # type: ignore[index]
+
+
 def test_dynamics_delete_flags_the_person_and_closes_the_link(world: World):
     cid, mid = linked_contact(world)
     world.dyn_delete("contact", cid)
