@@ -35,6 +35,7 @@ from sync_core.errors import (
 )
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
+from sync_core.marketofeed import read_feeds
 from sync_core.newlinks import clear_intents, link_new_records
 from sync_core.planner import Hasher, as_id, comparable, normalize, plan_pair
 from sync_core.state import Link, StateStore
@@ -45,7 +46,6 @@ PAUSED = "paused"  # state set: linked records held back by their sync filter
 # Marketo's quota day starts at midnight US Central; a fixed UTC-6 is close enough for a
 # budget (it never under-counts by more than the hour of DST).
 QUOTA_TZ = timezone(timedelta(hours=-6))
-CHANGE_DATA_VALUE = 13
 UNKNOWN_COLUMN = "0x80060888"  # Dataverse: a $select/$filter names a column that is gone
 # modifiedon fallback: re-read this many seconds before the watermark every cycle, and
 # keep at most this many (id, modifiedon) pairs from that window to skip re-processing.
@@ -77,6 +77,7 @@ class Cycle:
         daily_quota: int = 50_000,
         quota_share: float = 0.8,
         time_budget: float = 480.0,
+        feed_overlap: float = 120.0,
     ) -> None:
         self.configured = mapping  # as written; self.mapping is the effective set
         self.mapping = mapping
@@ -87,6 +88,7 @@ class Cycle:
         self.lease_seconds = lease_seconds
         self.daily_quota = daily_quota
         self.quota_share = quota_share
+        self.feed_overlap = feed_overlap
         self.deadline = time.monotonic() + time_budget
         self._leased_at = time.monotonic()
         self.id = uuid.uuid4().hex[:12]
@@ -225,31 +227,14 @@ class Cycle:
 
     # ---- Marketo feeds -----------------------------------------------------
     async def _read_marketo_feeds(self) -> tuple[str, set[int]]:
-        token = await self._io(self.store.get_cursor, MARKETO_CURSOR)
-        if token is None:
-            # First run: history before now arrives through the Dynamics snapshot,
-            # which re-reads every linked person anyway.
-            token = await self.marketo.paging_token(datetime.now(UTC))
-            return token, set()
+        saved = await self._io(self.store.get_cursor, MARKETO_CURSOR)
         # Only mapped fields: our own link fields (dynamicsId...) are not edits to sync.
-        fields = self.mapping.mapped_marketo_fields()
-        wanted = set(fields)
-        end_token = token
-        async for page, next_token in self.marketo.lead_changes(token, fields):
-            for act in page:
-                if act.type_id != CHANGE_DATA_VALUE:
-                    continue
-                # The fields filter is not always honoured server-side; filter here too.
-                changes = [(f, v) for f, v in act.fields.items() if f in wanted]
-                if changes:
-                    self.marketo_changes.setdefault(act.lead_id, []).extend(changes)
-            end_token = next_token
-        deleted: set[int] = set()
-        async for page, _ in self.marketo.deleted_leads(token):
-            deleted.update(a.lead_id for a in page)
-        for mid in deleted:
-            self.marketo_changes.pop(mid, None)
-        return end_token, deleted
+        read = await read_feeds(
+            self.marketo, saved, self.mapping.mapped_marketo_fields(), overlap=self.feed_overlap
+        )
+        for mid, changes in read.changes.items():
+            self.marketo_changes.setdefault(mid, []).extend(changes)
+        return read.cursor.dump(), read.deleted
 
     def _marketo_dirty(self, link: Link) -> bool:
         changes = self.marketo_changes.get(link.marketo_id)

@@ -193,4 +193,5 @@ def new_cycle(rt: Runtime) -> Any:
         time_budget=s.sync_cycle_budget_seconds,
         daily_quota=s.sync_marketo_daily_quota,
         quota_share=s.sync_marketo_quota_share,
+        feed_overlap=s.sync_marketo_feed_overlap_seconds,
     )

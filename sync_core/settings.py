@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     sync_http_timeout_seconds: float = Field(
         30.0, validation_alias=_env("SYNC_HTTP_TIMEOUT_SECONDS"), gt=0
     )
+    # Marketo can make an activity visible after later-dated ones: each feed read starts
+    # this far behind the previous read (covers that delay plus clock skew).
+    sync_marketo_feed_overlap_seconds: float = Field(
+        120.0, validation_alias=_env("SYNC_MARKETO_FEED_OVERLAP_SECONDS"), ge=0, le=86400
+    )
 
     @field_validator("marketo_base_url", "dynamics_url", "dynamics_authority_host")
     @classmethod
