@@ -23,6 +23,7 @@ from sync_core.errors import (
     AuthFailed,
     ChangeTrackingOff,
     DeltaExpired,
+    OutcomeUnknown,
     RecordRejected,
     StaleRecord,
     SyncError,
@@ -146,7 +147,7 @@ class DataverseClient:
                 except httpx.TimeoutException as exc:
                     if not idempotent:
                         # Outcome unknown: the caller must re-resolve before any retry.
-                        raise SyncError(f"timeout on {method} {url}; outcome unknown") from exc
+                        raise OutcomeUnknown(f"timeout on {method} {url}; outcome unknown") from exc
                     raise transport_error(exc) from exc
                 except httpx.HTTPError as exc:
                     raise transport_error(exc) from exc

@@ -7,6 +7,8 @@ every loop. The tree:
     SyncError
       TransientError          retry the same request after a backoff
         Throttled             wait `retry_after` seconds first (429, 606, 615)
+      OutcomeUnknown          a write got no answer (timeout, dropped connection, 604):
+                              it may have landed; re-resolve, never resend it blindly
       RecordRejected          the peer refused this record; log it, skip it, go on
       StopCycle               stop this cycle; state stays where it was
         QuotaExhausted        the Marketo daily budget for background work is used
@@ -29,6 +31,11 @@ class Throttled(TransientError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class OutcomeUnknown(SyncError):
+    """A non-idempotent write may or may not have been applied. Whoever catches it must
+    find out what happened (look the record up, an intent row) before writing again."""
 
 
 class RecordRejected(SyncError):

@@ -10,6 +10,7 @@ background cycle stops before the org's quota runs dry.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import httpx
 from sync_core.errors import (
     AuthFailed,
     ConfigError,
+    OutcomeUnknown,
     QuotaExhausted,
     StopCycle,
     SyncError,
@@ -29,6 +31,7 @@ from sync_core.errors import (
 )
 from sync_core.http import RetryPolicy, SlidingWindow, transport_error
 
+log = logging.getLogger("sync_core")
 BATCH = 300
 _RETRY_CODES = {"604", "608", "611", "614", "713", "500", "502"}
 _TOKEN_CODES = {"601", "602"}
@@ -147,11 +150,11 @@ class MarketoClient:
                     )
                 except httpx.HTTPError as exc:
                     if not idempotent:
-                        raise SyncError(f"{path}: no answer ({exc!r}); outcome unknown") from exc
+                        raise OutcomeUnknown(f"{path}: no answer ({exc!r})") from exc
                     raise transport_error(exc) from exc
             if resp.status_code >= 500:
                 if not idempotent:
-                    raise SyncError(f"Marketo HTTP {resp.status_code} on {path}; outcome unknown")
+                    raise OutcomeUnknown(f"Marketo HTTP {resp.status_code} on {path}")
                 raise TransientError(f"Marketo HTTP {resp.status_code} on {path}")
             if resp.status_code != 200:
                 raise ConfigError(f"Marketo HTTP {resp.status_code} on {path}: {resp.text[:200]}")
@@ -169,7 +172,7 @@ class MarketoClient:
                 raise Throttled(f"Marketo 615: {message}", retry_after=1.0)
             if code in _RETRY_CODES:
                 if not idempotent and code == "604":
-                    raise SyncError(f"Marketo 604 on {path}: {message}; outcome unknown")
+                    raise OutcomeUnknown(f"Marketo 604 on {path}: {message}; outcome unknown")
                 raise TransientError(f"Marketo {code}: {message}")
             if code == "607":
                 raise QuotaExhausted(f"Marketo daily quota reached (607): {message}")
@@ -276,11 +279,20 @@ class MarketoClient:
         return list(body.get("result") or [])
 
     async def add_activities(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add to activity logs, at most once: a resent chunk would log each line twice,
+        so a chunk whose answer is lost is reported as unknown, not retried."""
         results: list[dict[str, Any]] = []
         for i in range(0, len(records), BATCH):
-            body = await self.call(
-                "POST", "/rest/v1/activities/external.json", json={"input": records[i : i + BATCH]}
-            )
+            chunk = records[i : i + BATCH]
+            try:
+                body = await self.call(
+                    "POST", "/rest/v1/activities/external.json", json={"input": chunk},
+                    idempotent=False,
+                )  # fmt: skip
+            except OutcomeUnknown as exc:
+                log.warning("activity log write of %d entries: %s", len(chunk), exc)
+                results.extend({"status": "unknown"} for _ in chunk)
+                continue
             results.extend(body.get("result") or [])
         return results
 
