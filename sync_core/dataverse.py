@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from sync_core.errors import (
     TransientError,
 )
 from sync_core.http import RetryPolicy, SlidingWindow, transport_error
+from sync_core.pacing import ExecutionPacer
 
 API = "/api/data/v9.2"
 PAGE_SIZE = 5000
@@ -99,8 +101,10 @@ class DataverseClient:
         retry: RetryPolicy | None = None,
         limiter: SlidingWindow | None = None,
         page_size: int = PAGE_SIZE,
+        pacer: ExecutionPacer | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.pacer = pacer or ExecutionPacer()
         self.page_size = page_size
         self._token = token
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, verify=verify)
@@ -222,14 +226,50 @@ class DataverseClient:
 
     # ---- writes --------------------------------------------------------------
     async def batch(self, ops: Sequence[Op]) -> list[OpResult]:
-        """Run independent writes via $batch with continue-on-error; one result per op."""
-        results: list[OpResult] = []
-        chunks = [ops[i : i + BATCH_OPS] for i in range(0, len(ops), BATCH_OPS)]
-        for chunk_results in await asyncio.gather(*(self._batch(c) for c in chunks)):
-            results.extend(chunk_results)
-        return results
+        """Run independent writes via $batch with continue-on-error; one result per op,
+        in order. Batches are sized and paced by their execution time (see pacing.py);
+        a batch that still fails transiently gives each of its ops that error, so the
+        batches that landed keep their results.
 
-    async def _batch(self, ops: Sequence[Op]) -> list[OpResult]:
+        Not UpdateMultiple/CreateMultiple: on standard tables one failing row rolls the
+        whole request back (no per-row results), and each update here must carry its
+        own If-Match so an edit made since we read the row is never overwritten."""
+        results: list[OpResult | None] = [None] * len(ops)
+        pacer = self.pacer
+
+        async def run(lo: int, hi: int) -> None:
+            reserved = await pacer.reserve(hi - lo)
+            began = time.monotonic()
+            try:
+                parsed, headers = await self._batch(ops[lo:hi])
+            except TransientError as exc:
+                parsed, headers = [OpResult(0, exc) for _ in range(lo, hi)], {}
+            pacer.observe(hi - lo, time.monotonic() - began, reserved, headers)
+            results[lo:hi] = parsed
+
+        running: set[asyncio.Task[None]] = set()
+        start = 0
+        try:
+            while start < len(ops):
+                while len(running) >= pacer.parallel:
+                    done, running = await asyncio.wait(
+                        running, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        task.result()  # a stop-the-cycle error surfaces here
+                hi = min(len(ops), start + min(pacer.batch_size(), BATCH_OPS))
+                running.add(asyncio.create_task(run(start, hi)))
+                start = hi
+        finally:
+            # Writes already in flight are let finish: abandoning them would leave
+            # their outcome unknown.
+            outcomes = await asyncio.gather(*running, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [r for r in results if r is not None]
+
+    async def _batch(self, ops: Sequence[Op]) -> tuple[list[OpResult], dict[str, str]]:
         boundary = f"batch_{uuid.uuid4().hex}"
         parts = []
         for op in ops:
@@ -261,7 +301,7 @@ class DataverseClient:
         parsed = parse_batch_response(resp.headers.get("content-type", ""), resp.content)
         if len(parsed) != len(ops):
             raise TransientError(f"$batch answered {len(parsed)} parts for {len(ops)} requests")
-        return parsed
+        return parsed, {k.lower(): v for k, v in resp.headers.items()}
 
 
 def _boundary(content_type: str) -> str:

@@ -1,0 +1,106 @@
+"""Pacing Dataverse writes by the server time they cost, not only by request count.
+
+A `$batch` counts as one request against 6,000 per 5 minutes, but its operations' execution
+time counts in full against 1,200 s per 5 minutes per user, and a request running past
+2 minutes fails. Full 1,000-operation batches sent at the request rate therefore spend the
+execution budget in seconds and then meet 429 `0x80072321` with a Retry-After that grows
+under sustained pressure. This module prevents that:
+
+- **batch size** follows the measured seconds per operation, so one batch takes about
+  `target_batch_s` (far from the 2-minute limit; small batches in parallel, as Microsoft
+  recommends, instead of huge ones);
+- **parallelism** follows the server's `x-ms-dop-hint`, capped by configuration;
+- **an execution-time bucket** (capacity: our share of 1,200 s; refill: that share per
+  300 s) is debited by each batch's estimated cost before it is sent and corrected by
+  its measured time afterwards; `x-ms-ratelimit-time-remaining-xrm-requests` lowers it
+  when other work of the same user has spent budget we did not see.
+
+No library paces by a server-reported cost budget; this is a token bucket in 60 lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+WINDOW_S = 300.0
+EXECUTION_LIMIT_S = 1200.0
+REMAINING_HEADER = "x-ms-ratelimit-time-remaining-xrm-requests"
+DOP_HEADER = "x-ms-dop-hint"
+
+
+class ExecutionPacer:
+    def __init__(
+        self,
+        *,
+        share: float = 0.8,
+        target_batch_s: float = 10.0,
+        min_ops: int = 10,
+        max_ops: int = 1000,
+        first_ops: int = 100,
+        max_parallel: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.capacity = EXECUTION_LIMIT_S * share
+        self.refill = self.capacity / WINDOW_S  # seconds of execution per second
+        self.level = self.capacity
+        self.target_batch_s = target_batch_s
+        self.min_ops, self.max_ops, self.first_ops = min_ops, max_ops, first_ops
+        self.max_parallel = max_parallel
+        self.parallel = max_parallel
+        self.per_op: float | None = None  # measured seconds per operation (smoothed)
+        self._clock = clock
+        self._sleep = sleep
+        self._at = clock()
+
+    def _fill(self) -> None:
+        now = self._clock()
+        self.level = min(self.capacity, self.level + (now - self._at) * self.refill)
+        self._at = now
+
+    def batch_size(self) -> int:
+        if self.per_op is None:
+            return self.first_ops
+        ops = int(self.target_batch_s / max(self.per_op, 1e-6))
+        return max(self.min_ops, min(self.max_ops, ops))
+
+    def estimate(self, ops: int) -> float:
+        return ops * (self.per_op if self.per_op is not None else 0.0)
+
+    async def reserve(self, ops: int) -> float:
+        """Wait until the bucket holds this batch's estimated cost, then debit it."""
+        cost = self.estimate(ops)
+        while True:
+            self._fill()
+            if self.level >= min(cost, self.capacity):
+                self.level -= cost
+                return cost
+            await self._sleep((min(cost, self.capacity) - self.level) / self.refill)
+
+    def observe(
+        self, ops: int, elapsed: float, reserved: float, headers: Mapping[str, str]
+    ) -> None:
+        """Learn from one answered batch: its real cost, the server's hints."""
+        self._fill()
+        self.level -= elapsed - reserved  # correct the estimate by the measured time
+        if ops:
+            sample = elapsed / ops
+            self.per_op = sample if self.per_op is None else 0.7 * self.per_op + 0.3 * sample
+        remaining = _number(headers.get(REMAINING_HEADER))
+        if remaining is not None:
+            # Milliseconds the user has left in the window: other work may have spent it.
+            self.level = min(self.level, remaining / 1000.0 * (self.capacity / EXECUTION_LIMIT_S))
+        dop = _number(headers.get(DOP_HEADER))
+        if dop is not None and dop >= 1:
+            self.parallel = max(1, min(self.max_parallel, int(dop)))
+
+
+def _number(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
