@@ -60,6 +60,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales instances itself (numberOfWorkers does not apply); a lost instance is replaced and the next timer run catches up
   // checkov:skip=CKV_AZURE_213: the app has no health endpoint and Flex Consumption replaces unhealthy instances itself; App Service health check is not used on this plan
   // checkov:skip=CKV_AZURE_222: Marketo webhooks reach POST /api/sync-person over the public internet, so network isolation is out of scope; the endpoint requires a function key and the webhook secret
+  // checkov:skip=CKV_AZURE_78: Flex Consumption does not support siteConfig.ftpsState (listed in the Flex deprecations of the Functions app settings reference; newer regions reject it with BadRequest 51021); FTP is off through the basicPublishingCredentialsPolicies/ftp resource below
   name: name
   location: location
   tags: tags
@@ -79,10 +80,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
-      // Flex: no alwaysOn, linuxFxVersion or worker-runtime settings here; the runtime is
-      // functionAppConfig.runtime below.
+      // Flex: no alwaysOn, ftpsState, linuxFxVersion or worker-runtime settings here (Flex
+      // rejects or ignores them); the runtime is functionAppConfig.runtime below, and FTP is
+      // turned off by the ftp basicPublishingCredentialsPolicies resource.
       appSettings: [for setting in items(appSettings): {
         name: setting.key
         value: setting.value

@@ -377,7 +377,10 @@ def test_function_app_runtime_identity_and_transport() -> None:
     assert _has(site, "keyVaultReferenceIdentity", "identityId")
     assert _has(site, "httpsOnly", "true")
     assert _has(site, "minTlsVersion", "'1.2'")
-    assert _has(site, "ftpsState", "'Disabled'")
+    assert "ftpsState" not in site, (
+        "Flex Consumption does not support siteConfig.ftpsState (BadRequest 51021 in newer "
+        "regions); FTP is off through basicPublishingCredentialsPolicies/ftp"
+    )
     assert "linuxFxVersion" not in site, "Flex takes the runtime from functionAppConfig"
     assert "alwaysOn" not in site, "alwaysOn is not supported on Flex Consumption"
 
