@@ -24,7 +24,7 @@ param location string = resourceGroup().location
 @maxLength(10)
 param namePrefix string = 'mktosync'
 
-@description('Suffix that makes the global names (storage account, Key Vault, app host name) unique. Empty (the default): a hash of the subscription and resource group. Set it to deploy a second copy into the same resource group, or when a soft-deleted vault still holds the old name.')
+@description('Suffix that makes the global names (storage account, Key Vault, app host name) unique, up to 13 characters. Only its letters and digits are used, lower-cased: "Prod-2" gives st...prod2, kv-...-prod2, func-...-prod2. Empty (the default), or no letter or digit: a hash of the subscription and resource group. Set it to deploy a second copy into the same resource group, or when a soft-deleted vault still holds the old name.')
 @maxLength(13)
 param nameSuffix string = ''
 
@@ -126,8 +126,16 @@ param logRetentionDays int = 30
 // ---------------------------------------------------------------------------------------------
 
 var prefix = toLower(namePrefix)
-// Stable across redeployments of the same resource group, so names never drift.
-var token = toLower(empty(nameSuffix) ? uniqueString(subscription().id, resourceGroup().id) : nameSuffix)
+// The suffix goes into every name, and the storage account accepts only lowercase letters and
+// digits (Key Vault also rejects '--' and a trailing '-'). Bicep has no regular expressions, so
+// it is cleaned one character at a time: 'Prod-2' becomes 'prod2'. tests/infra checks this.
+var suffixAllowed = 'abcdefghijklmnopqrstuvwxyz0123456789'
+var suffixChars = [for i in range(0, length(nameSuffix)): substring(toLower(nameSuffix), i, 1)]
+var suffixKept = [for c in suffixChars: contains(suffixAllowed, c) ? c : '']
+var cleanSuffix = join(suffixKept, '')
+// Stable across redeployments of the same resource group, so names never drift. A suffix with
+// no letter or digit counts as empty.
+var token = empty(cleanSuffix) ? uniqueString(subscription().id, resourceGroup().id) : cleanSuffix
 var functionAppName = 'func-${prefix}-${token}'
 // Storage names allow lowercase letters and digits only, 3-24 characters.
 var storageAccountName = take('st${replace(prefix, '-', '')}${token}', 24)

@@ -8,7 +8,8 @@
 using 'main.bicep'
 
 // Naming: resources are called <type>-<namePrefix>-<nameSuffix>, e.g. func-mktosync-4f2k...;
-// an empty suffix means a hash of the subscription and resource group.
+// an empty suffix means a hash of the subscription and resource group. Only the suffix's
+// letters and digits are used, lower-cased ('Prod-2' gives func-mktosync-prod2).
 param namePrefix = 'mktosync'
 param nameSuffix = ''
 param tags = {

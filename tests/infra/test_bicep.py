@@ -8,6 +8,7 @@ Each assertion names one property, so deleting that property from the template f
 from __future__ import annotations
 
 import re
+import string
 from functools import cache
 from pathlib import Path
 
@@ -190,6 +191,21 @@ def _app_settings() -> dict[str, str]:
         assert km.group(1) not in settings, f"duplicate app setting {km.group(1)}"
         settings[km.group(1)] = km.group(2)
     return settings
+
+
+def _var(name: str, path: Path = MAIN) -> str:
+    """The expression of a one-line `var name = ...` declaration."""
+    m = re.search(rf"^var {re.escape(name)} = (.+?)\s*$", _code(path), re.M)
+    assert m, f"{path.name} must declare `var {name} = ...` on one line"
+    return m.group(1)
+
+
+def _param_description(name: str, path: Path = MAIN) -> str:
+    """The @description text of a parameter (decorators sit on the lines above it)."""
+    raw = path.read_text(encoding="utf-8")
+    m = re.search(rf"@description\('((?:[^'\\]|\\.)*)'\)\n(?:@.*\n)*param {name}\b", raw)
+    assert m, f"param {name} in {path.name} needs a @description"
+    return m.group(1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,3 +450,87 @@ def test_bicep_stays_in_the_pycep_0_5_1_subset(pattern: str, what: str) -> None:
     # checkov 3.3.30 skips a file it cannot parse and still exits 0; keep out what it can't read.
     for path in _bicep_files():
         assert not re.search(pattern, _code(path), re.M), f"{path.name} uses {what}"
+
+
+# --------------------------------------------------------------------------------------------
+# Resource names: the suffix is cleaned so every name is valid
+# --------------------------------------------------------------------------------------------
+
+# The Bicep below is modelled here in Python; the first test pins the Bicep to this model.
+SUFFIX_CLEANING = {
+    "suffixAllowed": "'abcdefghijklmnopqrstuvwxyz0123456789'",
+    "suffixChars": "[for i in range(0, length(nameSuffix)): substring(toLower(nameSuffix), i, 1)]",
+    "suffixKept": "[for c in suffixChars: contains(suffixAllowed, c) ? c : '']",
+    "cleanSuffix": "join(suffixKept, '')",
+    "token": (
+        "empty(cleanSuffix) ? uniqueString(subscription().id, resourceGroup().id) : cleanSuffix"
+    ),
+}
+HASH = "4f2kq7x3abcde"  # what uniqueString() returns: 13 lowercase letters and digits
+
+# Azure's naming rules for the three global names.
+NAME_RULES = {
+    # 3-24 lowercase letters and digits.
+    "storageAccountName": r"[a-z0-9]{3,24}",
+    # 3-24 letters, digits and hyphens; starts with a letter, ends with a letter or digit, no "--".
+    "keyVaultName": r"(?!.*--)[a-z][a-z0-9-]{1,22}[a-z0-9]",
+    # 2-60 letters, digits and hyphens; no leading or trailing hyphen.
+    "functionAppName": r"[a-z0-9][a-z0-9-]{0,58}[a-z0-9]",
+}
+
+
+def _clean_suffix(suffix: str) -> str:
+    allowed = SUFFIX_CLEANING["suffixAllowed"].strip("'")
+    return "".join(c for c in suffix.lower() if c in allowed) or HASH
+
+
+def _evaluate_name(expression: str, prefix: str, token: str) -> str:
+    """Evaluate one name expression: a template string, optionally inside take(..., N)."""
+    limit = None
+    m = re.fullmatch(r"take\((.+), (\d+)\)", expression)
+    if m:
+        expression, limit = m.group(1), int(m.group(2))
+    assert expression.startswith("'") and expression.endswith("'"), expression
+    text = expression[1:-1]
+    text = text.replace("${replace(prefix, '-', '')}", prefix.replace("-", ""))
+    text = text.replace("${prefix}", prefix).replace("${token}", token)
+    assert "${" not in text, f"name expression the model does not know: {expression}"
+    return text[:limit] if limit else text
+
+
+def test_suffix_cleaning_is_the_modelled_one() -> None:
+    assert string.ascii_lowercase + string.digits == SUFFIX_CLEANING["suffixAllowed"].strip("'")
+    for name, expression in SUFFIX_CLEANING.items():
+        assert _var(name) == expression, f"var {name} changed; update the model in this test"
+    for name in NAME_RULES:
+        assert "${token}" in _var(name) and "nameSuffix" not in _var(name), (
+            f"{name} must be built from the cleaned token, never from nameSuffix itself"
+        )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "token"),
+    [
+        ("", HASH),
+        ("prod-2", "prod2"),
+        ("Prod_2", "prod2"),
+        ("eu.west 1", "euwest1"),
+        ("x", "x"),
+        ("ABCDEFGHIJKLM", "abcdefghijklm"),
+        ("---", HASH),
+    ],
+)
+@pytest.mark.parametrize("prefix", ["mktosync", "ab", "abcdefghij"])
+def test_every_global_name_is_valid_whatever_the_suffix(
+    suffix: str, token: str, prefix: str
+) -> None:
+    assert _clean_suffix(suffix) == token
+    for name, rule in NAME_RULES.items():
+        value = _evaluate_name(_var(name), prefix, token)
+        assert re.fullmatch(rule, value), f"nameSuffix={suffix!r}: {name} {value!r} is invalid"
+
+
+def test_name_suffix_is_bounded_and_its_cleaning_documented() -> None:
+    assert re.search(r"^@maxLength\(13\)\nparam nameSuffix string = ''$", _code(MAIN), re.M)
+    description = _param_description("nameSuffix")
+    assert "letters and digits" in description and "lower-cased" in description
