@@ -100,8 +100,13 @@ param syncHashKey string
 ])
 param storageSku string = 'Standard_GRS'
 
-@description('Spread the Flex plan across availability zones (only where the region supports it).')
+@description('Spread the Flex plan across availability zones (only where the region supports it). Not free: with zone redundancy the platform keeps at least two always-ready instances per scale group, whatever httpAlwaysReady says, and bills them around the clock as always-ready instances (instanceMemoryMB of baseline while idle, no free grant). This app has two scale groups (http for the webhook and function:sync_timer for the timer), so at least four instances. Set httpAlwaysReady to 1 and zone redundancy makes it 2.')
 param zoneRedundant bool = false
+
+@description('Always-ready instances for the HTTP scale group, the Marketo webhook. 0 (the default): the app scales to zero, and the first webhook call after an idle spell waits for a cold start inside the 30-second Marketo timeout (Marketo never retries on its own). 1 or more: that many instances stay running, billed around the clock as always-ready (each one instanceMemoryMB of baseline while idle, 2 GB x 2,592,000 s = 5,184,000 GB-s a month at 2048 MB, plus its executions; no free grant). With zoneRedundant, 1 becomes 2. Trade-off: docs/webhook.md.')
+@minValue(0)
+@maxValue(40)
+param httpAlwaysReady int = 0
 
 @description('Most instances the app may scale out to (Flex minimum is 40). The timer runs as a singleton; only webhook bursts scale out.')
 @minValue(40)
@@ -264,6 +269,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant
+    httpAlwaysReady: httpAlwaysReady
     appSettings: appSettings
   }
   // No explicit dependsOn needed: the app settings reference outputs of all three modules, so

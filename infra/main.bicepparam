@@ -36,6 +36,8 @@ param syncHashKey = readEnvironmentVariable('SYNC_HASH_KEY', '')
 // Capacity and resilience.
 param storageSku = 'Standard_GRS'
 param zoneRedundant = false
+// Always-ready webhook instances: faster first call, billed around the clock (docs/webhook.md).
+param httpAlwaysReady = 0
 param maximumInstanceCount = 40
 param instanceMemoryMB = 2048
 param logRetentionDays = 30

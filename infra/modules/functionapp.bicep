@@ -32,11 +32,29 @@ param maximumInstanceCount int
 ])
 param instanceMemoryMB int
 
-@description('Spread instances across availability zones (only in regions that support it for Flex).')
+@description('Spread instances across availability zones (only in regions that support it for Flex). The platform then keeps at least two always-ready instances per scale group, billed around the clock.')
 param zoneRedundant bool
+
+@description('Always-ready instances for the HTTP scale group (the webhook); 0: none, the group scales to zero.')
+@minValue(0)
+@maxValue(40)
+param httpAlwaysReady int
 
 @description('App settings as name/value pairs (defined in main.bicep).')
 param appSettings object
+
+// Always ready (functionAppConfig.scaleAndConcurrency.alwaysReady): a list of
+// { name: <scale group or function:<name>>, instanceCount: N }; 'http' is the group of HTTP
+// triggers. With zone redundancy a configured group needs at least two instances (the
+// platform keeps two per group in any case), so a request for one becomes two. Zero configures
+// nothing: without zone redundancy the group scales to zero, with it the platform keeps its two.
+var httpAlwaysReadyCount = zoneRedundant && httpAlwaysReady == 1 ? 2 : httpAlwaysReady
+var alwaysReady = httpAlwaysReadyCount > 0 ? [
+  {
+    name: 'http'
+    instanceCount: httpAlwaysReadyCount
+  }
+] : []
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy on Flex Consumption is region-dependent, so it is an opt-in parameter (zoneRedundant) rather than forced on; the sync tolerates a zone outage by catching up on the next timer run
@@ -103,6 +121,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        alwaysReady: alwaysReady
       }
       runtime: {
         name: 'python'

@@ -19,6 +19,7 @@ from sync_core.state import StateStore
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 MAIN = INFRA / "main.bicep"
+FUNCTION_APP = INFRA / "modules" / "functionapp.bicep"
 
 # Settings the platform or SDKs read; every other app setting must be one the code reads.
 PLATFORM_SETTINGS = {
@@ -534,3 +535,86 @@ def test_name_suffix_is_bounded_and_its_cleaning_documented() -> None:
     assert re.search(r"^@maxLength\(13\)\nparam nameSuffix string = ''$", _code(MAIN), re.M)
     description = _param_description("nameSuffix")
     assert "letters and digits" in description and "lower-cased" in description
+
+
+# --------------------------------------------------------------------------------------------
+# Always-ready instances and zone redundancy (cost and cold starts)
+# --------------------------------------------------------------------------------------------
+
+
+def _evaluate_ternary(expression: str, **names: object) -> object:
+    """Evaluate a Bicep `cond ? a : b` over ints, bools, ==, >, && and || (nothing else)."""
+    m = re.fullmatch(r"(.+?) \? (.+?) : (.+)", expression)
+    assert m and "?" not in m.group(3), f"expected one plain ternary, got {expression}"
+    allowed = r"[\w\s=<>!&|]+"
+    for part in m.groups():
+        assert re.fullmatch(allowed, part), f"operator the model does not know in {part!r}"
+    python = [p.replace("&&", " and ").replace("||", " or ") for p in m.groups()]
+    cond, then, other = (eval(p, {"__builtins__": {}}, dict(names)) for p in python)
+    return then if cond else other
+
+
+@pytest.mark.parametrize(
+    ("zone_redundant", "requested", "configured"),
+    [
+        (False, 0, 0),
+        (False, 1, 1),
+        (False, 3, 3),
+        (True, 0, 0),  # nothing configured: the platform keeps its two per group itself
+        (True, 1, 2),  # zone redundancy accepts no fewer than two per configured group
+        (True, 2, 2),
+        (True, 5, 5),
+    ],
+)
+def test_http_always_ready_combines_with_zone_redundancy(
+    zone_redundant: bool, requested: int, configured: int
+) -> None:
+    count = _evaluate_ternary(
+        _var("httpAlwaysReadyCount", FUNCTION_APP),
+        zoneRedundant=zone_redundant,
+        httpAlwaysReady=requested,
+    )
+    assert count == configured
+
+
+def test_always_ready_list_is_the_http_group_or_empty() -> None:
+    code = _code(FUNCTION_APP)
+    m = re.search(
+        r"^var alwaysReady = httpAlwaysReadyCount > 0 \? \[\s*\{\s*"
+        r"name: 'http'\s*instanceCount: httpAlwaysReadyCount\s*\}\s*\] : \[\]\s*$",
+        code,
+        re.M,
+    )
+    assert m, "alwaysReady must be [{ name: 'http', instanceCount: N }] or [] when N is 0"
+    scale = re.search(r"scaleAndConcurrency:\s*\{([^}]*)\}", _one("Microsoft.Web/sites"))
+    assert scale, "functionAppConfig.scaleAndConcurrency missing"
+    assert _has(scale.group(1), "alwaysReady", "alwaysReady")
+
+
+def test_http_always_ready_is_a_bounded_opt_in_passed_to_the_app() -> None:
+    assert re.search(
+        r"^@minValue\(0\)\n@maxValue\(40\)\nparam httpAlwaysReady int = 0$", _code(MAIN), re.M
+    ), "httpAlwaysReady: default 0 (off), at most the Flex minimum of maximumInstanceCount"
+    assert re.search(r"^\s*httpAlwaysReady: httpAlwaysReady$", _code(MAIN), re.M)
+    assert re.search(r"^param httpAlwaysReady int$", _code(FUNCTION_APP), re.M)
+    bicepparam = (INFRA / "main.bicepparam").read_text(encoding="utf-8")
+    assert re.search(r"^param httpAlwaysReady = 0$", bicepparam, re.M)
+
+
+@pytest.mark.parametrize(
+    ("param", "must_say"),
+    [
+        # The admin decides here, so the cost has to be said here.
+        (
+            "zoneRedundant",
+            ["at least two always-ready instances per scale group", "around the clock"],
+        ),
+        ("httpAlwaysReady", ["cold start", "30-second", "billed around the clock", "GB-s"]),
+    ],
+)
+def test_cost_of_always_ready_is_stated_where_the_admin_decides(
+    param: str, must_say: list[str]
+) -> None:
+    description = _param_description(param)
+    for phrase in must_say:
+        assert phrase in description, f"@description of {param} must mention {phrase!r}"
