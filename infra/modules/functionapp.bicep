@@ -57,7 +57,7 @@ var alwaysReady = httpAlwaysReadyCount > 0 ? [
 ] : []
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_225: zone redundancy on Flex Consumption is region-dependent, so it is an opt-in parameter (zoneRedundant) rather than forced on; the sync tolerates a zone outage by catching up on the next timer run
+  // checkov:skip=CKV_AZURE_225: zone redundancy on Flex Consumption is region-dependent and keeps at least two always-ready instances per scale group billed around the clock, so it is an opt-in parameter (zoneRedundant) rather than forced on; the sync tolerates a zone outage by catching up on the next timer run
   name: planName
   location: location
   tags: tags
