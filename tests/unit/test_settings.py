@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+
 import pytest
 
+from sync_core.realtime import handle_sync_person
 from sync_core.settings import ENV_NAMES, SettingsError, load_settings
 
 # What App Service leaves in a setting when it cannot resolve the reference.
@@ -99,6 +104,19 @@ def test_unresolved_reference_from_the_process_environment_fails_fast(monkeypatc
     monkeypatch.setenv("SYNC_HASH_KEY", UNRESOLVED)
     with pytest.raises(SettingsError, match="SYNC_HASH_KEY is an unresolved Key Vault"):
         load_settings()
+
+
+def test_webhook_with_an_unresolved_secret_fails_as_misconfigured_not_401(monkeypatch, caplog):
+    # Before: the reference text became the secret and every Marketo call got 401.
+    for name, value in GOOD.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SYNC_WEBHOOK_SECRET", UNRESOLVED)
+    with caplog.at_level(logging.ERROR, logger="sync_core"):
+        reply = asyncio.run(handle_sync_person(b'{"leadId": 1}', {"x-sync-secret": UNRESOLVED}))
+    assert reply.status == 500
+    assert json.loads(reply.body)["status"] == "error"
+    assert "SYNC_WEBHOOK_SECRET is an unresolved Key Vault reference" in caplog.text
+    assert "kv-x.vault.azure.net" not in caplog.text + reply.body.decode()
 
 
 def test_values_that_merely_mention_key_vault_are_accepted():
