@@ -24,7 +24,7 @@ param location string = resourceGroup().location
 @maxLength(10)
 param namePrefix string = 'mktosync'
 
-@description('Suffix that makes the global names (storage account, Key Vault, app host name) unique. Empty (the default): a hash of the subscription and resource group. Set it to deploy a second copy into the same resource group, or when a soft-deleted vault still holds the old name.')
+@description('Suffix that makes the global names (storage account, Key Vault, app host name) unique, up to 13 characters. Only its letters and digits are used, lower-cased: "Prod-2" gives st...prod2, kv-...-prod2, func-...-prod2. Empty (the default), or no letter or digit: a hash of the subscription and resource group. Set it to deploy a second copy into the same resource group, or when a soft-deleted vault still holds the old name.')
 @maxLength(13)
 param nameSuffix string = ''
 
@@ -100,8 +100,13 @@ param syncHashKey string
 ])
 param storageSku string = 'Standard_GRS'
 
-@description('Spread the Flex plan across availability zones (only where the region supports it).')
+@description('Spread the Flex plan across availability zones (only where the region supports it). Not free: with zone redundancy the platform keeps at least two always-ready instances per scale group, whatever httpAlwaysReady says, and bills them around the clock as always-ready instances (instanceMemoryMB of baseline while idle, no free grant). This app has two scale groups (http for the webhook and function:sync_timer for the timer), so at least four instances. Set httpAlwaysReady to 1 and zone redundancy makes it 2.')
 param zoneRedundant bool = false
+
+@description('Always-ready instances for the HTTP scale group, the Marketo webhook. 0 (the default): the app scales to zero, and the first webhook call after an idle spell waits for a cold start inside the 30-second Marketo timeout (Marketo never retries on its own). 1 or more: that many instances stay running, billed around the clock as always-ready (each one instanceMemoryMB of baseline while idle, 2 GB x 2,592,000 s = 5,184,000 GB-s a month at 2048 MB, plus its executions; no free grant). With zoneRedundant, 1 becomes 2. Trade-off: docs/webhook.md.')
+@minValue(0)
+@maxValue(40)
+param httpAlwaysReady int = 0
 
 @description('Most instances the app may scale out to (Flex minimum is 40). The timer runs as a singleton; only webhook bursts scale out.')
 @minValue(40)
@@ -126,8 +131,16 @@ param logRetentionDays int = 30
 // ---------------------------------------------------------------------------------------------
 
 var prefix = toLower(namePrefix)
-// Stable across redeployments of the same resource group, so names never drift.
-var token = toLower(empty(nameSuffix) ? uniqueString(subscription().id, resourceGroup().id) : nameSuffix)
+// The suffix goes into every name, and the storage account accepts only lowercase letters and
+// digits (Key Vault also rejects '--' and a trailing '-'). Bicep has no regular expressions, so
+// it is cleaned one character at a time: 'Prod-2' becomes 'prod2'. tests/infra checks this.
+var suffixAllowed = 'abcdefghijklmnopqrstuvwxyz0123456789'
+var suffixChars = [for i in range(0, length(nameSuffix)): substring(toLower(nameSuffix), i, 1)]
+var suffixKept = [for c in suffixChars: contains(suffixAllowed, c) ? c : '']
+var cleanSuffix = join(suffixKept, '')
+// Stable across redeployments of the same resource group, so names never drift. A suffix with
+// no letter or digit counts as empty.
+var token = empty(cleanSuffix) ? uniqueString(subscription().id, resourceGroup().id) : cleanSuffix
 var functionAppName = 'func-${prefix}-${token}'
 // Storage names allow lowercase letters and digits only, 3-24 characters.
 var storageAccountName = take('st${replace(prefix, '-', '')}${token}', 24)
@@ -256,6 +269,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant
+    httpAlwaysReady: httpAlwaysReady
     appSettings: appSettings
   }
   // No explicit dependsOn needed: the app settings reference outputs of all three modules, so

@@ -8,7 +8,8 @@
 using 'main.bicep'
 
 // Naming: resources are called <type>-<namePrefix>-<nameSuffix>, e.g. func-mktosync-4f2k...;
-// an empty suffix means a hash of the subscription and resource group.
+// an empty suffix means a hash of the subscription and resource group. Only the suffix's
+// letters and digits are used, lower-cased ('Prod-2' gives func-mktosync-prod2).
 param namePrefix = 'mktosync'
 param nameSuffix = ''
 param tags = {
@@ -35,6 +36,8 @@ param syncHashKey = readEnvironmentVariable('SYNC_HASH_KEY', '')
 // Capacity and resilience.
 param storageSku = 'Standard_GRS'
 param zoneRedundant = false
+// Always-ready webhook instances: faster first call, billed around the clock (docs/webhook.md).
+param httpAlwaysReady = 0
 param maximumInstanceCount = 40
 param instanceMemoryMB = 2048
 param logRetentionDays = 30

@@ -3,16 +3,32 @@
 One pydantic-settings model, validated at start-up, so a missing or malformed value
 stops the process with a message naming the setting instead of failing mid-cycle.
 Secrets are `SecretStr`: they never show up in logs, reprs or error messages.
+
+A value that is still a Key Vault reference (`@Microsoft.KeyVault(...)`) is rejected: App
+Service hands the reference text to the app unchanged when it cannot resolve it (for example
+before a new role assignment has propagated), and the sync would otherwise run with that
+text as its secret, hash key or URL.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAPPING_FILE = Path(__file__).with_name("mapping.toml")
+
+# App Service's marker for a Key Vault reference, compared case-insensitively.
+KEY_VAULT_REFERENCE = "@microsoft.keyvault("
+UNRESOLVED_REFERENCE = (
+    "is an unresolved Key Vault reference: the platform passed the @Microsoft.KeyVault(...) "
+    "text through instead of the value. Check that the identity named by the app's "
+    "keyVaultReferenceIdentity has Key Vault Secrets User on the vault and that the secret "
+    "exists, then refresh the app's Key Vault references or restart the app "
+    "(infra/README.md, 'Key Vault references')"
+)
 
 
 class SettingsError(Exception):
@@ -95,6 +111,16 @@ class Settings(BaseSettings):
         120.0, validation_alias=_env("SYNC_MARKETO_FEED_OVERLAP_SECONDS"), ge=0, le=86400
     )
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_a_key_vault_reference(cls, value: Any) -> Any:
+        # Every setting, not only the secrets: any app setting can be a reference. The
+        # message never contains the value.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and KEY_VAULT_REFERENCE in text.lower():
+            raise ValueError(UNRESOLVED_REFERENCE)
+        return value
+
     @field_validator("marketo_base_url", "dynamics_url", "dynamics_authority_host")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -134,6 +160,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         problems = []
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
-            what = "is required but not set" if err["type"] == "missing" else err["msg"]
+            if err["type"] == "missing":
+                what = "is required but not set"
+            else:
+                what = err["msg"].removeprefix("Value error, ")
             problems.append(f"{name} {what}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -32,14 +32,32 @@ param maximumInstanceCount int
 ])
 param instanceMemoryMB int
 
-@description('Spread instances across availability zones (only in regions that support it for Flex).')
+@description('Spread instances across availability zones (only in regions that support it for Flex). The platform then keeps at least two always-ready instances per scale group, billed around the clock.')
 param zoneRedundant bool
+
+@description('Always-ready instances for the HTTP scale group (the webhook); 0: none, the group scales to zero.')
+@minValue(0)
+@maxValue(40)
+param httpAlwaysReady int
 
 @description('App settings as name/value pairs (defined in main.bicep).')
 param appSettings object
 
+// Always ready (functionAppConfig.scaleAndConcurrency.alwaysReady): a list of
+// { name: <scale group or function:<name>>, instanceCount: N }; 'http' is the group of HTTP
+// triggers. With zone redundancy a configured group needs at least two instances (the
+// platform keeps two per group in any case), so a request for one becomes two. Zero configures
+// nothing: without zone redundancy the group scales to zero, with it the platform keeps its two.
+var httpAlwaysReadyCount = zoneRedundant && httpAlwaysReady == 1 ? 2 : httpAlwaysReady
+var alwaysReady = httpAlwaysReadyCount > 0 ? [
+  {
+    name: 'http'
+    instanceCount: httpAlwaysReadyCount
+  }
+] : []
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_225: zone redundancy on Flex Consumption is region-dependent, so it is an opt-in parameter (zoneRedundant) rather than forced on; the sync tolerates a zone outage by catching up on the next timer run
+  // checkov:skip=CKV_AZURE_225: zone redundancy on Flex Consumption is region-dependent and keeps at least two always-ready instances per scale group billed around the clock, so it is an opt-in parameter (zoneRedundant) rather than forced on; the sync tolerates a zone outage by catching up on the next timer run
   name: planName
   location: location
   tags: tags
@@ -60,6 +78,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales instances itself (numberOfWorkers does not apply); a lost instance is replaced and the next timer run catches up
   // checkov:skip=CKV_AZURE_213: the app has no health endpoint and Flex Consumption replaces unhealthy instances itself; App Service health check is not used on this plan
   // checkov:skip=CKV_AZURE_222: Marketo webhooks reach POST /api/sync-person over the public internet, so network isolation is out of scope; the endpoint requires a function key and the webhook secret
+  // checkov:skip=CKV_AZURE_78: Flex Consumption does not support siteConfig.ftpsState (listed in the Flex deprecations of the Functions app settings reference; newer regions reject it with BadRequest 51021); FTP is off through the basicPublishingCredentialsPolicies/ftp resource below
   name: name
   location: location
   tags: tags
@@ -79,10 +98,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
-      // Flex: no alwaysOn, linuxFxVersion or worker-runtime settings here; the runtime is
-      // functionAppConfig.runtime below.
+      // Flex: no alwaysOn, ftpsState, linuxFxVersion or worker-runtime settings here (Flex
+      // rejects or ignores them); the runtime is functionAppConfig.runtime below, and FTP is
+      // turned off by the ftp basicPublishingCredentialsPolicies resource.
       appSettings: [for setting in items(appSettings): {
         name: setting.key
         value: setting.value
@@ -102,6 +121,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        alwaysReady: alwaysReady
       }
       runtime: {
         name: 'python'

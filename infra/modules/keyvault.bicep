@@ -43,8 +43,8 @@ var useDynamicsSecret = !empty(dynamicsClientSecret)
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
-  // checkov:skip=CKV_AZURE_109: Key Vault references on a Flex Consumption app cannot reach a network-restricted vault, so the firewall must stay open; access is RBAC-only and limited to this app's identity
-  // checkov:skip=CKV_AZURE_189: same reason as CKV_AZURE_109 (Flex Key Vault references need the public endpoint)
+  // checkov:skip=CKV_AZURE_109: this deployment has no virtual network, so the app reaches the vault over its public endpoint and the firewall stays open; access is RBAC-only, limited to this app's identity. (Flex apps can use a network-restricted vault through VNet integration, generally available since October 2025; adding a VNet is a separate change.)
+  // checkov:skip=CKV_AZURE_189: same reason as CKV_AZURE_109: no virtual network in this deployment, so the vault keeps its public endpoint
   name: name
   location: location
   tags: tags

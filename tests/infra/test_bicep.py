@@ -8,6 +8,7 @@ Each assertion names one property, so deleting that property from the template f
 from __future__ import annotations
 
 import re
+import string
 from functools import cache
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sync_core.state import StateStore
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 MAIN = INFRA / "main.bicep"
+FUNCTION_APP = INFRA / "modules" / "functionapp.bicep"
 
 # Settings the platform or SDKs read; every other app setting must be one the code reads.
 PLATFORM_SETTINGS = {
@@ -190,6 +192,21 @@ def _app_settings() -> dict[str, str]:
         assert km.group(1) not in settings, f"duplicate app setting {km.group(1)}"
         settings[km.group(1)] = km.group(2)
     return settings
+
+
+def _var(name: str, path: Path = MAIN) -> str:
+    """The expression of a one-line `var name = ...` declaration."""
+    m = re.search(rf"^var {re.escape(name)} = (.+?)\s*$", _code(path), re.M)
+    assert m, f"{path.name} must declare `var {name} = ...` on one line"
+    return m.group(1)
+
+
+def _param_description(name: str, path: Path = MAIN) -> str:
+    """The @description text of a parameter (decorators sit on the lines above it)."""
+    raw = path.read_text(encoding="utf-8")
+    m = re.search(rf"@description\('((?:[^'\\]|\\.)*)'\)\n(?:@.*\n)*param {name}\b", raw)
+    assert m, f"param {name} in {path.name} needs a @description"
+    return m.group(1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,7 +394,10 @@ def test_function_app_runtime_identity_and_transport() -> None:
     assert _has(site, "keyVaultReferenceIdentity", "identityId")
     assert _has(site, "httpsOnly", "true")
     assert _has(site, "minTlsVersion", "'1.2'")
-    assert _has(site, "ftpsState", "'Disabled'")
+    assert "ftpsState" not in site, (
+        "Flex Consumption does not support siteConfig.ftpsState (BadRequest 51021 in newer "
+        "regions); FTP is off through basicPublishingCredentialsPolicies/ftp"
+    )
     assert "linuxFxVersion" not in site, "Flex takes the runtime from functionAppConfig"
     assert "alwaysOn" not in site, "alwaysOn is not supported on Flex Consumption"
 
@@ -431,3 +451,170 @@ def test_bicep_stays_in_the_pycep_0_5_1_subset(pattern: str, what: str) -> None:
     # checkov 3.3.30 skips a file it cannot parse and still exits 0; keep out what it can't read.
     for path in _bicep_files():
         assert not re.search(pattern, _code(path), re.M), f"{path.name} uses {what}"
+
+
+# --------------------------------------------------------------------------------------------
+# Resource names: the suffix is cleaned so every name is valid
+# --------------------------------------------------------------------------------------------
+
+# The Bicep below is modelled here in Python; the first test pins the Bicep to this model.
+SUFFIX_CLEANING = {
+    "suffixAllowed": "'abcdefghijklmnopqrstuvwxyz0123456789'",
+    "suffixChars": "[for i in range(0, length(nameSuffix)): substring(toLower(nameSuffix), i, 1)]",
+    "suffixKept": "[for c in suffixChars: contains(suffixAllowed, c) ? c : '']",
+    "cleanSuffix": "join(suffixKept, '')",
+    "token": (
+        "empty(cleanSuffix) ? uniqueString(subscription().id, resourceGroup().id) : cleanSuffix"
+    ),
+}
+HASH = "4f2kq7x3abcde"  # what uniqueString() returns: 13 lowercase letters and digits
+
+# Azure's naming rules for the three global names.
+NAME_RULES = {
+    # 3-24 lowercase letters and digits.
+    "storageAccountName": r"[a-z0-9]{3,24}",
+    # 3-24 letters, digits and hyphens; starts with a letter, ends with a letter or digit, no "--".
+    "keyVaultName": r"(?!.*--)[a-z][a-z0-9-]{1,22}[a-z0-9]",
+    # 2-60 letters, digits and hyphens; no leading or trailing hyphen.
+    "functionAppName": r"[a-z0-9][a-z0-9-]{0,58}[a-z0-9]",
+}
+
+
+def _clean_suffix(suffix: str) -> str:
+    allowed = SUFFIX_CLEANING["suffixAllowed"].strip("'")
+    return "".join(c for c in suffix.lower() if c in allowed) or HASH
+
+
+def _evaluate_name(expression: str, prefix: str, token: str) -> str:
+    """Evaluate one name expression: a template string, optionally inside take(..., N)."""
+    limit = None
+    m = re.fullmatch(r"take\((.+), (\d+)\)", expression)
+    if m:
+        expression, limit = m.group(1), int(m.group(2))
+    assert expression.startswith("'") and expression.endswith("'"), expression
+    text = expression[1:-1]
+    text = text.replace("${replace(prefix, '-', '')}", prefix.replace("-", ""))
+    text = text.replace("${prefix}", prefix).replace("${token}", token)
+    assert "${" not in text, f"name expression the model does not know: {expression}"
+    return text[:limit] if limit else text
+
+
+def test_suffix_cleaning_is_the_modelled_one() -> None:
+    assert string.ascii_lowercase + string.digits == SUFFIX_CLEANING["suffixAllowed"].strip("'")
+    for name, expression in SUFFIX_CLEANING.items():
+        assert _var(name) == expression, f"var {name} changed; update the model in this test"
+    for name in NAME_RULES:
+        assert "${token}" in _var(name) and "nameSuffix" not in _var(name), (
+            f"{name} must be built from the cleaned token, never from nameSuffix itself"
+        )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "token"),
+    [
+        ("", HASH),
+        ("prod-2", "prod2"),
+        ("Prod_2", "prod2"),
+        ("eu.west 1", "euwest1"),
+        ("x", "x"),
+        ("ABCDEFGHIJKLM", "abcdefghijklm"),
+        ("---", HASH),
+    ],
+)
+@pytest.mark.parametrize("prefix", ["mktosync", "ab", "abcdefghij"])
+def test_every_global_name_is_valid_whatever_the_suffix(
+    suffix: str, token: str, prefix: str
+) -> None:
+    assert _clean_suffix(suffix) == token
+    for name, rule in NAME_RULES.items():
+        value = _evaluate_name(_var(name), prefix, token)
+        assert re.fullmatch(rule, value), f"nameSuffix={suffix!r}: {name} {value!r} is invalid"
+
+
+def test_name_suffix_is_bounded_and_its_cleaning_documented() -> None:
+    assert re.search(r"^@maxLength\(13\)\nparam nameSuffix string = ''$", _code(MAIN), re.M)
+    description = _param_description("nameSuffix")
+    assert "letters and digits" in description and "lower-cased" in description
+
+
+# --------------------------------------------------------------------------------------------
+# Always-ready instances and zone redundancy (cost and cold starts)
+# --------------------------------------------------------------------------------------------
+
+
+def _evaluate_ternary(expression: str, **names: object) -> object:
+    """Evaluate a Bicep `cond ? a : b` over ints, bools, ==, >, && and || (nothing else)."""
+    m = re.fullmatch(r"(.+?) \? (.+?) : (.+)", expression)
+    assert m and "?" not in m.group(3), f"expected one plain ternary, got {expression}"
+    allowed = r"[\w\s=<>!&|]+"
+    for part in m.groups():
+        assert re.fullmatch(allowed, part), f"operator the model does not know in {part!r}"
+    python = [p.replace("&&", " and ").replace("||", " or ") for p in m.groups()]
+    cond, then, other = (eval(p, {"__builtins__": {}}, dict(names)) for p in python)
+    return then if cond else other
+
+
+@pytest.mark.parametrize(
+    ("zone_redundant", "requested", "configured"),
+    [
+        (False, 0, 0),
+        (False, 1, 1),
+        (False, 3, 3),
+        (True, 0, 0),  # nothing configured: the platform keeps its two per group itself
+        (True, 1, 2),  # zone redundancy accepts no fewer than two per configured group
+        (True, 2, 2),
+        (True, 5, 5),
+    ],
+)
+def test_http_always_ready_combines_with_zone_redundancy(
+    zone_redundant: bool, requested: int, configured: int
+) -> None:
+    count = _evaluate_ternary(
+        _var("httpAlwaysReadyCount", FUNCTION_APP),
+        zoneRedundant=zone_redundant,
+        httpAlwaysReady=requested,
+    )
+    assert count == configured
+
+
+def test_always_ready_list_is_the_http_group_or_empty() -> None:
+    code = _code(FUNCTION_APP)
+    m = re.search(
+        r"^var alwaysReady = httpAlwaysReadyCount > 0 \? \[\s*\{\s*"
+        r"name: 'http'\s*instanceCount: httpAlwaysReadyCount\s*\}\s*\] : \[\]\s*$",
+        code,
+        re.M,
+    )
+    assert m, "alwaysReady must be [{ name: 'http', instanceCount: N }] or [] when N is 0"
+    scale = re.search(r"scaleAndConcurrency:\s*\{([^}]*)\}", _one("Microsoft.Web/sites"))
+    assert scale, "functionAppConfig.scaleAndConcurrency missing"
+    assert _has(scale.group(1), "alwaysReady", "alwaysReady")
+
+
+def test_http_always_ready_is_a_bounded_opt_in_passed_to_the_app() -> None:
+    assert re.search(
+        r"^@minValue\(0\)\n@maxValue\(40\)\nparam httpAlwaysReady int = 0$", _code(MAIN), re.M
+    ), "httpAlwaysReady: default 0 (off), at most the Flex minimum of maximumInstanceCount"
+    assert re.search(r"^\s*httpAlwaysReady: httpAlwaysReady$", _code(MAIN), re.M)
+    assert re.search(r"^param httpAlwaysReady int$", _code(FUNCTION_APP), re.M)
+    bicepparam = (INFRA / "main.bicepparam").read_text(encoding="utf-8")
+    assert re.search(r"^param httpAlwaysReady = 0$", bicepparam, re.M)
+
+
+@pytest.mark.parametrize(
+    ("param", "must_say"),
+    [
+        # The admin decides here, so the cost has to be said here.
+        (
+            "zoneRedundant",
+            ["at least two always-ready instances per scale group", "around the clock"],
+        ),
+        ("httpAlwaysReady", ["cold start", "30-second", "billed around the clock", "GB-s"]),
+    ],
+)
+def test_cost_of_always_ready_is_stated_where_the_admin_decides(
+    param: str, must_say: list[str]
+) -> None:
+    description = _param_description(param)
+    for phrase in must_say:
+        assert phrase in description, f"@description of {param} must mention {phrase!r}"
