@@ -11,20 +11,23 @@ edited the record after we read it) is simply re-planned next cycle.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync_core import rejections
 from sync_core.access import encode_values
 from sync_core.dataverse import DataverseClient, Op
 from sync_core.errors import RecordRejected, StaleRecord, SyncError, TransientError
 from sync_core.mapping import ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
-from sync_core.planner import PairPlan
+from sync_core.planner import REJECTED_BY, PairPlan
 from sync_core.state import Link, StateStore
 
 Commit = Callable[[], Awaitable[None]]
 
+# A record's write is resent at most this often, each time without the fields refused.
+FIELD_ROUNDS = 4
 # Field-level security refused a column, or a column no longer exists.
 ACCESS_CODES = {"0x8004F502", "0x8004F507", "0x8004f502", "0x8004f507", "0x80060888"}
 
@@ -58,6 +61,8 @@ class PairWork:
     extra_marketo: dict[str, Any] = field(default_factory=dict)
     extra_dynamics: dict[str, Any] = field(default_factory=dict)
     new: bool = False
+    # Base entries recording a value one side rejected for one field (planner.REJECTED_BY).
+    marks: dict[str, str] = field(default_factory=dict)
 
 
 class Applier:
@@ -96,6 +101,8 @@ class Applier:
         for w in work:
             base = dict(w.link.base)
             base.update(w.plan.settled)
+            _forget_rejections(base, w.plan.settled)
+            base.update(w.marks)
             failed = False
             for side, ids, outcome, pending, direction in (
                 ("marketo", mk_ids, mk_outcome, w.plan.pending_marketo, "to-marketo"),
@@ -106,6 +113,7 @@ class Applier:
                 err = outcome.get(id(w))
                 if err is None:
                     base.update(pending)
+                    _forget_rejections(base, pending)
                     fields = sorted(pending)
                     if fields:
                         self._event(w, entity, direction, fields)
@@ -140,23 +148,59 @@ class Applier:
         return commit
 
     async def _write_marketo(self, items: list[PairWork]) -> dict[int, SyncError | None]:
-        if not items:
-            return {}
-        records = [{"id": w.link.marketo_id, **w.plan.to_marketo, **w.extra_marketo} for w in items]
-        try:
-            results = await self.marketo.sync_leads("updateOnly", records, "id")
-        except TransientError as exc:
-            return {id(w): exc for w in items}
         out: dict[int, SyncError | None] = {}
-        for w, res in zip(items, results, strict=True):
-            if res.get("status") in ("updated", "created"):
-                out[id(w)] = None
-            else:
+        pending = items
+        for _ in range(FIELD_ROUNDS):
+            if not pending:
+                break
+            records = [
+                {"id": w.link.marketo_id, **w.plan.to_marketo, **w.extra_marketo}
+                for w in pending
+            ]
+            try:
+                results = await self.marketo.sync_leads("updateOnly", records, "id")
+            except TransientError as exc:
+                out.update({id(w): exc for w in pending})
+                break
+            again = []
+            for w, rec, res in zip(pending, records, results, strict=True):
+                if res.get("status") in ("updated", "created"):
+                    out[id(w)] = None
+                    continue
                 reason = (res.get("reasons") or res.get("errors") or [{}])[0]
-                out[id(w)] = RecordRejected(
+                err = RecordRejected(
                     str(reason.get("code", "?")), str(reason.get("message", "skipped"))
                 )
+                out[id(w)] = err
+                names = sorted(rejections.marketo_fields(reason, rec) & set(w.plan.to_marketo))
+                if names and self._reject_fields(w, "marketo", names, err, "to-marketo"):
+                    again.append(w)  # the rest of the record goes in the next round
+                elif names:
+                    out[id(w)] = None  # every field it rejected is recorded; nothing left
+            pending = again
         return out
+
+    def _reject_fields(
+        self, w: PairWork, side: str, names: list[str], err: RecordRejected, direction: str
+    ) -> bool:
+        """Record a field-level rejection and take those fields out of the write; True
+        if anything is left to send."""
+        entity = w.link.entity
+        plan = w.plan
+        values, pending = (
+            (plan.to_marketo, plan.pending_marketo)
+            if side == "marketo"
+            else (plan.to_dynamics, plan.pending_dynamics)
+        )
+        column_of = {r.marketo: r.column for r in self.mapping.fields[entity]}
+        for name in names:
+            if name in pending:
+                w.marks[REJECTED_BY[side] + name] = pending.pop(name)
+            values.pop(name if side == "marketo" else column_of.get(name, name), None)
+        self.counts.rejected += 1
+        self._error(w, entity, direction, names, err)
+        extra = w.extra_marketo if side == "marketo" else w.extra_dynamics
+        return bool(values or extra)
 
     async def _write_dynamics(
         self, entity: Entity, items: list[PairWork]
@@ -165,40 +209,48 @@ class Applier:
             return {}
         rules = self.mapping.fields[entity]
         by_column = {r.column: r.marketo for r in rules}
-        ops, sent = [], []
+        out: dict[int, SyncError | None] = {id(w): None for w in items}
+        pending = []
         for w in items:
-            body, bad = encode_values(rules, {**w.plan.to_dynamics, **w.extra_dynamics})
+            _, bad = encode_values(rules, w.plan.to_dynamics)
             if bad:
                 # Not an option of the set: that field is rejected, the others still go.
-                names = [by_column[c] for c in bad]
-                for name in names:
-                    w.plan.pending_dynamics.pop(name, None)
-                self.counts.rejected += 1
                 err = RecordRejected("option-set", "; ".join(bad.values()))
-                self._error(w, entity, "to-dynamics", names, err)
-            if not body:
-                continue
-            sent.append(w)
+                self._reject_fields(w, "dynamics", [by_column[c] for c in bad], err, "to-dynamics")
+            if w.plan.to_dynamics or w.extra_dynamics:
+                pending.append(w)
+        for _ in range(FIELD_ROUNDS):
+            if not pending:
+                break
+            bodies = [
+                encode_values(rules, {**w.plan.to_dynamics, **w.extra_dynamics})[0]
+                for w in pending
+            ]
             # Conditional on what we read: an edit since then is re-planned, never lost.
-            ops.append(
+            ops = [
                 Op(
                     "PATCH",
                     f"{ENTITY_SET[entity]}({w.link.dynamics_id})",
                     body,
                     {"If-Match": w.etag or "*"},
                 )
-            )
-        out: dict[int, SyncError | None] = {id(w): None for w in items}
-        if not ops:
-            return out
-        try:
+                for w, body in zip(pending, bodies, strict=True)
+            ]
             results = await self.dataverse.batch(ops)
-        except TransientError as exc:
-            return {id(w): exc for w in items}
-        for w, r in zip(sent, results, strict=True):
-            out[id(w)] = r.error
-            if isinstance(r.error, RecordRejected) and r.error.code in ACCESS_CODES:
-                self.access_changed = True
+            again = []
+            for w, body, r in zip(pending, bodies, results, strict=True):
+                out[id(w)] = r.error
+                if not isinstance(r.error, RecordRejected):
+                    continue
+                if r.error.code in ACCESS_CODES:
+                    self.access_changed = True
+                columns = rejections.dataverse_columns(r.error, body, rules)
+                names = sorted(by_column[c] for c in columns if c in by_column)
+                if names and self._reject_fields(w, "dynamics", names, r.error, "to-dynamics"):
+                    again.append(w)  # the rest of the record goes in the next round
+                elif names:
+                    out[id(w)] = None  # every field it rejected is recorded; nothing left
+            pending = again
         return out
 
     def _event(self, w: PairWork, entity: Entity, direction: str, fields: list[str]) -> None:
@@ -228,3 +280,10 @@ class Applier:
                 "dynamicsId": w.link.dynamics_id,
             }
         )
+
+
+def _forget_rejections(base: dict[str, str], names: Iterable[str]) -> None:
+    """A field that moved on (written or agreed) is no longer held by an old rejection."""
+    for name in names:
+        for prefix in REJECTED_BY.values():
+            base.pop(prefix + name, None)

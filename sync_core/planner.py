@@ -21,6 +21,9 @@ from typing import Any
 from sync_core.mapping import FieldRule
 
 Values = MappingT[str, Any]
+# Base keys (beside the field's own hash) holding the hash of a value a side rejected
+# for one field: that value is not sent again; a new value on either side is.
+REJECTED_BY = {"dynamics": "!d:", "marketo": "!m:"}
 
 
 def normalize(value: Any) -> Any:
@@ -93,6 +96,8 @@ class PairPlan:
     pending_marketo: dict[str, str] = field(default_factory=dict)
     pending_dynamics: dict[str, str] = field(default_factory=dict)
     collisions: list[Collision] = field(default_factory=list)
+    # Marketo names of fields left unsent: this exact value was rejected there before.
+    held_rejected: list[str] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
@@ -149,9 +154,15 @@ def plan_pair(
         else:  # both equal the base yet differ from each other: only if base is stale
             source = rule.winner
         if source == "dynamics" and rule.direction != "to-dynamics":
+            if base is not None and base.get(REJECTED_BY["marketo"] + name) == d_hash:
+                plan.held_rejected.append(name)
+                continue
             plan.to_marketo[name] = d_val
             plan.pending_marketo[name] = d_hash
         elif source == "marketo" and rule.direction != "to-marketo":
+            if base is not None and base.get(REJECTED_BY["dynamics"] + name) == m_hash:
+                plan.held_rejected.append(name)
+                continue
             plan.to_dynamics[rule.column] = m_val
             plan.pending_dynamics[name] = m_hash
     return plan

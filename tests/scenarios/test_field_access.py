@@ -55,6 +55,7 @@ def test_write_refused_by_field_security_is_logged_then_the_field_left_out(world
     assert first["counts"]["rejected"] == 1
     record = world.dyn_get("contact", cid)
     assert record["jobtitle"] != "Refused"  # type: ignore[index]
+    assert record["address1_city"] == "Kept"  # type: ignore[index]
     (err,) = world.store().list_errors()
     assert err["code"].lower() == "0x8004f507" and err["direction"] == "to-dynamics"
     log = world.marketo_admin("GET", f"people/{mid}/activities")
@@ -78,7 +79,27 @@ def test_value_too_long_for_dynamics_is_rejected_and_not_retried(world: World):
     assert err["code"] == "0x80044331"
     record = world.dyn_get("contact", cid)
     assert record["jobtitle"] is None or len(record["jobtitle"]) <= 100  # type: ignore[index]
+    assert record["address1_city"] == "Fits"  # type: ignore[index]
+    assert err["fields"] == '["title"]'  # the rejection names the field, not the record
     assert world.cycle()["counts"]["rejected"] == 0
+
+
+def test_a_rejected_field_is_logged_once_and_retried_only_when_it_changes(world: World):
+    world.setup()
+    cid, mid = linked_contact(world)
+    world.marketo_edit(mid, title="x" * 150)
+    world.cycle()
+    # Another edit of the same person re-plans the pair: the refused value stays unsent.
+    world.marketo_edit(mid, city="Leeds")
+    summary = world.cycle()
+    assert summary["counts"]["rejected"] == 0 and summary["counts"]["to_dynamics"] == 1
+    assert len(world.store().list_errors()) == 1
+    log = world.marketo_admin("GET", f"people/{mid}/activities")
+    assert sum("0x80044331" in str(a) for a in log) == 1
+    world.marketo_edit(mid, title="Fits now")
+    world.cycle()
+    assert world.dyn_get("contact", cid)["jobtitle"] == "Fits now"  # type: ignore[index]
+    assert world.cycle()["counts"]["to_dynamics"] == 0
 
 
 def test_marketo_skip_is_logged_as_a_rejection(world: World):
