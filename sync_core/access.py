@@ -22,7 +22,13 @@ from typing import Any
 from sync_core.dataverse import DataverseClient
 from sync_core.mapping import ENTITIES, Entity, FieldRule, Mapping
 from sync_core.marketo import MarketoClient
-from sync_core.metadata import ColumnInfo, effective_rules, read_metadata, validate_mapping
+from sync_core.metadata import (
+    ColumnInfo,
+    MarketoField,
+    effective_rules,
+    read_metadata,
+    validate_mapping,
+)
 from sync_core.state import StateStore
 
 TTL_SECONDS = 3600
@@ -41,7 +47,7 @@ class FieldAccess:
 def _fingerprint(mapping: Mapping) -> str:
     text = repr(
         sorted(
-            (e, r.marketo, r.column, r.direction, r.winner)
+            (e, r.marketo, r.column, r.direction, r.winner, r.blank, r.update, r.fit)
             for e, rs in mapping.fields.items()
             for r in rs
         )
@@ -58,6 +64,10 @@ def _rule(data: dict[str, Any]) -> FieldRule:
         data["winner"],
         bool(data.get("fold_case")),
         tuple((int(v), str(label)) for v, label in options) if options else None,
+        blank=data.get("blank", "overwrites"),
+        update=data.get("update", "always"),
+        fit=data.get("fit", "reject"),
+        max_length=data.get("max_length"),
     )
 
 
@@ -80,7 +90,10 @@ async def field_access(
     for entity in ENTITIES:
         columns = meta.columns[entity]
         kept, dropped = effective_rules(mapping, entity, columns, meta.marketo)
-        fields[entity] = tuple(_with_options(r, columns[r.column]) for r in kept)
+        fields[entity] = tuple(
+            _with_limits(_with_options(r, columns[r.column]), columns[r.column], meta.marketo)
+            for r in kept
+        )
         excluded += [
             {"entity": entity, "field": x.field, "column": x.column, "reason": x.reason}
             for x in dropped
@@ -123,6 +136,17 @@ def _with_options(rule: FieldRule, column: ColumnInfo) -> FieldRule:
     if column.attribute_type != "Picklist" or not column.options:
         return rule
     return replace(rule, options=tuple(sorted(column.options.items())))
+
+
+def _with_limits(
+    rule: FieldRule, column: ColumnInfo, mfields: dict[str, MarketoField]
+) -> FieldRule:
+    """For fit = truncate: the shorter of the two sides' lengths, where either is known."""
+    if rule.fit != "truncate":
+        return rule
+    mfield = mfields.get(rule.marketo)
+    lengths = [n for n in (column.max_length, mfield.length if mfield else None) if n]
+    return replace(rule, max_length=min(lengths)) if lengths else rule
 
 
 def invalidate(store: StateStore) -> None:

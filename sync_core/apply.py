@@ -262,8 +262,11 @@ class Applier:
                 "direction": direction,
                 "fields": fields,
                 "collisions": [c.field for c in w.plan.collisions],
+                # fit = truncate: these values were cut to fit the target column.
+                **({"truncated": cut} if (cut := [n for n in w.plan.truncated if n in fields])
+                   else {}),
             }
-        )
+        )  # fmt: skip
 
     def _error(
         self, w: PairWork, entity: Entity, direction: str, fields: list[str], err: RecordRejected

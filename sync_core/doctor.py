@@ -534,6 +534,11 @@ def check_mapping(
             f"WARN {len(lengths)} length difference(s), longer values are rejected and "
             f"logged as sync errors: {pairs} (details: python -m sync_core fields)"
         )
+    custom = sorted(
+        {f"{r.marketo} ({t})" for e in columns for r in mapping.fields[e] if (t := r.rules_text())}
+    )
+    if custom:
+        notes.append("per-field rules: " + ", ".join(custom))
     rules = sum(len(mapping.fields[e]) for e in columns)
     detail = f"{rules} field rules: {len(errors)} error(s), {len(warnings)} warning(s)"
     excluded = sum(1 for p in problems if p.excludes)

@@ -298,6 +298,7 @@ def report(
                     "column": r.column,
                     "direction": r.direction,
                     "winner": r.winner,
+                    "rules": r.rules_text(),
                     "synced": (r.marketo, r.column) not in excluded,
                     "exclusion": excluded.get((r.marketo, r.column)),
                     "warnings": sorted({p.reason for p in notes if p.severity == "warning"}),
@@ -383,6 +384,8 @@ def render(data: dict[str, Any], mapping_file: str) -> str:
         for m in mapped:
             mk, col = m["marketoField"] or {}, m["dynamicsColumn"] or {}
             status = "synced" if m["synced"] else f"LEFT OUT: {m['exclusion']}"
+            if m["rules"]:
+                status += f" [{m['rules']}]"
             if m["synced"] and m["warnings"]:
                 status += f" (warning: {', '.join(m['warnings'])})"
             rows.append(

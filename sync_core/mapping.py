@@ -17,6 +17,14 @@ from sync_core.errors import ConfigError
 Entity = Literal["lead", "contact"]
 ENTITIES: tuple[Entity, ...] = ("lead", "contact")
 Side = Literal["marketo", "dynamics"]
+Blank = Literal["overwrites", "never-overwrites"]
+Update = Literal["always", "if-empty"]
+Fit = Literal["reject", "truncate"]
+RULE_CHOICES: dict[str, tuple[str, ...]] = {
+    "blank": ("overwrites", "never-overwrites"),
+    "update": ("always", "if-empty"),
+    "fit": ("reject", "truncate"),
+}
 # The system of record per entity decides same-field collisions (native connector's rule).
 DEFAULT_WINNER: dict[Entity, Side] = {"lead": "marketo", "contact": "dynamics"}
 ENTITY_SET = {"lead": "leads", "contact": "contacts"}
@@ -42,6 +50,21 @@ class FieldRule:
     # Dataverse option set (value, label) pairs: Marketo holds the label, Dataverse the
     # number. Filled from live metadata, never from the mapping file.
     options: tuple[tuple[int, str], ...] | None = None
+    # Per-field rules beyond "the system of record wins" (see mapping.toml):
+    blank: Blank = "overwrites"  # never-overwrites: a cleared value is not copied over a value
+    update: Update = "always"  # if-empty: only fill an empty target, never change it later
+    fit: Fit = "reject"  # truncate: cut a value to the shorter side's length instead
+    # The shorter of the two sides' lengths, filled from live metadata for fit = truncate.
+    max_length: int | None = None
+
+    def rules_text(self) -> str:
+        """The per-field rules that differ from the defaults, as written in the mapping."""
+        parts = [
+            f"blank = {self.blank}" if self.blank != "overwrites" else "",
+            f"update = {self.update}" if self.update != "always" else "",
+            f"fit = {self.fit}" if self.fit != "reject" else "",
+        ]
+        return ", ".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
@@ -89,7 +112,8 @@ def parse_mapping(data: dict[str, Any], source: str = "mapping") -> Mapping:
         where = f"{source}: [[fields]] #{i}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be a table")
-        unknown = set(entry) - {"marketo", "lead", "contact", "direction", "winner", "ignore_case"}
+        known = {"marketo", "lead", "contact", "direction", "winner", "ignore_case", *RULE_CHOICES}
+        unknown = set(entry) - known
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
         marketo = _text(entry, "marketo", where)
@@ -106,6 +130,12 @@ def parse_mapping(data: dict[str, Any], source: str = "mapping") -> Mapping:
             raise ConfigError(f"{where}: 'winner' only applies to direction = \"both\"")
         if not any(e in entry for e in ENTITIES):
             raise ConfigError(f"{where}: name a 'lead' and/or 'contact' column")
+        extra: dict[str, Any] = {}
+        for name, choices in RULE_CHOICES.items():
+            if name in entry:
+                if entry[name] not in choices:
+                    raise ConfigError(f"{where}: {name} must be one of {', '.join(choices)}")
+                extra[name] = entry[name]
         for entity in ENTITIES:
             if entity not in entry:
                 continue
@@ -123,7 +153,7 @@ def parse_mapping(data: dict[str, Any], source: str = "mapping") -> Mapping:
             fold = entry.get("ignore_case", marketo == "email")
             if not isinstance(fold, bool):
                 raise ConfigError(f"{where}: ignore_case must be true or false")
-            per_entity[entity].append(FieldRule(marketo, column, direction, side, fold))
+            per_entity[entity].append(FieldRule(marketo, column, direction, side, fold, **extra))
     return Mapping(
         fields={e: tuple(rules) for e, rules in per_entity.items()},
         dynamics_id_field=_text(mk, "dynamics_id_field", source, "dynamicsId"),

@@ -432,6 +432,8 @@ def _length_problems(
 ) -> None:
     if col.max_length is None or mk.length is None or col.attribute_type == "Picklist":
         return
+    if rule.fit == "truncate":
+        return  # the admin chose to cut longer values to fit: a difference is expected
     f, c = rule.marketo, rule.column
     if writes_to_dynamics(rule) and mk.length > col.max_length:
         add(

@@ -98,6 +98,10 @@ class PairPlan:
     collisions: list[Collision] = field(default_factory=list)
     # Marketo names of fields left unsent: this exact value was rejected there before.
     held_rejected: list[str] = field(default_factory=list)
+    # Fields a per-field rule kept from being overwritten (name -> the rule).
+    kept: dict[str, str] = field(default_factory=dict)
+    # Fields whose written value was cut to fit (fit = truncate).
+    truncated: list[str] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
@@ -128,6 +132,12 @@ def plan_pair(
             continue
         d_val = normalize(dynamics.get(rule.column))
         m_val = normalize(marketo.get(name))
+        cut = rule.max_length if rule.fit == "truncate" else None
+        if cut:
+            # Compare (and write) what fits both sides: the tail past the shorter side's
+            # length is not part of the synced value.
+            long_d, long_m = _longer(d_val, cut), _longer(m_val, cut)
+            d_val, m_val = _cut(d_val, cut), _cut(m_val, cut)
         if rule.fold_case:
             d_cmp, m_cmp = comparable(d_val, True), comparable(m_val, True)
         else:
@@ -147,22 +157,42 @@ def plan_pair(
         if d_changed and m_changed:
             plan.collisions.append(Collision(name, rule.winner))
             source = rule.winner
+            if rule.blank == "never-overwrites" and (d_val is None) != (m_val is None):
+                source = "dynamics" if m_val is None else "marketo"  # a value beats none
         elif d_changed:
             source = "dynamics"
         elif m_changed:
             source = "marketo"
         else:  # both equal the base yet differ from each other: only if base is stale
             source = rule.winner
+        value, target = (d_val, m_val) if source == "dynamics" else (m_val, d_val)
+        if target is not None and (
+            rule.update == "if-empty" or (value is None and rule.blank == "never-overwrites")
+        ):
+            plan.kept[name] = "update = if-empty" if rule.update == "if-empty" else "blank"
+            continue
         if source == "dynamics" and rule.direction != "to-dynamics":
             if base is not None and base.get(REJECTED_BY["marketo"] + name) == d_hash:
                 plan.held_rejected.append(name)
                 continue
             plan.to_marketo[name] = d_val
             plan.pending_marketo[name] = d_hash
+            if cut and long_d:
+                plan.truncated.append(name)
         elif source == "marketo" and rule.direction != "to-marketo":
             if base is not None and base.get(REJECTED_BY["dynamics"] + name) == m_hash:
                 plan.held_rejected.append(name)
                 continue
             plan.to_dynamics[rule.column] = m_val
             plan.pending_dynamics[name] = m_hash
+            if cut and long_m:
+                plan.truncated.append(name)
     return plan
+
+
+def _cut(value: Any, length: int) -> Any:
+    return value[:length].rstrip() or None if isinstance(value, str) else value
+
+
+def _longer(value: Any, length: int) -> bool:
+    return isinstance(value, str) and len(value) > length
