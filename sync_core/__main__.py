@@ -6,6 +6,7 @@
     run-once [--json]   one delta cycle, then a summary; exit 1 if it failed
     status              the last cycles and their outcome
     errors              list or export (CSV) sync errors
+    release             let changes held by the mass-change guard through
 
 Commands other than run-once live in their own modules (COMMANDS below), each with
 `register(subparsers)`, so adding one touches one line here.
@@ -68,6 +69,26 @@ def _run_once(args: argparse.Namespace) -> int:
     return 0 if summary.get("outcome") in ("succeeded", "skipped", "partial") else 1
 
 
+def _release(args: argparse.Namespace) -> int:
+    from sync_core.guard import release
+    from sync_core.runtime import build_store
+    from sync_core.settings import load_settings
+
+    store = build_store(load_settings())
+    try:
+        hold = asyncio.run(release(store, args.field, args.direction))
+    except LookupError as exc:
+        print(str(exc).strip("'\""), file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(
+        f"released {hold.field} {hold.direction} (held since {hold.since}, {hold.count} "
+        "changes): the next cycle writes them"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sync_core",
@@ -78,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run-once", help="run one delta cycle and print a summary")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.set_defaults(handler=_run_once)
+    rel = sub.add_parser("release", help="let changes held by the mass-change guard through")
+    rel.add_argument("--field", required=True, help="Marketo field name, e.g. title")
+    rel.add_argument("--direction", required=True, choices=["to-dynamics", "to-marketo"])
+    rel.set_defaults(handler=_release)
     for name in COMMANDS:
         importlib.import_module(f"sync_core.{name}").register(sub)
     args = parser.parse_args(argv)

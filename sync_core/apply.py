@@ -47,6 +47,7 @@ class Counts:
     filtered_out: int = 0
     deleted_in_dynamics: int = 0
     deleted_in_marketo: int = 0
+    held: int = 0  # changes the mass-change guard holds back for a release
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

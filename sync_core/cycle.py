@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
@@ -33,6 +34,7 @@ from sync_core.errors import (
     StopCycle,
     SyncError,
 )
+from sync_core.guard import MassChangeGuard
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.marketofeed import read_feeds
@@ -78,6 +80,8 @@ class Cycle:
         quota_share: float = 0.8,
         time_budget: float = 480.0,
         feed_overlap: float = 120.0,
+        mass_change_limit: int = 0,
+        mass_change_share: float = 0.25,
     ) -> None:
         self.configured = mapping  # as written; self.mapping is the effective set
         self.mapping = mapping
@@ -89,6 +93,7 @@ class Cycle:
         self.daily_quota = daily_quota
         self.quota_share = quota_share
         self.feed_overlap = feed_overlap
+        self.guard = MassChangeGuard(store, limit=mass_change_limit, share=mass_change_share)
         self.deadline = time.monotonic() + time_budget
         self._leased_at = time.monotonic()
         self.id = uuid.uuid4().hex[:12]
@@ -108,6 +113,7 @@ class Cycle:
         # through again the pair is re-planned in full, not only on this cycle's changes.
         self.paused: set[int] = set()
         self.resumed: set[int] = set()
+        self.first_run = False
 
     async def _load_access(self, *, force: bool = False) -> None:
         access = await field_access(
@@ -172,6 +178,7 @@ class Cycle:
             watermarkMode=self.watermark_mode,
             excludedFields=self.excluded,
             mappingProblems=self.mapping_problems,
+            held=[asdict(h) for h in self.guard.holds.values()],
         )
         if record:
             self.store.record_cycle(self.id, summary)
@@ -198,6 +205,12 @@ class Cycle:
         self.paused = {int(x) for x in await self._io(self.store.members, PAUSED)}
         for mid in retry_ids:
             self.marketo_changes.setdefault(mid, []).append(ALWAYS)
+        await self.guard.load()
+        for hold in self.guard.released():
+            # Released: every change held under it is planned again, this time written.
+            for mid in await self.guard.waiting(hold):
+                self.marketo_changes.setdefault(mid, []).append(ALWAYS)
+        await self._guard_marketo_changes()
         for entity in ENTITIES:
             link = await self._sync_dynamics_changes(entity)
             await self._settle()
@@ -224,6 +237,82 @@ class Cycle:
             await self._io(self.store.remove_from_set, PAUSED, [str(i) for i in self.resumed])
         if self.applier.access_changed:
             await self._io(invalidate, self.store)
+        c = self.counts
+        if self.first_run and self.guard.linked is None:
+            self.guard.linked = 0  # a new installation: count links from here on
+        self.guard.adjust_linked(
+            c.linked + c.created_in_marketo - c.deleted_in_dynamics - c.deleted_in_marketo
+        )
+        await self.guard.finish_released()
+        await self.guard.save()
+
+    # ---- mass-change guard -------------------------------------------------
+    async def _guard_marketo_changes(self) -> None:
+        """Count Marketo-to-Dynamics changes per field before anything is written, so a
+        mass change in Marketo is held before it reaches a single CRM record."""
+        if self.guard.threshold() is None or not self.marketo_changes:
+            return
+        links = await self._io(self.store.links_by_marketo, list(self.marketo_changes))
+        fold = self.fold
+        writes: dict[str, list[int]] = defaultdict(list)
+        for mid, changes in self.marketo_changes.items():
+            link = links.get(mid)
+            if link is None:
+                continue
+            changed = {
+                f for f, v in changes
+                if v is not ALWAYS[1] and self.hasher(comparable(v, f in fold)) != link.base.get(f)
+            }  # fmt: skip
+            for f in changed:
+                writes[f].append(mid)
+        for field in await self.guard.count("to-dynamics", writes):
+            self._report_hold(field, "to-dynamics")
+
+    async def _guard_page(self, work: list[PairWork]) -> None:
+        """Dynamics-to-Marketo writes are counted page by page (they arrive as a stream);
+        a field crossing the limit is taken out of this page's writes and held. Held
+        changes, whichever direction, are kept for the release."""
+        writes: dict[str, list[int]] = defaultdict(list)
+        for w in work:
+            if not w.new:
+                for f in w.plan.to_marketo:
+                    writes[f].append(w.link.marketo_id)
+        tripped = await self.guard.count("to-marketo", writes)
+        for field in tripped:
+            self._report_hold(field, "to-marketo")
+            for w in work:
+                if not w.new and field in w.plan.to_marketo:
+                    del w.plan.to_marketo[field]
+                    w.plan.pending_marketo.pop(field, None)
+                    w.plan.held.append(("to-marketo", field))
+        kept: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for w in work:
+            for direction, field in w.plan.held:
+                kept[(direction, field)].append(w.link.marketo_id)
+        for (direction, field), ids in kept.items():
+            self.counts.held += len(ids)
+            await self.guard.keep(direction, field, ids)
+
+    def _report_hold(self, field: str, direction: str) -> None:
+        hold = self.guard.holds[f"{direction}:{field}"]
+        log.warning("mass-change guard holds %s %s: %d writes > %d", field, direction,
+                    hold.count, hold.limit)  # fmt: skip
+        self.applier.errors.append(
+            {
+                "operation": "hold",
+                "direction": direction,
+                "entity": "",
+                "fields": [field],
+                "code": "mass-change",
+                "message": (
+                    f"one cycle would write {field} {direction} on more than {hold.limit} "
+                    f"records: held, nothing written for it; release with "
+                    f"`{hold.release_command()}` or raise SYNC_MASS_CHANGE_LIMIT"
+                ),
+                "marketoId": "",
+                "dynamicsId": "",
+            }
+        )
 
     # ---- Marketo feeds -----------------------------------------------------
     async def _read_marketo_feeds(self) -> tuple[str, set[int]]:
@@ -234,6 +323,7 @@ class Cycle:
         )
         for mid, changes in read.changes.items():
             self.marketo_changes.setdefault(mid, []).extend(changes)
+        self.first_run = read.fresh_start
         return read.cursor.dump(), read.deleted
 
     def _marketo_dirty(self, link: Link) -> bool:
@@ -426,6 +516,7 @@ class Cycle:
         work = await self._pair_work(entity, linked)
         if unlinked:
             work += await link_new_records(self, entity, unlinked)
+        await self._guard_page(work)
         if work:
             commit = await self.applier.apply(entity, work)
             await self._settle()  # at most one page's commit in flight
@@ -483,7 +574,11 @@ class Cycle:
             person = by_id.get(link.marketo_id)
             if person is None:
                 continue  # deleted in Marketo; the deleted-leads feed closes the link
-            plan = plan_pair(rules, row, person, link.base, self.hasher)
+            plan = plan_pair(
+                rules, row, person, link.base, self.hasher,
+                hold_to_marketo=self.guard.held("to-marketo"),
+                hold_to_dynamics=self.guard.held("to-dynamics"),
+            )  # fmt: skip
             work.append(
                 PairWork(
                     link,

@@ -102,6 +102,8 @@ class PairPlan:
     kept: dict[str, str] = field(default_factory=dict)
     # Fields whose written value was cut to fit (fit = truncate).
     truncated: list[str] = field(default_factory=list)
+    # (direction, Marketo name) of changes the mass-change guard holds back.
+    held: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def idle(self) -> bool:
@@ -116,13 +118,16 @@ def plan_pair(
     hasher: Hasher,
     *,
     skip: frozenset[str] = frozenset(),
+    hold_to_marketo: frozenset[str] = frozenset(),
+    hold_to_dynamics: frozenset[str] = frozenset(),
 ) -> PairPlan:
     """Decide, field by field, what to copy where.
 
     `base` None means no agreed state exists (a new or rebuilt link): both sides are
     treated as changed since an empty base, so one-sided values propagate and two
     different values go to the winner. `skip` names Marketo fields to leave alone this
-    time (e.g. unreadable by the sync identity).
+    time (e.g. unreadable by the sync identity). `hold_to_*` name fields whose writes in
+    that direction the mass-change guard holds: planned, not written, base unchanged.
     """
     plan = PairPlan()
     hash_of = hasher.normalized
@@ -172,6 +177,9 @@ def plan_pair(
             plan.kept[name] = "update = if-empty" if rule.update == "if-empty" else "blank"
             continue
         if source == "dynamics" and rule.direction != "to-dynamics":
+            if name in hold_to_marketo:
+                plan.held.append(("to-marketo", name))
+                continue
             if base is not None and base.get(REJECTED_BY["marketo"] + name) == d_hash:
                 plan.held_rejected.append(name)
                 continue
@@ -180,6 +188,9 @@ def plan_pair(
             if cut and long_d:
                 plan.truncated.append(name)
         elif source == "marketo" and rule.direction != "to-marketo":
+            if name in hold_to_dynamics:
+                plan.held.append(("to-dynamics", name))
+                continue
             if base is not None and base.get(REJECTED_BY["dynamics"] + name) == m_hash:
                 plan.held_rejected.append(name)
                 continue

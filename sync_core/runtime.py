@@ -194,4 +194,6 @@ def new_cycle(rt: Runtime) -> Any:
         daily_quota=s.sync_marketo_daily_quota,
         quota_share=s.sync_marketo_quota_share,
         feed_overlap=s.sync_marketo_feed_overlap_seconds,
+        mass_change_limit=s.sync_mass_change_limit,
+        mass_change_share=s.sync_mass_change_share,
     )

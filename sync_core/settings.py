@@ -111,6 +111,16 @@ class Settings(BaseSettings):
         120.0, validation_alias=_env("SYNC_MARKETO_FEED_OVERLAP_SECONDS"), ge=0, le=86400
     )
 
+    # The mass-change guard: one cycle holds a field's writes in one direction when they
+    # exceed this many records, or this share of linked records (whichever is lower,
+    # never below 100). 0 switches the guard off.
+    sync_mass_change_limit: int = Field(
+        5000, validation_alias=_env("SYNC_MASS_CHANGE_LIMIT"), ge=0
+    )
+    sync_mass_change_share: float = Field(
+        0.25, validation_alias=_env("SYNC_MASS_CHANGE_SHARE"), gt=0, le=1
+    )
+
     @field_validator("*", mode="before")
     @classmethod
     def _not_a_key_vault_reference(cls, value: Any) -> Any:
