@@ -20,7 +20,7 @@ from emulators.dynamics.errors import DataverseError, bad_request, not_found
 from emulators.dynamics.odata_filter import to_epoch
 from emulators.dynamics.schema import Column, Table
 from emulators.dynamics.state import State
-from emulators.dynamics.store import Row
+from emulators.dynamics.store import Row, rollback
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _BIND = re.compile(r"^(?:.*/api/data/v9\.\d/|/)?([A-Za-z_]+)\(([^)]*)\)$")
@@ -307,16 +307,25 @@ def apply_write(state: State, table: Table, user: UserConfig, rid: str, existing
     if headers.get("mscrm.suppressduplicatedetection", "").lower() == "false":
         _check_duplicates(state, table, rid, post)
     post["versionnumber"] = state.next_version()
+    # Synchronous post-operation steps run in the write's transaction: if one fails, the
+    # write itself is undone, so a lone write needs a journal of its own when there are any.
+    own = journal is None and serverlogic.has_post_steps(state, table)
+    if own:
+        journal = []
     state.stores[table.logical_name].put(rid, post, journal)
-    # Synchronous post-operation plug-in steps: each a separate update (own version).
-    for run_as, follow in serverlogic.follow_ups(state, table, existing, post, changes, op,
-                                                 user):
-        state.plugin_depth += 1
-        try:
-            post = apply_write(state, table, run_as, rid, post, follow, headers, journal,
-                               check_privileges=False)
-        finally:
-            state.plugin_depth -= 1
+    try:
+        # Each step is a separate update of the row (its own version).
+        for run_as, follow in serverlogic.follow_ups(state, table, post, changes, op, user):
+            state.plugin_depth += 1
+            try:
+                post = apply_write(state, table, run_as, rid, post, follow, headers, journal,
+                                   check_privileges=False)
+            finally:
+                state.plugin_depth -= 1
+    except DataverseError:
+        if own and journal is not None:
+            rollback(journal)
+        raise
     return post
 
 

@@ -118,9 +118,12 @@ def pre_operation(state: State, table: Table, post: dict[str, Any],
             post[str(rule.column)] = value
 
 
-def follow_ups(state: State, table: Table, existing: dict[str, Any] | None,
-               post: dict[str, Any], changes: dict[str, Any], op: str,
-               user: UserConfig) -> list[tuple[UserConfig, dict[str, Any]]]:
+def has_post_steps(state: State, table: Table) -> bool:
+    return any(r.stage == "post" and r.table == table.logical_name for r in state.rules)
+
+
+def follow_ups(state: State, table: Table, post: dict[str, Any], changes: dict[str, Any],
+               op: str, user: UserConfig) -> list[tuple[UserConfig, dict[str, Any]]]:
     """Post-stage steps that fire for this write: (run-as user, changes to apply)."""
     out: list[tuple[UserConfig, dict[str, Any]]] = []
     for rule in state.rules:
