@@ -238,7 +238,9 @@ def admin(state: State, method: str, parts: list[str], data: Any) -> tuple[int, 
         state.user_roles[_uid(state, data["user"])] = list(data["roles"])
         return 200, {"user": data["user"], "roles": list(data["roles"])}
     if sub == "privileges" and method in ("PUT", "POST", "DELETE"):
-        return 200, _grant(state, data, revoke=method == "DELETE" or data.get("depth") is None)
+        # A table privilege granted with depth null is revoked; global ones have no depth.
+        revoke = method == "DELETE" or ("table" in data and data.get("depth") is None)
+        return 200, _grant(state, data, revoke=revoke)
     raise KeyError(f"no security route {method} {'/'.join(parts)}")
 
 
