@@ -244,6 +244,18 @@ def admin(state: State, method: str, parts: list[str], data: Any) -> tuple[int, 
     raise KeyError(f"no security route {method} {'/'.join(parts)}")
 
 
+def grant_privilege(state: State, user: str, table: str | None, privilege: str,
+                    depth: str = "Organization") -> None:
+    """Grant in code (e.g. a scheduled world event); `table` None = a global privilege."""
+    _grant(state, {"user": user, "table": table, "privilege": privilege, "depth": depth},
+           revoke=False)
+
+
+def revoke_privilege(state: State, user: str, table: str | None, privilege: str) -> None:
+    """Revoke from every role `user` holds (a scheduled world event can call this)."""
+    _grant(state, {"user": user, "table": table, "privilege": privilege}, revoke=True)
+
+
 def _grant(state: State, data: dict[str, Any], revoke: bool) -> dict[str, Any]:
     """Grant or revoke `privilege` on `table` (or a global `privilege` such as prvMerge)
     in `role`, or in every role of `user` (grant: the user's first role)."""

@@ -11,6 +11,8 @@ PrivilegeDepth Web API reference for RetrieveUserPrivileges.
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 import pytest
 
@@ -187,3 +189,35 @@ def test_admin_roles_and_assignments(dv: Dv, admin: httpx.Client) -> None:
     # reset restores the configured roles
     admin.post("/reset")
     assert admin.get("/security").json()["users"]["sync-app"] == ["Marketo Sync User"]
+
+
+def test_official_sdk_reports_privilege_denied(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Microsoft's PowerPlatform-Dataverse-Client sees the 403 as a non-transient HTTP error
+    carrying the service code (skipped when the optional SDK is missing)."""
+    client_mod = pytest.importorskip("PowerPlatform.Dataverse.client")
+    errors = pytest.importorskip("PowerPlatform.Dataverse.core.errors")
+    from azure.identity import ClientSecretCredential
+
+    from emulators.dynamics import create_app
+    from emulators.dynamics.tls import write_tls_files
+    from tests.support.servers import running_server
+
+    files = write_tls_files(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", files.ca_bundle)
+    app = create_app()
+    with running_server(app, ssl_certfile=files.certfile, ssl_keyfile=files.keyfile) as url:
+        cred = ClientSecretCredential(app.cfg.tenant_id, "sync-app", "sync-app-secret",
+                                      authority=url, disable_instance_discovery=True,
+                                      connection_verify=files.ca_bundle)
+        client = client_mod.DataverseClient(url, cred)
+        rid = client.records.create("contact", {"lastname": "Sdk"})
+        ctx = ssl.create_default_context(cafile=files.ca_bundle)
+        with httpx.Client(base_url=url + "/_emulator", verify=ctx) as admin:
+            _revoke(admin, "contact", "Write")
+        with pytest.raises(errors.HttpError) as caught:
+            client.records.update("contact", rid, {"jobtitle": "Denied"})
+        assert caught.value.status_code == 403 and not caught.value.is_transient
+        assert caught.value.details["service_error_code"] == "0x80040220"
+        assert "prvWriteContact" in str(caught.value)
+        client.close()
+        cred.close()
