@@ -119,7 +119,6 @@ class State:
             }
             store.put(u.systemuserid, {k: v for k, v in row.items() if v is not None}, None)
 
-
     def next_version(self) -> int:
         self.version += 1
         return self.version
