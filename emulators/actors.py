@@ -156,6 +156,40 @@ class People:
         body: dict[str, Any] = r.json()
         return body
 
+    def dyn_qualify(
+        self, lead_id: str, *, account: bool = False, contact: bool = True
+    ) -> dict[str, str]:
+        """Qualify a lead with the QualifyLead action: {"account": id, "contact": id}."""
+        r = self.dynamics(
+            "POST",
+            f"leads({lead_id})/Microsoft.Dynamics.CRM.QualifyLead",
+            json={
+                "CreateAccount": account,
+                "CreateContact": contact,
+                "CreateOpportunity": False,
+                "Status": 3,
+            },
+        )
+        assert r.status_code == 200, r.text
+        created: dict[str, str] = {}
+        for ref in r.json()["value"]:
+            kind = str(ref["@odata.type"]).rsplit(".", 1)[-1]  # account | contact
+            created[kind] = str(ref[f"{kind}id"])
+        return created
+
+    def dyn_merge(self, entity: str, master_id: str, subordinate_id: str, **update: Any) -> None:
+        """Merge two records with the Merge action; `update` becomes UpdateContent."""
+        kind = f"Microsoft.Dynamics.CRM.{entity}"
+        body: dict[str, Any] = {
+            "Target": {"@odata.type": kind, KEYS[entity]: master_id},
+            "Subordinate": {"@odata.type": kind, KEYS[entity]: subordinate_id},
+            "PerformParentingChecks": False,
+        }
+        if update:
+            body["UpdateContent"] = {"@odata.type": kind, **update}
+        r = self.dynamics("POST", "Merge", json=body)
+        assert r.status_code == 204, r.text
+
     def dyn_count(self, entity: str) -> int:
         r = self.dynamics("GET", f"{SETS[entity]}?$select={KEYS[entity]}")
         return len(r.json()["value"])
@@ -165,6 +199,24 @@ class People:
         r = httpx.request(method, f"{self.marketo_url}/_emulator/{path}", **kw)
         r.raise_for_status()
         return r.json() if r.content else None
+
+    def dyn_revoke(self, table: str, privilege: str, user: str = "sync-app") -> None:
+        """Take a table privilege (Read, Write, Create, ...) away from a user's roles."""
+        self.dynamics_admin(
+            "DELETE",
+            "security/privileges",
+            json={"user": user, "table": table, "privilege": privilege},
+        )
+
+    def dyn_grant(
+        self, table: str, privilege: str, depth: str = "Organization", user: str = "sync-app"
+    ) -> None:
+        """Give a table privilege at a depth (User ... Organization) in the user's role."""
+        self.dynamics_admin(
+            "PUT",
+            "security/privileges",
+            json={"user": user, "table": table, "privilege": privilege, "depth": depth},
+        )
 
     def dynamics_admin(self, method: str, path: str, **kw: Any) -> Any:
         r = httpx.request(

@@ -1,5 +1,6 @@
-"""`/_emulator/` admin API: reset, seed, stats, latency, faults, limits, rules, field
-security, change-tracking switches and token ageing, plus test tokens.
+"""`/_emulator/` admin API: reset, seed, stats, latency, faults, limits, rules (business
+rules and plug-in steps), field security, security roles, change-tracking switches and
+token ageing, plus test tokens.
 
 Tests drive scenarios ("a person edits a record", "the org throttles", "the delta token
 expired") through these JSON endpoints instead of reaching into Python objects, so the
@@ -12,10 +13,10 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from emulators.dynamics.errors import DataverseError
-from emulators.dynamics.odata_filter import compile_filter
+from emulators.dynamics import security
 from emulators.dynamics.seed import seed
-from emulators.dynamics.state import EndpointBehaviour, FieldPermission, Rule, State
+from emulators.dynamics.serverlogic import parse_rule
+from emulators.dynamics.state import EndpointBehaviour, FieldPermission, State
 
 
 class AdminError(Exception):
@@ -38,8 +39,8 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
     head = parts[0] if parts else ""
     if head == "" and method == "GET":
         return 200, {"endpoints": ["reset", "seed", "stats", "latency", "faults", "limits",
-                                   "rules", "field-security", "change-tracking", "tokens",
-                                   "users"]}
+                                   "rules", "field-security", "security", "change-tracking",
+                                   "tokens", "users"]}
     if head == "reset" and method == "POST":
         app.reset()
         return 200, {"reset": True}
@@ -84,17 +85,10 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
         if method == "GET":
             return 200, [asdict(r) for r in state.rules]
         if method == "POST":
-            table = state.tables.get(data.get("table", ""))
-            if table is None:
-                raise AdminError(400, "unknown table")
             try:
-                compile_filter(table, data["condition"])
-            except DataverseError as e:
-                raise AdminError(400, f"bad condition: {e.message}") from e
-            rule = Rule(state.next_rule_id, table.logical_name, data["condition"],
-                        data.get("message", "Rejected by a business rule."),
-                        tuple(data.get("on", ("create", "update"))))
-            state.next_rule_id += 1
+                rule = parse_rule(state, data)
+            except ValueError as e:
+                raise AdminError(400, str(e)) from e
             state.rules.append(rule)
             return 201, asdict(rule)
         if method == "DELETE":
@@ -103,6 +97,8 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
             else:
                 state.rules = []
             return 200, {}
+    if head == "security":
+        return security.admin(state, method, parts[1:], data)
     if head == "field-security":
         if method == "GET":
             return 200, {

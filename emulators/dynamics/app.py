@@ -24,6 +24,7 @@ from emulators.dynamics.config import DynamicsConfig
 from emulators.dynamics.errors import DataverseError, throttled
 from emulators.dynamics.messages import API_PREFIX, ApiRequest, ApiResponse
 from emulators.dynamics.seed import seed
+from emulators.dynamics.serverlogic import load_rules
 from emulators.dynamics.state import EndpointBehaviour, EndpointStats, State
 from emulators.dynamics.throttle import Throttle
 from emulators.dynamics.webapi import WebApi
@@ -35,6 +36,7 @@ class DynamicsApp:
     def __init__(self, config: DynamicsConfig | None = None) -> None:
         self.cfg = config or DynamicsConfig()
         self.state = State(self.cfg)
+        load_rules(self.state)
         self.tokens = TokenService(self.cfg)
         self.throttle = Throttle(self.cfg.limits)
         # Admin `reset` restores these knobs too, so one test's limits never leak into the next.
@@ -50,6 +52,7 @@ class DynamicsApp:
             setattr(self.cfg.limits, f.name, getattr(self._initial_limits, f.name))
         self.cfg.expire_change_tracking_in_days = self._initial_expiry
         self.state.reset()
+        load_rules(self.state)
         self.throttle.reset()
 
     # -- ASGI plumbing ----------------------------------------------------------------

@@ -75,6 +75,52 @@ def _default_keys() -> list[AlternateKey]:
     ]
 
 
+# Table privileges a role can grant (security-roles.md); Share and Assign matter to Merge.
+PRIVILEGE_OPS = ("Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign", "Share")
+
+
+@dataclass
+class RoleConfig:
+    """A security role: per table, privilege -> depth (User, BusinessUnit,
+    ParentChildBusinessUnit, Organization); `global_privileges` are org-wide ones such as
+    prvMerge. `users` are client ids or systemuserids holding the role."""
+
+    name: str
+    privileges: dict[str, dict[str, str]]
+    users: tuple[str, ...] = ()
+    global_privileges: tuple[str, ...] = ()
+
+
+def _default_roles() -> list[RoleConfig]:
+    sync_tables = ("contact", "lead", "account", "systemuser")
+    sync_ops = ("Create", "Read", "Write", "Delete", "Append", "AppendTo")
+    admin_tables = ("contact", "lead", "account", "systemuser")
+    return [
+        RoleConfig("Marketo Sync User",
+                   {t: {op: "Organization" for op in sync_ops} for t in sync_tables},
+                   users=("sync-app",)),
+        RoleConfig("System Administrator",
+                   {t: {op: "Organization" for op in PRIVILEGE_OPS} for t in admin_tables},
+                   users=("sales-user",), global_privileges=("prvMerge",)),
+    ]
+
+
+@dataclass
+class ServerRuleConfig:
+    """A business rule or plug-in step configured at start (same fields as `POST /rules`)."""
+
+    table: str
+    action: str = "reject"  # reject | set | upper | lower | increment
+    on: tuple[str, ...] = ("create", "update")
+    condition: str | None = None
+    message: str = "Rejected by a business rule."
+    column: str | None = None
+    value: object = None
+    stage: str = "pre"  # pre: in the same write; post: a follow-on update (new version)
+    when_changed: tuple[str, ...] = ()
+    run_as: str | None = None
+
+
 @dataclass
 class LimitsConfig:
     """Service protection limits (api-limits.md); all per user over a sliding window."""
@@ -106,6 +152,17 @@ class DynamicsConfig:
     base_latency_ms: float = 0.0
     # What an injected "timeout" fault does: sleep this long, then answer 504.
     fault_timeout_seconds: float = 130.0
+    # Security roles (security.py); the defaults let both built-in users do what they need.
+    roles: list[RoleConfig] = field(default_factory=_default_roles)
+    # Business rules and plug-in steps present at start (serverlogic.py); none by default.
+    server_rules: list[ServerRuleConfig] = field(default_factory=list)
+    # Merge (actions.py): copy the subordinate's values into the master's empty columns
+    # ("Merge table rows": existing master data is not overwritten).
+    merge_fills_empty_columns: bool = True
+    # Merge: the state/status a merged-away lead gets (assumption: Disqualified, Canceled).
+    merge_lead_state: tuple[int, int] = (2, 7)
+    # QualifyLead: more lead columns copied to the new contact (e.g. custom ones).
+    qualify_extra_columns: tuple[str, ...] = ()
     seed: int = 0
     seed_contacts: int = 0
     seed_leads: int = 0

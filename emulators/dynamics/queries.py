@@ -16,6 +16,7 @@ import time
 from typing import Any
 from urllib.parse import quote, unquote
 
+from emulators.dynamics import security
 from emulators.dynamics.errors import DataverseError, bad_property, bad_request
 from emulators.dynamics.messages import ApiRequest, ApiResponse
 from emulators.dynamics.odata_filter import compile_filter, index_candidates
@@ -138,6 +139,7 @@ def query_collection(state: State, req: ApiRequest, table: Table) -> ApiResponse
                 "change tracking (ChangeTrackingEnabled) before requesting a delta.",
                 code="0x80040203")
         applied.append("odata.track-changes")
+        security.require_org_read(state, req.user, table.logical_name)
         if "$deltatoken" in q:
             return _delta(state, req, table, select, page_size, applied)
     store = state.stores[table.logical_name]
@@ -145,6 +147,10 @@ def query_collection(state: State, req: ApiRequest, table: Table) -> ApiResponse
     node = None
     if "$filter" in q:
         pred, node = compile_filter(table, q["$filter"])
+    # User-depth Read: only the caller's own rows exist for this query.
+    scope = security.read_filter(state, req.user, table.logical_name)
+    if scope is not None:
+        pred = _both(scope, pred)
     orderby = _parse_orderby(table, q["$orderby"]) if q.get("$orderby") else []
     top: int | None = None
     if "$top" in q:
@@ -277,8 +283,17 @@ def _delta(state: State, req: ApiRequest, table: Table, select: list[Column] | N
                             operations=max(1, len(value)))
 
 
+def _both(scope: Any, pred: Any) -> Any:
+    if pred is None:
+        return scope
+    return lambda row: pred(row) if scope(row) else False
+
+
 def count_collection(state: State, req: ApiRequest, table: Table) -> ApiResponse:
     """`GET /{set}/$count`: plain-text number, capped at 5000 like `$count=true`."""
-    n = min(len(state.stores[table.logical_name].rows), 5000)
+    rows = state.stores[table.logical_name].rows
+    scope = security.read_filter(state, req.user, table.logical_name)
+    n = len(rows) if scope is None else sum(1 for r in rows.values() if scope(r))
+    n = min(n, 5000)
     return ApiResponse(200, {"Content-Type": "text/plain", "OData-Version": "4.0"},
                        str(n).encode())

@@ -14,12 +14,13 @@ import time
 import uuid
 from typing import Any
 
+from emulators.dynamics import security, serverlogic
 from emulators.dynamics.config import UserConfig
 from emulators.dynamics.errors import DataverseError, bad_request, not_found
-from emulators.dynamics.odata_filter import compile_filter, to_epoch
+from emulators.dynamics.odata_filter import to_epoch
 from emulators.dynamics.schema import Column, Table
 from emulators.dynamics.state import State
-from emulators.dynamics.store import Row
+from emulators.dynamics.store import Row, rollback
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _BIND = re.compile(r"^(?:.*/api/data/v9\.\d/|/)?([A-Za-z_]+)\(([^)]*)\)$")
@@ -223,15 +224,6 @@ def _check_field_security(state: State, table: Table, user: UserConfig,
                 f"for a secured attribute during update operation. Attribute: {name}")
 
 
-def _check_rules(state: State, table: Table, post: Row, op: str) -> None:
-    for rule in state.rules:
-        if rule.table != table.logical_name or op not in rule.on:
-            continue
-        pred, _ = compile_filter(table, rule.condition)
-        if pred(post) is True:
-            raise DataverseError(400, "0x80040265", rule.message)
-
-
 def _check_keys(state: State, table: Table, rid: str, post: Row) -> None:
     store = state.stores[table.logical_name]
     for key in table.keys:
@@ -261,9 +253,14 @@ def _check_duplicates(state: State, table: Table, rid: str, post: Row) -> None:
 
 def apply_write(state: State, table: Table, user: UserConfig, rid: str, existing: Row | None,
                 changes: dict[str, Any], headers: dict[str, str],
-                journal: list[Any] | None) -> Row:
-    """Create (existing None) or update a row; returns the stored post-image."""
+                journal: list[Any] | None, check_privileges: bool = True) -> Row:
+    """Create (existing None) or update a row; returns the stored post-image.
+
+    `check_privileges=False` is for writes the platform makes itself (plug-in follow-ups,
+    the system-context parts of Merge)."""
     creating = existing is None
+    if check_privileges:
+        security.check_write(state, user, table.logical_name, existing, changes, rid)
     _check_field_security(state, table, user, changes, creating)
     now = int(time.time())
     post: Row = dict(existing) if existing is not None else {}
@@ -304,12 +301,31 @@ def apply_write(state: State, table: Table, user: UserConfig, rid: str, existing
             post.pop("fullname", None)
     post["modifiedon"] = now
     post["modifiedby"] = user.systemuserid
-    _check_rules(state, table, post, "create" if creating else "update")
+    op = "create" if creating else "update"
+    serverlogic.pre_operation(state, table, post, changes, op)
     _check_keys(state, table, rid, post)
     if headers.get("mscrm.suppressduplicatedetection", "").lower() == "false":
         _check_duplicates(state, table, rid, post)
     post["versionnumber"] = state.next_version()
+    # Synchronous post-operation steps run in the write's transaction: if one fails, the
+    # write itself is undone, so a lone write needs a journal of its own when there are any.
+    own = journal is None and serverlogic.has_post_steps(state, table)
+    if own:
+        journal = []
     state.stores[table.logical_name].put(rid, post, journal)
+    try:
+        # Each step is a separate update of the row (its own version).
+        for run_as, follow in serverlogic.follow_ups(state, table, post, changes, op, user):
+            state.plugin_depth += 1
+            try:
+                post = apply_write(state, table, run_as, rid, post, follow, headers, journal,
+                                   check_privileges=False)
+            finally:
+                state.plugin_depth -= 1
+    except DataverseError:
+        if own and journal is not None:
+            rollback(journal)
+        raise
     return post
 
 

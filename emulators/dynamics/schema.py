@@ -140,6 +140,13 @@ def _person_table(logical: str, entity_set: str) -> Table:
     return t
 
 
+def _merge_columns(t: Table) -> None:
+    # Set by the Merge action on the merged-away row (actions.py); read-only otherwise.
+    t.add(Column("masterid", "Lookup", targets=(t.logical_name,), valid_for_create=False,
+                 valid_for_update=False))
+    t.add(Column("merged", "Boolean", valid_for_create=False, valid_for_update=False))
+
+
 def build_tables(cfg: DynamicsConfig) -> dict[str, Table]:
     """Default schema plus the configured custom columns and alternate keys."""
     contact = _person_table("contact", "contacts")
@@ -152,8 +159,14 @@ def build_tables(cfg: DynamicsConfig) -> dict[str, Table]:
     contact.add(Column("statuscode", "Status", options={1: "Active", 2: "Inactive"},
                        option_state={1: 0, 2: 1}))
 
+    _merge_columns(contact)
+
     lead = _person_table("lead", "leads")
     lead.add(_s("companyname", 100))
+    # Filled by QualifyLead with the account / contact it created.
+    lead.add(Column("parentaccountid", "Lookup", targets=("account",)))
+    lead.add(Column("parentcontactid", "Lookup", targets=("contact",)))
+    _merge_columns(lead)
     lead.add(_s("subject", 300, "ApplicationRequired"))
     lead.add(Column("statecode", "State", options={0: "Open", 1: "Qualified", 2: "Disqualified"},
                     option_state={0: 1, 1: 3, 2: 4}, required_level="SystemRequired",
@@ -179,6 +192,8 @@ def build_tables(cfg: DynamicsConfig) -> dict[str, Table]:
                        valid_for_create=False))
     account.add(Column("statuscode", "Status", options={1: "Active", 2: "Inactive"},
                        option_state={1: 0, 2: 1}))
+    account.add(Column("originatingleadid", "Lookup", targets=("lead",)))
+    _merge_columns(account)
     _system_columns(account)
 
     user = Table("systemuser", "systemusers", "systemuserid", "fullname",

@@ -12,6 +12,7 @@ from typing import Any
 
 from emulators.dynamics.config import DynamicsConfig, UserConfig
 from emulators.dynamics.schema import Table, build_tables
+from emulators.dynamics.security import Role, load_roles
 from emulators.dynamics.store import TableStore
 
 
@@ -24,13 +25,21 @@ class FieldPermission:
 
 @dataclass
 class Rule:
-    """A plug-in / business-rule stand-in: when `condition` holds on the post-image, reject."""
+    """A plug-in / business-rule stand-in (serverlogic.py): when `condition` holds on the
+    post-image, reject (default) or rewrite `column`; `stage="post"` makes it a follow-on
+    update after the write."""
 
     id: int
     table: str
-    condition: str
+    condition: str | None
     message: str
     on: tuple[str, ...] = ("create", "update")
+    action: str = "reject"
+    column: str | None = None
+    value: Any = None
+    stage: str = "pre"
+    when_changed: tuple[str, ...] = ()
+    run_as: str | None = None
 
 
 @dataclass
@@ -72,6 +81,11 @@ class State:
     stats: dict[str, EndpointStats] = field(default_factory=dict)
     # Seconds added to "now" when judging delta-token age (admin: age tokens).
     ct_clock_offset: float = 0.0
+    # Security roles by name and the role names each systemuserid holds (security.py).
+    roles: dict[str, Role] = field(default_factory=dict)
+    user_roles: dict[str, list[str]] = field(default_factory=dict)
+    # Nesting of synchronous plug-in steps in the current request (serverlogic.py).
+    plugin_depth: int = 0
 
     def __post_init__(self) -> None:
         self.reset()
@@ -85,6 +99,9 @@ class State:
         self.users_by_id = {u.systemuserid: u for u in self.cfg.users}
         self.field_permissions = {}
         self.rules = []
+        self.next_rule_id = 1
+        self.roles, self.user_roles = load_roles(self.cfg)
+        self.plugin_depth = 0
         self.behaviours = {}
         self.stats = {}
         self.ct_clock_offset = 0.0

@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from emulators.dynamics import metadata
+from emulators.dynamics import actions, metadata, security
 from emulators.dynamics.errors import DataverseError, bad_request, not_found, version_mismatch
 from emulators.dynamics.messages import ApiRequest, ApiResponse
 from emulators.dynamics.queries import count_collection, query_collection
@@ -185,6 +185,11 @@ class WebApi:
             return f"{method} EntityDefinitions"
         if len(segs) > 1 and "RetrievePrincipal" in segs[-1]:
             return f"{method} RetrievePrincipalAttributePrivileges"
+        for action in ("RetrieveUserPrivileges", "QualifyLead"):
+            if len(segs) > 1 and action in segs[-1]:
+                return f"{method} {action}"
+        if head == "Microsoft.Dynamics.CRM.Merge":
+            return f"{method} Merge"
         return f"{method} {head}"
 
     def handle(self, req: ApiRequest) -> ApiResponse:
@@ -214,6 +219,8 @@ class WebApi:
                 "OrganizationId": self.state.cfg.organization_id})
         if head == "EntityDefinitions":
             return metadata.entity_definitions(self.state, req, key, segs[1:])
+        if head in ("Merge", "Microsoft.Dynamics.CRM.Merge") and req.method == "POST":
+            return actions.merge(self.state, req)
         if head == "organizations" and req.method == "GET":
             return ApiResponse.json(200, {
                 "@odata.context": f"{req.api_root}$metadata#organizations",
@@ -228,6 +235,11 @@ class WebApi:
         rest = segs[1:]
         if rest and "RetrievePrincipalAttributePrivileges" in rest[0]:
             return metadata.principal_attribute_privileges(self.state, req, table, key)
+        if rest and "RetrieveUserPrivileges" in rest[0] and req.method == "GET":
+            return actions.retrieve_user_privileges(self.state, req, table, key)
+        if rest and rest[0].removeprefix("Microsoft.Dynamics.CRM.") == "QualifyLead" \
+                and req.method == "POST":
+            return actions.qualify_lead(self.state, req, table, resolve(self.state, table, key))
         target = resolve(self.state, table, key)
         if rest:
             return self._property(req, target, rest[0])
@@ -260,6 +272,7 @@ class WebApi:
         if target.rid is None:
             raise not_found(table.logical_name, target.url_key)
         row = self.state.stores[table.logical_name].rows[target.rid]
+        security.require(self.state, req.user, table.logical_name, "Read", row, target.rid)
         inm = req.headers.get("if-none-match")
         prefer = req.prefer()
         if inm and inm.strip() == etag(row) and "odata.include-annotations" not in prefer \
@@ -327,6 +340,7 @@ class WebApi:
         if target.rid is None:
             raise not_found(table.logical_name, target.url_key)
         row = store.rows[target.rid]
+        security.require(self.state, req.user, table.logical_name, "Delete", row, target.rid)
         im = req.headers.get("if-match")
         if im and im.strip() not in ("*", etag(row)):
             raise version_mismatch()
@@ -343,6 +357,8 @@ class WebApi:
         if col is None:
             raise DataverseError(404, "0x80060888", f"Resource not found for the segment '{prop}'.")
         if req.method == "GET":
+            security.require(self.state, req.user, table.logical_name, "Read", row,
+                             target.rid)
             sel = render(self.state, table, row, req.user, [col])
             ctx = f"{req.api_root}$metadata#{table.entity_set}({target.url_key})/{prop}"
             return ApiResponse.json(200, {"@odata.context": ctx, "value": sel[col.json_name]})
