@@ -48,6 +48,7 @@ class Counts:
     deleted_in_dynamics: int = 0
     deleted_in_marketo: int = 0
     held: int = 0  # changes the mass-change guard holds back for a release
+    merged: int = 0  # merges followed from one system into the other
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

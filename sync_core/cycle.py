@@ -38,6 +38,7 @@ from sync_core.guard import MassChangeGuard
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.marketofeed import read_feeds
+from sync_core.merges import follow_dynamics_merges, follow_marketo_merges
 from sync_core.newlinks import clear_intents, link_new_records
 from sync_core.planner import Hasher, as_id, comparable, normalize, plan_pair
 from sync_core.state import Link, StateStore
@@ -114,6 +115,8 @@ class Cycle:
         self.paused: set[int] = set()
         self.resumed: set[int] = set()
         self.first_run = False
+        self.marketo_merged: dict[int, int] = {}
+        self.always = ALWAYS
 
     async def _load_access(self, *, force: bool = False) -> None:
         access = await field_access(
@@ -211,6 +214,7 @@ class Cycle:
             for mid in await self.guard.waiting(hold):
                 self.marketo_changes.setdefault(mid, []).append(ALWAYS)
         await self._guard_marketo_changes()
+        await follow_marketo_merges(self, self.marketo_merged)
         for entity in ENTITIES:
             link = await self._sync_dynamics_changes(entity)
             await self._settle()
@@ -324,6 +328,7 @@ class Cycle:
         for mid, changes in read.changes.items():
             self.marketo_changes.setdefault(mid, []).extend(changes)
         self.first_run = read.fresh_start
+        self.marketo_merged = read.merged
         return read.cursor.dump(), read.deleted
 
     def _marketo_dirty(self, link: Link) -> bool:
@@ -500,6 +505,9 @@ class Cycle:
             await self._io(self.store.add_to_set, PAUSED, newly_paused)
         if not live:
             return
+        merged = await follow_dynamics_merges(self, entity, live, links)
+        if merged:
+            live = [r for r in live if str(r[key]).lower() not in merged]
         linked, unlinked = [], []
         for row in live:
             link = links.get(str(row[key]).lower())

@@ -29,12 +29,12 @@ RULE_CHOICES: dict[str, tuple[str, ...]] = {
 DEFAULT_WINNER: dict[Entity, Side] = {"lead": "marketo", "contact": "dynamics"}
 ENTITY_SET = {"lead": "leads", "contact": "contacts"}
 ENTITY_KEY = {"lead": "leadid", "contact": "contactid"}
-# Read besides the mapped columns, to follow a lead qualified into a contact: the lead's
-# state, and the contact's originating lead.
+# Read besides the mapped columns, to follow a lead qualified into a contact (the lead's
+# state, the contact's originating lead) and a merge (the subordinate's master).
 QUALIFIED = 1  # lead statecode
 EXTRA_COLUMNS: dict[Entity, tuple[str, ...]] = {
-    "lead": ("statecode",),
-    "contact": ("_originatingleadid_value",),
+    "lead": ("statecode", "_masterid_value"),
+    "contact": ("_originatingleadid_value", "_masterid_value"),
 }
 
 

@@ -273,6 +273,22 @@ class MarketoClient:
     def deleted_leads(self, token: str) -> AsyncIterator[tuple[list[Activity], str]]:
         return self._feed("/rest/v1/activities/deletedleads.json", token, {})
 
+    def activities(
+        self, token: str, type_ids: Sequence[int]
+    ) -> AsyncIterator[tuple[list[Activity], str]]:
+        return self._feed(
+            "/rest/v1/activities.json", token, {"activityTypeIds": ",".join(map(str, type_ids))}
+        )
+
+    async def merge(self, winner: int, losers: Sequence[int]) -> None:
+        """Merge people into `winner` (its values win; its empty fields take a loser's).
+        Repeating a merge whose losers are gone fails with 1004, never merges twice."""
+        await self.call(
+            "POST",
+            f"/rest/v1/leads/{winner}/merge.json",
+            params={"leadIds": ",".join(str(x) for x in losers)},
+        )
+
     # ---- custom activities --------------------------------------------------
     async def activity_types(self) -> list[dict[str, Any]]:
         body = await self.call("GET", "/rest/v1/activities/types.json")

@@ -24,6 +24,8 @@ from typing import Any
 from sync_core.marketo import Activity, MarketoClient
 
 CHANGE_DATA_VALUE = 13
+MERGE_LEADS = 32
+DELETE_LEAD = 37
 # Previous read had more pages than this: a fresh token beats re-reading all of them.
 SHORT_READ_PAGES = 2
 # Ids kept for de-duplication; one state value holds at most 32K characters.
@@ -80,6 +82,7 @@ class FeedRead:
     deleted: set[int]
     cursor: FeedCursor  # to save once everything read here is applied
     fresh_start: bool = False  # first read ever: nothing before now was looked at
+    merged: dict[int, int] = field(default_factory=dict)  # merged-away person -> winner
 
 
 def _iso(t: datetime) -> str:
@@ -137,14 +140,23 @@ async def read_feeds(
             if found:
                 changes.setdefault(act.lead_id, []).extend(found)
         end = next_token
+    # One feed for deletes and merges (the same activities deletedleads.json lists, plus
+    # Merge Leads, which names the people merged away into its lead).
     deleted: set[int] = set()
-    async for page, _ in client.deleted_leads(token):
+    merged: dict[int, int] = {}
+    async for page, _ in client.activities(token, (MERGE_LEADS, DELETE_LEAD)):
         for act in page:
-            if act.id not in seen:
-                seen.add(act.id)
-                handled.append(act)
+            if act.id in seen:
+                continue
+            seen.add(act.id)
+            handled.append(act)
+            if act.type_id == DELETE_LEAD:
                 deleted.add(act.lead_id)
-    for mid in deleted:
+            elif act.type_id == MERGE_LEADS:
+                for loser in _ids(act.attributes.get("Merge IDs")):
+                    merged[loser] = act.lead_id
+    deleted -= set(merged)
+    for mid in [*deleted, *merged]:
         changes.pop(mid, None)
     got_end = datetime.now(UTC)
     marks = [*cursor.marks, Mark(end, _iso(got_end))][-MARKS_KEPT:]
@@ -152,4 +164,13 @@ async def read_feeds(
     # so the cap drops the oldest, which no later read reaches any more.
     recent = list(dict.fromkeys([*cursor.seen, *(a.id for a in handled)]))[-SEEN_CAP:]
     new = FeedCursor(read=_iso(began), pages=pages, marks=marks, seen=recent)
-    return FeedRead(changes, deleted, new)
+    return FeedRead(changes, deleted, new, merged=merged)
+
+
+def _ids(text: Any) -> list[int]:
+    out = []
+    for part in str(text or "").replace(";", ",").split(","):
+        part = part.strip()
+        if part.isdigit():
+            out.append(int(part))
+    return out

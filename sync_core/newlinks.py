@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sync_core.apply import PairWork
 from sync_core.errors import RecordRejected
 from sync_core.mapping import ENTITY_KEY, QUALIFIED, Entity
+from sync_core.merges import MASTER, MERGED_AWAY, merged_away_key
 from sync_core.planner import as_id, normalize, plan_pair
 from sync_core.state import Link
 
@@ -41,6 +42,10 @@ async def link_new_records(
         qualified = [r for r in rows if r.get("statecode") == QUALIFIED]
         cycle.counts.filtered_out += len(qualified)
         rows = [r for r in rows if r.get("statecode") != QUALIFIED]
+    # A record merged away (in either system) never gets a person of its own.
+    rows = [r for r in rows if not r.get(MASTER)]
+    away = set(await asyncio.to_thread(cycle.store.members, MERGED_AWAY)) if rows else set()
+    rows = [r for r in rows if merged_away_key(entity, str(r[key])) not in away]
     by_id = {str(r[key]).lower(): r for r in rows}
     matched: dict[str, dict[str, Any]] = {}  # dynamics id -> person
     taken: set[int] = set()
