@@ -68,6 +68,7 @@ def _rule(data: dict[str, Any]) -> FieldRule:
         update=data.get("update", "always"),
         fit=data.get("fit", "reject"),
         max_length=data.get("max_length"),
+        can_create=bool(data.get("can_create", True)),
     )
 
 
@@ -133,6 +134,8 @@ async def known_mapping(store: StateStore, mapping: Mapping) -> Mapping:
 
 
 def _with_options(rule: FieldRule, column: ColumnInfo) -> FieldRule:
+    if not column.can_create:
+        rule = replace(rule, can_create=False)
     if column.attribute_type != "Picklist" or not column.options:
         return rule
     return replace(rule, options=tuple(sorted(column.options.items())))

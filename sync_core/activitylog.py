@@ -3,16 +3,19 @@
 Two types are ours: "Sync Person to Microsoft" (the real-time create) and "Dynamics
 Sync Error" (a rejected write). Setup creates and approves them through the custom
 activity type API; at run time their ids are looked up once per process. When a type
-is missing the activity is skipped with a warning (and `doctor` reports it) rather
-than failing the sync for the lack of a log line.
+is missing, the first cycle or webhook call that needs it creates it exactly as setup
+does; where it cannot (no permission), the log is off, and every cycle summary says so
+and why, rather than failing the sync for the lack of a log line.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+from sync_core.errors import SyncError
 from sync_core.marketo import MarketoClient
 
 log = logging.getLogger("sync_core")
@@ -50,6 +53,7 @@ TYPES: dict[str, dict[str, Any]] = {
 }
 
 _IDS: dict[tuple[str, str], int] = {}
+_OFF: dict[str, tuple[str, float]] = {}  # base URL -> (why the log is off, retry after)
 
 
 async def type_ids(marketo: MarketoClient) -> dict[str, int]:
@@ -90,18 +94,41 @@ async def ensure_types(marketo: MarketoClient) -> dict[str, int]:
     return await type_ids(marketo)
 
 
+async def activity_log_state(marketo: MarketoClient) -> tuple[dict[str, int], str | None]:
+    """Our types' ids, creating any missing one exactly as `setup` does; with the reason
+    when the activity log is off (so no cycle skips its log lines silently). A failed
+    creation is not retried for an hour: it would cost calls every cycle."""
+    ids = await type_ids(marketo)
+    if len(ids) == len(TYPES):
+        return ids, None
+    off = _OFF.get(marketo.base_url)
+    if off and off[1] > time.monotonic():
+        return ids, off[0]
+    try:
+        ids = await ensure_types(marketo)
+        missing = sorted(set(TYPES) - set(ids))
+        reason = f"activity types {', '.join(missing)} are not approved" if missing else None
+    except SyncError as exc:
+        reason = (
+            f"the Marketo activity types could not be created ({exc}); give the API user's "
+            "role Read-Write Activity Metadata, or run `python -m sync_core setup` as an "
+            "admin"
+        )
+    if reason:
+        _OFF[marketo.base_url] = (reason, time.monotonic() + 3600)
+        log.warning("Marketo activity log is off: %s", reason)
+    return ids, reason
+
+
 async def log_activities(
     marketo: MarketoClient, api_name: str, entries: list[tuple[int, str, dict[str, Any]]]
 ) -> int:
     """Add activities (lead id, primary value, attributes); returns how many were added."""
     if not entries:
         return 0
-    ids = await type_ids(marketo)
+    ids, _ = await activity_log_state(marketo)
     if api_name not in ids:
-        log.warning(
-            "Marketo activity type %s is not set up; run `python -m sync_core setup`", api_name
-        )
-        return 0
+        return 0  # the reason is in the cycle summary and the warning above
     now = datetime.now(UTC).isoformat(timespec="seconds")
     records = [
         {

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from sync_core.access import decode_row, field_access, invalidate
-from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
+from sync_core.activitylog import SYNC_ERROR, activity_log_state, error_entries, log_activities
 from sync_core.apply import Applier, Counts, PairWork
 from sync_core.dataverse import ChangePage, DataverseClient
 from sync_core.errors import (
@@ -117,6 +117,7 @@ class Cycle:
         self.first_run = False
         self.marketo_merged: dict[int, int] = {}
         self.always = ALWAYS
+        self.activity_log = "unknown"
 
     async def _load_access(self, *, force: bool = False) -> None:
         access = await field_access(
@@ -127,11 +128,18 @@ class Cycle:
         self.excluded = access.excluded
         self.access_refreshed = self.access_refreshed or access.refreshed
         if access.refreshed:
-            # Reported whenever metadata is read (start-up, hourly, on access changes).
+            # Reported whenever metadata is read (start-up, hourly, on access changes):
+            # errors one by one, warnings (mostly the usual length differences) in one line.
             self.mapping_problems = access.problems
+            warnings = [p for p in access.problems if p["severity"] != "error"]
             for p in access.problems:
-                log.warning("mapping %s: %s %s: %s Fix: %s", p["severity"], p["entity"],
-                            p["field"], p["message"], p["fix"])  # fmt: skip
+                if p["severity"] == "error":
+                    log.error("mapping error: %s %s: %s Fix: %s", p["entity"], p["field"],
+                              p["message"], p["fix"])  # fmt: skip
+            if warnings:
+                fields = ", ".join(sorted({f"{p['entity']} {p['field']}" for p in warnings}))
+                log.warning("mapping: %d warning(s) (%s); details: python -m sync_core "
+                            "doctor", len(warnings), fields)  # fmt: skip
 
     async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # Table Storage calls are blocking; keep them off the event loop.
@@ -182,6 +190,7 @@ class Cycle:
             excludedFields=self.excluded,
             mappingProblems=self.mapping_problems,
             held=[asdict(h) for h in self.guard.holds.values()],
+            activityLog=self.activity_log,
         )
         if record:
             self.store.record_cycle(self.id, summary)
@@ -203,6 +212,8 @@ class Cycle:
     async def _run(self) -> None:
         cursors: dict[str, str | None] = {}
         await self._load_access()
+        _, off = await activity_log_state(self.marketo)
+        self.activity_log = f"off: {off}" if off else "on"
         mk_token, deleted_people = await self._read_marketo_feeds()
         retry_ids = [int(x) for x in await self._io(self.store.members, "retry")]
         self.paused = {int(x) for x in await self._io(self.store.members, PAUSED)}

@@ -56,6 +56,9 @@ class FieldRule:
     fit: Fit = "reject"  # truncate: cut a value to the shorter side's length instead
     # The shorter of the two sides' lengths, filled from live metadata for fit = truncate.
     max_length: int | None = None
+    # Whether the sync identity may set the column on create (live metadata; the
+    # real-time create leaves such a column out and says so).
+    can_create: bool = True
 
     def rules_text(self) -> str:
         """The per-field rules that differ from the defaults, as written in the mapping."""

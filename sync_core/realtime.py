@@ -371,6 +371,13 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
     m = await known_mapping(rt.store, rt.mapping)
     entity, lead_id = req.sync_as, req.lead_id
     rules = tuple(r for r in m.fields[entity] if r.direction != "to-marketo")
+    # Columns the identity may update but not create are left out, and said so.
+    left_out = [
+        {"field": r.marketo, "column": r.column, "reason": "the sync identity may not create it"}
+        for r in rules
+        if not r.can_create and normalize(person.get(r.marketo)) is not None
+    ]
+    rules = tuple(r for r in rules if r.can_create)
     values: dict[str, Any] = {
         r.column: normalize(person.get(r.marketo))
         for r in rules
@@ -435,11 +442,15 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
                     "direction": "to-dynamics",
                     "fields": sorted(record),
                     "note": "created by Sync Person to Microsoft",
+                    **({"leftOut": [x["field"] for x in left_out]} if left_out else {}),
                 }
             ],
         ),
     )
-    return Reply(200, {"status": "created", "dynamicsId": dynamics_id, "dynamicsType": entity})
+    reply: dict[str, Any] = {"status": "created", "dynamicsId": dynamics_id, "dynamicsType": entity}
+    if left_out:
+        reply["leftOut"] = left_out
+    return Reply(200, reply)
 
 
 async def _record_bad_options(

@@ -81,3 +81,24 @@ def test_owner_by_email(world: World, hook: Webhook):
     assert r.status_code == 200, r.text
     record = world.dyn_get("lead", r.json()["dynamicsId"])
     assert record is not None and record["_ownerid_value"] == SALES_USER_ID
+
+
+def test_a_column_the_identity_may_not_create_is_left_out_and_said(world: World, hook: Webhook):
+    world.dynamics_admin(
+        "PUT", "field-security",
+        json={"table": "contact", "column": "telephone1", "secured": True,
+              "permissions": {"sync-app": {"read": True, "create": False, "update": True}}},
+    )  # fmt: skip
+    world.cycle()  # the cycle reads field access; the webhook uses what it found
+    mid = world.marketo_create(email="bell@example.com", lastName="Bell", phone="+1 555 0100")
+    r = hook.sync(mid, syncAs="contact")
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    assert reply["status"] == "created"
+    assert reply["leftOut"] == [
+        {"field": "phone", "column": "telephone1", "reason": "the sync identity may not create it"}
+    ]
+    record = world.dyn_get("contact", reply["dynamicsId"])
+    assert record is not None and record["lastname"] == "Bell" and record["telephone1"] is None
+    (event,) = world.store().person_events(mid)
+    assert "phone" in str(event["leftOut"])
