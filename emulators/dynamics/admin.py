@@ -127,8 +127,8 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
             return 200, {"table": table.logical_name, "column": col.name, "secured": col.secured}
     if head == "change-tracking" and method in ("PUT", "POST"):
         if len(parts) > 1 and parts[1] == "age":
-            state.ct_clock_offset += float(data.get("days", 0)) * 86400 + \
-                float(data.get("seconds", 0))
+            state.ct_clock_offset += state.cfg.world.scale(
+                float(data.get("days", 0)) * 86400 + float(data.get("seconds", 0)))
             return 200, {"offset_seconds": state.ct_clock_offset}
         table = state.tables.get(data.get("table", ""))
         if table is None:

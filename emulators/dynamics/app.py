@@ -29,7 +29,7 @@ from emulators.dynamics.messages import API_PREFIX, ApiRequest, ApiResponse
 from emulators.dynamics.seed import seed
 from emulators.dynamics.serverlogic import load_rules
 from emulators.dynamics.state import EndpointBehaviour, EndpointStats, State
-from emulators.dynamics.throttle import Throttle
+from emulators.dynamics.throttle import Throttle, retry_after_header
 from emulators.dynamics.timing import Dice, latency_ms
 from emulators.dynamics.webapi import WebApi
 
@@ -152,7 +152,7 @@ class DynamicsApp:
             if beh is not None:
                 delay += beh.latency_ms + beh.per_operation_ms * resp.operations
             if delay > 0:
-                await asyncio.sleep(delay / 1000)
+                await asyncio.sleep(world.scale(delay) / 1000)
         except DataverseError as e:
             resp = _error_response(e)
         finally:
@@ -178,9 +178,11 @@ class DynamicsApp:
     async def _fault(self, beh: EndpointBehaviour) -> None:
         if beh.fault == "429":
             lim = self.throttle.limits
-            raise throttled("requests", beh.retry_after, lim.max_requests, lim.window_seconds)
+            scale = self.cfg.world.time_scale
+            raise throttled("requests", retry_after_header(beh.retry_after * scale, scale),
+                            lim.max_requests, lim.window_seconds)
         if beh.fault == "timeout":
-            await asyncio.sleep(self.cfg.fault_timeout_seconds)
+            await asyncio.sleep(self.cfg.world.scale(self.cfg.fault_timeout_seconds))
             raise DataverseError(504, "", "The operation has timed out (injected fault).")
         status = int(beh.fault or 500)
         raise DataverseError(status, "0x80040216" if status == 500 else "",

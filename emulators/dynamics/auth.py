@@ -77,10 +77,14 @@ class TokenService:
     def _lifetime(self) -> tuple[float, int]:
         """(exact lifetime in wall seconds, the `expires_in` to announce)."""
         world = self.cfg.world
+        fixed = self.cfg.token_lifetime_seconds
         if world.token_lifetime_range is None or self.dice is None:
-            return self.cfg.token_lifetime_seconds, self.cfg.token_lifetime_seconds
-        lo, hi = world.token_lifetime_range
-        life = world.scale(self.dice.stream("tokens").uniform(lo, hi))
+            if world.time_scale == 1.0:
+                return fixed, fixed
+            life = world.scale(fixed)
+        else:
+            lo, hi = world.token_lifetime_range
+            life = world.scale(self.dice.stream("tokens").uniform(lo, hi))
         # Announce whole seconds, rounded down, so a client never trusts a dead token.
         return life, max(1, int(life))
 

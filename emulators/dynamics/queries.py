@@ -245,7 +245,9 @@ def _delta(state: State, req: ApiRequest, table: Table, select: list[Column] | N
     except ValueError as e:
         raise bad_request(f"The delta token '{raw}' is not valid.") from e
     age = time.time() + state.ct_clock_offset - issued.timestamp()
-    if age > state.cfg.expire_change_tracking_in_days * 86400 or raw in state.ct_revoked:
+    # The expiry is a duration the service enforces, so it follows the time scale.
+    max_age = state.cfg.world.scale(state.cfg.expire_change_tracking_in_days * 86400)
+    if age > max_age or raw in state.ct_revoked:
         raise DataverseError(400, "0x80044352", "Version stamp associated with the client has "
                                                 "expired. Please perform a full sync.")
     store = state.stores[table.logical_name]

@@ -84,7 +84,8 @@ class Throttle:
             retry = w.requests[len(w.requests) - lim.max_requests] + self.window - now
             raise self._reject(w, "requests", retry, now)
         if w.total_ms >= lim.max_execution_ms:
-            retry = w.durations[0][0] + self.window - now if w.durations else 1.0
+            retry = w.durations[0][0] + self.window - now if w.durations else \
+                self.world.scale(1.0)
             raise self._reject(w, "time", retry, now)
         if w.concurrent >= lim.max_concurrent:
             raise self._reject(w, "concurrency", self.world.scale(1.0), now)

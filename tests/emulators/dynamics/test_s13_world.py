@@ -408,3 +408,23 @@ def test_cli_and_environment_choose_the_profile(monkeypatch: pytest.MonkeyPatch)
     world = spec([])
     assert (world.profile, world.time_scale) == ("hostile", 0.5) and world.fault_rates
     assert spec(["--profile", "exact"]).spend_time is False
+
+
+def test_change_tracking_expiry_and_admin_faults_follow_the_time_scale(
+        dv: Dv, admin: httpx.Client) -> None:
+    """Assumption: every enforced duration scales - here the 7-day token expiry (aged by
+    8 compressed days) and the admin `timeout` fault's 130 s hold."""
+    link = _delta_link(dv)
+    _profile(admin, "production", 0.001, **STEADY)
+    assert dv.get(link).status_code == 200
+    admin.post("/change-tracking/age", json={"days": 6})
+    assert dv.get(link).status_code == 200
+    admin.post("/change-tracking/age", json={"days": 2})
+    r = dv.get(link)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "0x80044352"
+    admin.put("/faults", json={"endpoint": "GET WhoAmI", "fault": "timeout", "count": 1})
+    t0 = time.perf_counter()
+    assert dv.get("WhoAmI").status_code == 504
+    assert 0.13 <= time.perf_counter() - t0 < 5
+    admin.put("/faults", json={"endpoint": "GET WhoAmI", "fault": "429", "retry_after": 7})
+    assert dv.get("WhoAmI").headers["Retry-After"] == "0.007"
