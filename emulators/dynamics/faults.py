@@ -25,7 +25,10 @@ _WRITES = ("POST", "PATCH", "PUT", "DELETE")
 
 def _rates(world: WorldConfig, endpoint: str, method: str) -> dict[str, float]:
     merged: dict[str, float] = {}
-    keys = ["*", "write", endpoint] if method in _WRITES else ["*", endpoint]
+    if endpoint == "POST token":
+        keys = [endpoint]  # the Entra stand-in is not part of the Web API's "*"/"write"
+    else:
+        keys = ["*", "write", endpoint] if method in _WRITES else ["*", endpoint]
     for key in keys:
         for kind, p in world.fault_rates.get(key, {}).items():
             merged[kind] = float(p)  # the most specific entry wins

@@ -428,3 +428,15 @@ def test_change_tracking_expiry_and_admin_faults_follow_the_time_scale(
     assert 0.13 <= time.perf_counter() - t0 < 5
     admin.put("/faults", json={"endpoint": "GET WhoAmI", "fault": "429", "retry_after": 7})
     assert dv.get("WhoAmI").headers["Retry-After"] == "0.007"
+
+
+def test_token_endpoint_faults_are_separate(app: Any, base: str, admin: httpx.Client) -> None:
+    """Assumption: the Entra stand-in only has its own `POST token` rates."""
+    url = f"{base}/{app.cfg.tenant_id}/oauth2/v2.0/token"
+    form = {"grant_type": "client_credentials", "client_id": "sync-app",
+            "client_secret": "sync-app-secret", "scope": f"{base}/.default"}
+    _profile(admin, "hostile", 0.001, events=[], fault_rates={"*": {"503": 1.0}})
+    assert httpx.post(url, data=form).status_code == 200
+    _profile(admin, "hostile", 0.001, events=[], fault_rates={"POST token": {"503": 1.0}})
+    r = httpx.post(url, data=form)
+    assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
