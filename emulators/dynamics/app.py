@@ -217,9 +217,9 @@ class DynamicsApp:
             stats = self.state.stats.setdefault("POST token", EndpointStats())
             stats.calls += 1
             beh = self.state.behaviours.get("POST token")
-            if beh is not None and beh.latency_ms:
-                await asyncio.sleep(beh.latency_ms / 1000)
             world = self.cfg.world
+            if beh is not None and beh.latency_ms:
+                await asyncio.sleep(world.scale(beh.latency_ms) / 1000)
             if world.latency_median_ms > 0:
                 await asyncio.sleep(world.scale(latency_ms(world, self.dice)) / 1000)
             kind = faults.choose(world, self.dice, "POST token", "POST", ("500", "503"))
