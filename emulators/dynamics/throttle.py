@@ -64,8 +64,9 @@ class Throttle:
     def _reject(self, w: _UserWindow, kind: str, wall_retry: float, now: float) -> DataverseError:
         lim, world = self.limits, self.world
         if world.retry_after_step_seconds > 0:
-            wall_retry += world.scale(world.retry_after_step_seconds) * len(w.strikes)
-            wall_retry = min(wall_retry, self.window)
+            # The extra wait for sustained pressure is at most one more window.
+            extra = world.scale(world.retry_after_step_seconds) * len(w.strikes)
+            wall_retry += min(extra, self.window)
         w.strikes.append(now)
         limit = {"requests": lim.max_requests, "time": lim.max_execution_ms,
                  "concurrency": lim.max_concurrent}[kind]
