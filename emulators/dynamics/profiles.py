@@ -100,7 +100,8 @@ def set_knobs(world: WorldConfig, knobs: dict[str, Any]) -> None:
             for ev in value:
                 if ev.get("event") not in EVENT_KINDS:
                     raise ValueError(f"unknown event {ev.get('event')!r}")
-        if key in ("token_lifetime_range", "bulk_tables", "hostile_secured_column") and \
+        if key in ("token_lifetime_range", "bulk_tables", "hostile_secured_column",
+                   "fault_users") and \
                 value is not None:
             value = tuple(value)
         if key == "time_scale" and float(value) <= 0:

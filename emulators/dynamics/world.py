@@ -80,6 +80,9 @@ class WorldConfig:
     # Fault probabilities per endpoint ("GET contacts", "POST $batch", "*" = any,
     # "write" = any POST/PATCH/PUT/DELETE): {endpoint: {fault kind: probability}}.
     fault_rates: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Users (client id or systemuserid) the fault rates hit; empty = everyone. Lets a test
+    # keep its actors (e.g. `sales-user`) reliable while the sync meets the faults.
+    fault_users: tuple[str, ...] = ()
     # Tables whose CreateMultiple/UpdateMultiple/UpsertMultiple exist.
     bulk_tables: tuple[str, ...] = ("contact", "lead")
     # Scheduled events: [{"event": kind, "at_request": N | "after_seconds": S, ...params}].

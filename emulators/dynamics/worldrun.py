@@ -68,9 +68,11 @@ class _Drop(Exception):
 
 async def run(app: DynamicsApp, req: ApiRequest, endpoint: str, user_id: str) -> Outcome:
     world, state = app.cfg.world, app.state
+    targeted = not world.fault_users or req.user.client_id in world.fault_users or \
+        req.user.systemuserid in world.fault_users
     try:
         kind = faults.pre_fault(world, app.dice, endpoint, req.method,
-                                "$deltatoken" in req.query)
+                                "$deltatoken" in req.query) if targeted else None
         if kind is not None:
             await _pre_fault(app, kind, user_id, req)
     except DataverseError as e:
@@ -96,7 +98,7 @@ async def run(app: DynamicsApp, req: ApiRequest, endpoint: str, user_id: str) ->
     wall = world.scale(exec_ms + latency_ms(world, app.dice)) / 1000
     if wall > 0:
         await asyncio.sleep(wall)
-    if resp.status < 400:
+    if resp.status < 400 and targeted:
         lost = faults.lost_answer(world, app.dice, endpoint, req.method)
         if lost == "lost-502":
             resp = _error(faults.server_error(502))

@@ -443,3 +443,11 @@ def test_token_endpoint_faults_are_separate(app: Any, base: str, admin: httpx.Cl
     _profile(admin, "hostile", 0.001, events=[], fault_rates={"POST token": {"503": 1.0}})
     r = httpx.post(url, data=form)
     assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+
+
+def test_faults_can_target_one_user(dv: Dv, sales: Dv, admin: httpx.Client) -> None:
+    """Knob for tests (no service counterpart): actors stay reliable, the sync does not."""
+    _profile(admin, "hostile", 0.001, events=[], fault_users=["sync-app"],
+             fault_rates={"*": {"503": 1.0}})
+    assert dv.get("WhoAmI").status_code == 503
+    assert sales.get("WhoAmI").status_code == 200
