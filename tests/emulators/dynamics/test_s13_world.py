@@ -362,16 +362,17 @@ def _run(dv: Dv, admin: httpx.Client, seed: int) -> list[tuple[int, str]]:
     out = []
     for _ in range(40):
         r = dv.get("WhoAmI")
-        out.append((r.status_code, r.headers.get("Retry-After", "")))
+        out.append((r.status_code, r.json().get("error", {}).get("code", "")))
+        assert r.status_code != 429 or float(r.headers["Retry-After"]) > 0
     return out
 
 
 def test_same_seed_same_run(dv: Dv, admin: httpx.Client) -> None:
+    """Same seed, same sequence of requests -> same faults. (Retry-After is not compared:
+    it depends on the wall clock, as on the service.)"""
     a, b, c = _run(dv, admin, 7), _run(dv, admin, 7), _run(dv, admin, 8)
     assert a == b and a != c
     assert {s for s, _ in a} >= {200, 503, 429}
-    throttled = [r for s, r in a if s == 429]
-    assert all(float(x) > 0 for x in throttled)
 
 
 def test_admin_switches_profile_at_run_time(dv: Dv, admin: httpx.Client) -> None:
