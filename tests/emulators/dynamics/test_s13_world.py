@@ -452,3 +452,15 @@ def test_faults_can_target_one_user(dv: Dv, sales: Dv, admin: httpx.Client) -> N
              fault_rates={"*": {"503": 1.0}})
     assert dv.get("WhoAmI").status_code == 503
     assert sales.get("WhoAmI").status_code == 200
+
+
+def test_bulk_stays_all_or_nothing_under_the_production_profile(
+        dv: Dv, admin: httpx.Client) -> None:
+    """Bulk messages on standard tables roll back whole on any failure (reference §7)."""
+    _profile(admin, "production", 0.001)
+    n = _count(dv, "leads")
+    r = dv.post("leads/Microsoft.Dynamics.CRM.CreateMultiple", json={"Targets": [
+        {"@odata.type": "Microsoft.Dynamics.CRM.lead", "lastname": "ok"},
+        {"@odata.type": "Microsoft.Dynamics.CRM.lead", "lastname": "y" * 60}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "0x80044331"
+    assert _count(dv, "leads") == n
