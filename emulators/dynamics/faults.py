@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from emulators.dynamics.errors import DataverseError
-from emulators.dynamics.odata_filter import compile_filter
-from emulators.dynamics.state import FieldPermission, Rule, State
+from emulators.dynamics.serverlogic import parse_rule
+from emulators.dynamics.state import FieldPermission, State
 from emulators.dynamics.timing import Dice
 from emulators.dynamics.world import LOST_ANSWER_FAULTS, PRE_FAULTS, WorldConfig
 
@@ -84,16 +84,12 @@ def fire(state: State, event: dict[str, Any]) -> dict[str, Any]:
         state.ct_revoked.update(state.ct_issued)
         return {"event": kind, "tokens": len(state.ct_issued)}
     if kind == "start-rule":
-        table = state.tables.get(str(event.get("table", "")))
-        if table is None:
-            raise ValueError("start-rule: unknown table")
-        compile_filter(table, str(event["condition"]))
-        rule = Rule(state.next_rule_id, table.logical_name, str(event["condition"]),
-                    str(event.get("message", "Rejected by a business rule.")),
-                    tuple(event.get("on", ("create", "update"))))
-        state.next_rule_id += 1
+        # Any rule `POST /rules` accepts (reject, or rewrite a value) can start mid-run.
+        rule = parse_rule(state, {k: v for k, v in event.items()
+                                  if k not in ("event", "at_request", "after_seconds")})
         state.rules.append(rule)
-        return {"event": kind, "rule": rule.id, "table": rule.table, "condition": rule.condition}
+        return {"event": kind, "rule": rule.id, "table": rule.table, "action": rule.action,
+                "condition": rule.condition}
     if kind == "revoke-field":
         table = state.tables.get(str(event.get("table", "")))
         col = table.columns.get(str(event.get("column", ""))) if table else None
