@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from emulators.serve import ServerSpec, serve_all
+from emulators.world_options import add_world_options
 
 COMPONENTS = ("marketo", "dynamics", "functions")
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         _cli(name).register(sub)
     all_p = sub.add_parser("all", help="Marketo, Dynamics and the functions host together")
     all_p.add_argument("--host", default="127.0.0.1")
+    add_world_options(all_p)
     for name in COMPONENTS:
         _cli(name).register_defaults(all_p)
     args = parser.parse_args(argv)

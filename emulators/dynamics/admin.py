@@ -17,6 +17,7 @@ from emulators.dynamics import security
 from emulators.dynamics.seed import seed
 from emulators.dynamics.serverlogic import parse_rule
 from emulators.dynamics.state import EndpointBehaviour, FieldPermission, State
+from emulators.dynamics.world_admin import ROUTES, handle_world_admin
 
 
 class AdminError(Exception):
@@ -40,7 +41,11 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
     if head == "" and method == "GET":
         return 200, {"endpoints": ["reset", "seed", "stats", "latency", "faults", "limits",
                                    "rules", "field-security", "security", "change-tracking",
-                                   "tokens", "users"]}
+                                   "tokens", "users", *ROUTES]}
+    if head in ROUTES:
+        answer = handle_world_admin(app, method, parts, data)
+        if answer is not None:
+            return answer
     if head == "reset" and method == "POST":
         app.reset()
         return 200, {"reset": True}
@@ -122,8 +127,8 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
             return 200, {"table": table.logical_name, "column": col.name, "secured": col.secured}
     if head == "change-tracking" and method in ("PUT", "POST"):
         if len(parts) > 1 and parts[1] == "age":
-            state.ct_clock_offset += float(data.get("days", 0)) * 86400 + \
-                float(data.get("seconds", 0))
+            state.ct_clock_offset += state.cfg.world.scale(
+                float(data.get("days", 0)) * 86400 + float(data.get("seconds", 0)))
             return 200, {"offset_seconds": state.ct_clock_offset}
         table = state.tables.get(data.get("table", ""))
         if table is None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import dataclasses
 import json
+import logging
 import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from emulators.dynamics import faults, worldrun
 from emulators.dynamics.admin import AdminError, handle_admin
 from emulators.dynamics.auth import OAuthError, TokenService, openid_configuration
 from emulators.dynamics.batch import BatchRunner
@@ -26,7 +29,8 @@ from emulators.dynamics.messages import API_PREFIX, ApiRequest, ApiResponse
 from emulators.dynamics.seed import seed
 from emulators.dynamics.serverlogic import load_rules
 from emulators.dynamics.state import EndpointBehaviour, EndpointStats, State
-from emulators.dynamics.throttle import Throttle
+from emulators.dynamics.throttle import Throttle, retry_after_header
+from emulators.dynamics.timing import Dice, latency_ms
 from emulators.dynamics.webapi import WebApi
 
 Scope = dict[str, Any]
@@ -37,11 +41,14 @@ class DynamicsApp:
         self.cfg = config or DynamicsConfig()
         self.state = State(self.cfg)
         load_rules(self.state)
-        self.tokens = TokenService(self.cfg)
-        self.throttle = Throttle(self.cfg.limits)
+        self.dice = Dice(self.cfg.world)
+        self.schedule = faults.Schedule(self.cfg.world)
+        self.tokens = TokenService(self.cfg, self.dice)
+        self.throttle = Throttle(self.cfg.limits, self.cfg.world)
         # Admin `reset` restores these knobs too, so one test's limits never leak into the next.
         self._initial_limits = dataclasses.replace(self.cfg.limits)
         self._initial_expiry = self.cfg.expire_change_tracking_in_days
+        self._initial_world = copy.deepcopy(self.cfg.world)
         self.webapi = WebApi(self.state)
         self.batch = BatchRunner(self.webapi.handle, self.cfg.max_batch_operations)
         if self.cfg.seed_contacts or self.cfg.seed_leads:
@@ -51,9 +58,18 @@ class DynamicsApp:
         for f in dataclasses.fields(self.cfg.limits):
             setattr(self.cfg.limits, f.name, getattr(self._initial_limits, f.name))
         self.cfg.expire_change_tracking_in_days = self._initial_expiry
+        for f in dataclasses.fields(self.cfg.world):
+            setattr(self.cfg.world, f.name,
+                    copy.deepcopy(getattr(self._initial_world, f.name)))
         self.state.reset()
         load_rules(self.state)
+        self.world_changed()
+
+    def world_changed(self) -> None:
+        """After a profile switch or reset: fresh limit windows, random streams, schedule."""
         self.throttle.reset()
+        self.dice.reset()
+        self.schedule.reset()
 
     # -- ASGI plumbing ----------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -85,6 +101,9 @@ class DynamicsApp:
             resp = self._admin(method, path[len("/_emulator"):], body)
         else:
             resp = await self._identity(method, path, headers, body, base)
+        if resp.drop:
+            await _drop_connection(send)
+            return
         await send({"type": "http.response.start", "status": resp.status,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1"))
                                 for k, v in resp.headers.items()]})
@@ -105,8 +124,11 @@ class DynamicsApp:
         stats.calls += 1
         start = time.perf_counter()
         user_id: str | None = None
+        counted_ms: float | None = None
+        world = self.cfg.world
         try:
             user = self.tokens.authenticate(headers.get("authorization"))
+            self.schedule.tick(self.state)
             self.throttle.enter(user.systemuserid)
             user_id = user.systemuserid
             beh = self._behaviour(endpoint)
@@ -115,7 +137,11 @@ class DynamicsApp:
                     beh.remaining -= 1
                 await self._fault(beh)
             req = ApiRequest(method, path, qs, headers, body, base, user)
-            if path == "$batch" and method == "POST":
+            if world.spend_time or world.fault_rates or world.enforce_request_timeout:
+                outcome = await worldrun.run(self, req, endpoint, user_id)
+                resp = outcome.resp
+                counted_ms = outcome.counted_ms if world.spend_time else None
+            elif path == "$batch" and method == "POST":
                 try:
                     resp = self.batch.run(req)
                 except DataverseError as e:
@@ -126,14 +152,14 @@ class DynamicsApp:
             if beh is not None:
                 delay += beh.latency_ms + beh.per_operation_ms * resp.operations
             if delay > 0:
-                await asyncio.sleep(delay / 1000)
+                await asyncio.sleep(world.scale(delay) / 1000)
         except DataverseError as e:
             resp = _error_response(e)
         finally:
             elapsed = (time.perf_counter() - start) * 1000
             stats.execution_ms += elapsed
             if user_id is not None:
-                self.throttle.leave(user_id, elapsed)
+                self.throttle.leave(user_id, elapsed if counted_ms is None else counted_ms)
         if resp.status == 429:
             stats.throttled += 1
         elif resp.status >= 400:
@@ -145,14 +171,18 @@ class DynamicsApp:
             left, ms = self.throttle.snapshot(user_id)
             resp.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(max(0, left))
             resp.headers["x-ms-ratelimit-time-remaining-xrm-requests"] = f"{max(0.0, ms):.2f}"
+        if world.dop_hint > 0:
+            resp.headers["x-ms-dop-hint"] = str(world.dop_hint)
         return resp
 
     async def _fault(self, beh: EndpointBehaviour) -> None:
         if beh.fault == "429":
             lim = self.throttle.limits
-            raise throttled("requests", beh.retry_after, lim.max_requests, lim.window_seconds)
+            scale = self.cfg.world.time_scale
+            raise throttled("requests", retry_after_header(beh.retry_after * scale, scale),
+                            lim.max_requests, lim.window_seconds)
         if beh.fault == "timeout":
-            await asyncio.sleep(self.cfg.fault_timeout_seconds)
+            await asyncio.sleep(self.cfg.world.scale(self.cfg.fault_timeout_seconds))
             raise DataverseError(504, "", "The operation has timed out (injected fault).")
         status = int(beh.fault or 500)
         raise DataverseError(status, "0x80040216" if status == 500 else "",
@@ -187,8 +217,16 @@ class DynamicsApp:
             stats = self.state.stats.setdefault("POST token", EndpointStats())
             stats.calls += 1
             beh = self.state.behaviours.get("POST token")
+            world = self.cfg.world
             if beh is not None and beh.latency_ms:
-                await asyncio.sleep(beh.latency_ms / 1000)
+                await asyncio.sleep(world.scale(beh.latency_ms) / 1000)
+            if world.latency_median_ms > 0:
+                await asyncio.sleep(world.scale(latency_ms(world, self.dice)) / 1000)
+            kind = faults.choose(world, self.dice, "POST token", "POST", ("500", "503"))
+            if kind is not None:
+                stats.errors += 1
+                return ApiResponse(int(kind), {"Content-Type": "application/json"},
+                                   b'{"error":"temporarily_unavailable"}')
             if beh is not None and beh.fault and beh.remaining != 0:
                 if beh.remaining is not None:
                     beh.remaining -= 1
@@ -220,6 +258,26 @@ def _error_response(e: DataverseError) -> ApiResponse:
     h = {"Content-Type": "application/json; odata.metadata=minimal", "OData-Version": "4.0"}
     h.update(e.headers)
     return ApiResponse(e.status, h, e.body())
+
+
+class _QuietDrops(logging.Filter):
+    """Hide uvicorn's complaint about the responses we cut short on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing response" not in record.getMessage()
+
+
+async def _drop_connection(send: Any) -> None:
+    # ASGI has no "abort": promise a body, send none, return. The server then closes the
+    # connection and the client sees it cut mid-response, as with a dropped connection.
+    logging.getLogger("uvicorn.error").addFilter(_QUIET)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"1024"),
+                            (b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b"{", "more_body": True})
+
+
+_QUIET = _QuietDrops()
 
 
 def create_app(config: DynamicsConfig | None = None) -> DynamicsApp:

@@ -14,10 +14,13 @@ import hmac
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emulators.dynamics.config import DynamicsConfig, UserConfig
 from emulators.dynamics.errors import DataverseError
+
+if TYPE_CHECKING:
+    from emulators.dynamics.timing import Dice
 
 
 def _b64(data: bytes) -> str:
@@ -66,16 +69,36 @@ class OAuthError(Exception):
 
 
 class TokenService:
-    def __init__(self, cfg: DynamicsConfig) -> None:
+    def __init__(self, cfg: DynamicsConfig, dice: Dice | None = None) -> None:
         self.cfg = cfg
         self.key = cfg.token_signing_key.encode()
+        self.dice = dice
+
+    def _lifetime(self) -> tuple[float, int]:
+        """(exact lifetime in wall seconds, the `expires_in` to announce)."""
+        world = self.cfg.world
+        fixed = self.cfg.token_lifetime_seconds
+        if world.token_lifetime_range is None or self.dice is None:
+            if world.time_scale == 1.0:
+                return fixed, fixed
+            life = world.scale(fixed)
+        else:
+            lo, hi = world.token_lifetime_range
+            life = world.scale(self.dice.stream("tokens").uniform(lo, hi))
+        # Announce whole seconds, rounded down, so a client never trusts a dead token.
+        return life, max(1, int(life))
 
     def issue(self, user: UserConfig, audience: str, tenant: str, lifetime: int | None = None,
               issuer_base: str = "") -> tuple[str, int]:
-        life = self.cfg.token_lifetime_seconds if lifetime is None else lifetime
+        exact: float
+        if lifetime is None:
+            exact, life = self._lifetime()
+        else:
+            exact, life = lifetime, lifetime
         now = int(time.time())
+        exp: float = now + life if exact == life else time.time() + exact
         claims = {"aud": audience, "iss": f"{issuer_base}/{tenant}/v2.0", "iat": now,
-                  "nbf": now, "exp": now + life, "appid": user.client_id,
+                  "nbf": now, "exp": exp, "appid": user.client_id,
                   "azp": user.client_id, "oid": user.object_id, "sub": user.object_id,
                   "tid": tenant, "ver": "2.0", "idtyp": "app", "uti": _b64(uuid.uuid4().bytes)}
         header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())

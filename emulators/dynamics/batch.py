@@ -171,18 +171,23 @@ class BatchRunner:
             content_ids: dict[str, str] = {}
             parts: list[bytes] = []
             failed: tuple[ApiResponse, str | None] | None = None
-            for op in item.ops:
-                if op.method == "GET":
-                    resp = _error(bad_request("GET requests are not allowed inside a change set."))
-                else:
-                    resp = self._inner(req, op, content_ids, journal)
-                if resp.status >= 400:
-                    failed = (resp, op.content_id)
-                    break
-                loc = resp.headers.get("OData-EntityId") or resp.headers.get("Location")
-                if op.content_id and loc:
-                    content_ids["$" + op.content_id] = loc
-                parts.append(_render_part(resp, op.content_id))
+            try:
+                for op in item.ops:
+                    if op.method == "GET":
+                        resp = _error(bad_request(
+                            "GET requests are not allowed inside a change set."))
+                    else:
+                        resp = self._inner(req, op, content_ids, journal)
+                    if resp.status >= 400:
+                        failed = (resp, op.content_id)
+                        break
+                    loc = resp.headers.get("OData-EntityId") or resp.headers.get("Location")
+                    if op.content_id and loc:
+                        content_ids["$" + op.content_id] = loc
+                    parts.append(_render_part(resp, op.content_id))
+            except Exception:
+                rollback(journal)  # e.g. the request timed out inside the change set
+                raise
             if failed is not None:
                 rollback(journal)
                 part = _render_part(*failed)

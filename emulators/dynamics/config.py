@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from emulators.dynamics.world import WorldConfig
+
 
 @dataclass
 class UserConfig:
@@ -163,6 +165,8 @@ class DynamicsConfig:
     merge_lead_state: tuple[int, int] = (2, 7)
     # QualifyLead: more lead columns copied to the new contact (e.g. custom ones).
     qualify_extra_columns: tuple[str, ...] = ()
+    # Profile knobs: time scale, latency, execution cost, faults, events (world.py).
+    world: WorldConfig = field(default_factory=WorldConfig)
     seed: int = 0
     seed_contacts: int = 0
     seed_leads: int = 0

@@ -43,7 +43,7 @@ def version_mismatch() -> DataverseError:
         "The version of the existing record doesn't match the RowVersion property provided.")
 
 
-def throttled(kind: str, retry_after: int, limit: float, window: float) -> DataverseError:
+def throttled(kind: str, retry_after: int | str, limit: float, window: float) -> DataverseError:
     w = int(window)
     if kind == "requests":
         code = "0x80072322"
@@ -57,4 +57,5 @@ def throttled(kind: str, retry_after: int, limit: float, window: float) -> Datav
     else:
         code = "0x80072326"
         msg = f"Number of concurrent requests exceeded the limit of {int(limit)}."
-    return DataverseError(429, code, msg, {"Retry-After": str(max(1, retry_after))})
+    header = retry_after if isinstance(retry_after, str) else str(max(1, retry_after))
+    return DataverseError(429, code, msg, {"Retry-After": header})

@@ -87,6 +87,8 @@ class ApiResponse:
     body: bytes = b""
     # operation count for per-operation latency (rows returned, batch parts)
     operations: int = 1
+    # Drop the connection instead of answering (injected fault).
+    drop: bool = False
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None,

@@ -23,6 +23,7 @@ from emulators.dynamics.odata_filter import compile_filter, index_candidates
 from emulators.dynamics.records import parse_select, render
 from emulators.dynamics.schema import Column, Table
 from emulators.dynamics.state import State
+from emulators.dynamics.world import shuffle_page
 
 _SUPPORTED = {"$select", "$filter", "$orderby", "$top", "$count", "$skiptoken", "$deltatoken",
               "$expand", "$apply", "$skip", "$search", "$format"}
@@ -102,7 +103,14 @@ def _delta_token(state: State, version: int) -> str:
     # tokens issued after ageing must be fresh, not born expired.
     now = time.time() + state.ct_clock_offset
     stamp = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%m/%d/%Y %H:%M:%S")
-    return f"{version}!{stamp}"
+    token = f"{version}!{stamp}"
+    # Remembered so an injected expiry can revoke every token handed out so far; a fresh
+    # token equal to a revoked one (same version, same second) is valid again.
+    state.ct_revoked.discard(token)
+    state.ct_issued[token] = None
+    if len(state.ct_issued) > 10_000:
+        del state.ct_issued[next(iter(state.ct_issued))]
+    return token
 
 
 def query_collection(state: State, req: ApiRequest, table: Table) -> ApiResponse:
@@ -237,7 +245,9 @@ def _delta(state: State, req: ApiRequest, table: Table, select: list[Column] | N
     except ValueError as e:
         raise bad_request(f"The delta token '{raw}' is not valid.") from e
     age = time.time() + state.ct_clock_offset - issued.timestamp()
-    if age > state.cfg.expire_change_tracking_in_days * 86400:
+    # The expiry is a duration the service enforces, so it follows the time scale.
+    max_age = state.cfg.world.scale(state.cfg.expire_change_tracking_in_days * 86400)
+    if age > max_age or raw in state.ct_revoked:
         raise DataverseError(400, "0x80044352", "Version stamp associated with the client has "
                                                 "expired. Please perform a full sync.")
     store = state.stores[table.logical_name]
@@ -271,6 +281,7 @@ def _delta(state: State, req: ApiRequest, table: Table, select: list[Column] | N
             value.append({"@odata.context": deleted_ctx, "id": rid, "reason": "deleted"})
             last = version
         next_token = {"ph": "del", "l": last}
+    shuffle_page(state.cfg.world, value, f"{raw}:{req.query.get('$skiptoken', '')}")
     body: dict[str, Any] = {"@odata.context": _context(req, table, select, "/$delta"),
                             "value": value}
     if more:

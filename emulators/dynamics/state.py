@@ -86,6 +86,9 @@ class State:
     user_roles: dict[str, list[str]] = field(default_factory=dict)
     # Nesting of synchronous plug-in steps in the current request (serverlogic.py).
     plugin_depth: int = 0
+    # Delta tokens handed out (bounded, oldest first) and those made to expire early.
+    ct_issued: dict[str, None] = field(default_factory=dict)
+    ct_revoked: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -105,6 +108,8 @@ class State:
         self.behaviours = {}
         self.stats = {}
         self.ct_clock_offset = 0.0
+        self.ct_issued = {}
+        self.ct_revoked = set()
         now = int(time.time())
         store = self.stores["systemuser"]
         for u in self.cfg.users:

@@ -8,6 +8,7 @@ sync overwrites a record a person just edited, so each rule follows the referenc
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 from urllib.parse import quote
@@ -379,6 +380,12 @@ class WebApi:
 
     def _multiple(self, req: ApiRequest, table: Table, name: str) -> ApiResponse:
         """CreateMultiple/UpdateMultiple/UpsertMultiple: all-or-nothing on standard tables."""
+        if table.logical_name not in self.state.cfg.world.bulk_tables:
+            # Not every table has the bulk messages; the platform's answer as seen by clients.
+            raise DataverseError(400, "0x80040800",
+                                 f"The '{name}' method does not support entities of type "
+                                 f"'{table.logical_name}'. MessageProcessorCache returned "
+                                 "MessageProcessor.Empty.")
         body = req.json_body()
         targets = body.get("Targets") if isinstance(body, dict) else None
         if not isinstance(targets, list):
@@ -427,7 +434,7 @@ class WebApi:
                 rollback(journal)
             raise
         if name == "UpdateMultiple":
-            return ApiResponse.empty(204)
+            return dataclasses.replace(ApiResponse.empty(204), operations=len(ids))
         return ApiResponse.json(200, {
             "@odata.context": f"{req.api_root}$metadata#Microsoft.Dynamics.CRM.{name}Response",
             "Ids": ids}, operations=len(ids))
