@@ -41,6 +41,7 @@ from sync_core.marketofeed import read_feeds
 from sync_core.merges import follow_dynamics_merges, follow_marketo_merges
 from sync_core.newlinks import clear_intents, link_new_records
 from sync_core.planner import Hasher, as_id, comparable, normalize, plan_pair
+from sync_core.snapshot import SeenIds, unseen_links
 from sync_core.state import Link, StateStore
 
 log = logging.getLogger("sync_core")
@@ -447,8 +448,14 @@ class Cycle:
 
     async def _consume(self, entity: Entity, delta: str | None) -> str | None:
         link: str | None = delta
+        key = ENTITY_KEY[entity]
+        # A whole-table read within this cycle: note what it saw, to find deletes after.
+        seen = SeenIds() if delta is None else None
+        began = datetime.now(UTC).isoformat()
         pages = self.dataverse.changes(ENTITY_SET[entity], self.mapping.columns(entity), delta)
         async for page, prepared in self._read_ahead(entity, pages):
+            if seen is not None:
+                seen.add(str(r[key]) for r in page.rows)
             await self._apply_page(entity, page, prepared)
             await self._keep_lease()
             if page.delta_link:
@@ -464,6 +471,11 @@ class Cycle:
                     },
                 )
                 raise OutOfTime(f"time budget used up in {entity}s; the next cycle continues")
+        if seen is not None and link:
+            await self._settle()
+            gone = await self._io(unseen_links, self.store, entity, seen, began)
+            if gone:
+                await self._dynamics_deleted(entity, [x.dynamics_id for x in gone])
         return link
 
     async def _keep_lease(self) -> None:

@@ -29,6 +29,7 @@ from sync_core.errors import (
     StaleRecord,
     SyncError,
     Throttled,
+    TooLarge,
     TransientError,
 )
 from sync_core.http import RetryPolicy, SlidingWindow, transport_error
@@ -41,6 +42,8 @@ PAGE_SIZE = 5000
 BATCH_OPS = 1000
 TokenProvider = Callable[[bool], Awaitable[str]]
 _TRANSIENT = {408, 502, 503, 504}
+# "SQL timeout expired": the request ran past the 2-minute limit and was rolled back.
+SQL_TIMEOUT = "0x80044151"
 
 
 @dataclass(slots=True)
@@ -76,6 +79,8 @@ def _error_of(status: int, text: str, retry_after: str | None = None) -> SyncErr
         err = {}
     code = str(err.get("code") or f"HTTP{status}")
     message = str(err.get("message") or text[:200] or f"HTTP {status}")
+    if code == SQL_TIMEOUT:
+        return TooLarge(f"Dataverse {code}: {message}")
     if status == 429:
         return Throttled(f"Dataverse {code}: {message}", retry_after=float(retry_after or 5))
     if status >= 500 or status in _TRANSIENT:
@@ -242,6 +247,16 @@ class DataverseClient:
             began = time.monotonic()
             try:
                 parsed, headers = await self._batch(ops[lo:hi])
+            except TooLarge as exc:
+                # Rolled back for taking too long: learn the cost, then send it in halves.
+                pacer.observe(hi - lo, time.monotonic() - began, reserved, {})
+                if hi - lo == 1:
+                    results[lo] = OpResult(0, TransientError(str(exc)))
+                    return
+                mid = (lo + hi) // 2
+                await run(lo, mid)
+                await run(mid, hi)
+                return
             except TransientError as exc:
                 parsed, headers = [OpResult(0, exc) for _ in range(lo, hi)], {}
             pacer.observe(hi - lo, time.monotonic() - began, reserved, headers)

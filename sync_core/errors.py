@@ -7,6 +7,8 @@ every loop. The tree:
     SyncError
       TransientError          retry the same request after a backoff
         Throttled             wait `retry_after` seconds first (429, 606, 615)
+      TooLarge                the request ran past the server's time limit and was rolled
+                              back (Dataverse 0x80044151): resend it in smaller pieces
       OutcomeUnknown          a write got no answer (timeout, dropped connection, 604):
                               it may have landed; re-resolve, never resend it blindly
       RecordRejected          the peer refused this record; log it, skip it, go on
@@ -31,6 +33,11 @@ class Throttled(TransientError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TooLarge(SyncError):
+    """Resending the same request would time out again; split it (not a TransientError,
+    so the retry policy does not resend it whole)."""
 
 
 class OutcomeUnknown(SyncError):

@@ -118,6 +118,22 @@ def test_expired_delta_token_triggers_a_full_reconcile(world: World):
     assert world.cycle()["fullReconcile"] == []
 
 
+def test_a_record_deleted_while_the_delta_token_was_dead_is_still_flagged(world: World):
+    # The full re-read after expiry has no deletes in it: the engine finds them itself.
+    cid, mid = linked_contact(world)
+    keep, _ = linked_lead(world)
+    world.dynamics_admin("POST", "change-tracking/age", json={"days": 30})
+    world.dyn_delete("contact", cid)
+    summary = world.cycle()
+    assert "contact" in summary["fullReconcile"]
+    assert summary["counts"]["deleted_in_dynamics"] == 1
+    person = world.person(mid)
+    assert person is not None and person["dynamicsDeleted"] is True
+    assert world.store().links_by_marketo([mid]) == {}
+    assert world.dyn_get("lead", keep) is not None  # the lead's link is untouched
+    assert world.cycle()["counts"]["deleted_in_dynamics"] == 0
+
+
 def test_dynamics_429_is_waited_out(world: World):
     cid, mid = linked_contact(world)
     world.marketo_edit(mid, title="Throttled")

@@ -9,6 +9,7 @@ records. Only set-up and fault injection use the emulators' `/_emulator/` admin 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import trustme
 from emulators.actors import People
 from emulators.dynamics import DynamicsConfig
 from emulators.dynamics import create_app as dynamics_app
+from emulators.dynamics.profiles import apply_profile
 from emulators.marketo import MarketoConfig
 from emulators.marketo import create_app as marketo_app
 from emulators.stack import sync_env
@@ -28,6 +30,8 @@ from sync_core.settings import Settings, load_settings
 from sync_core.setup import run_setup
 from sync_core.state import StateStore
 from tests.support.servers import running_server
+
+TIME_SCALE = 0.01  # under SCENARIO_PROFILE: one real second is 10 ms here
 
 
 @dataclass(kw_only=True)
@@ -80,6 +84,13 @@ def open_world(
     ca.cert_pem.write_to_path(str(bundle))
     mconf = marketo_config or MarketoConfig(rate_limit_calls=0)
     dconf = dynamics_config or DynamicsConfig()
+    profile = os.environ.get("SCENARIO_PROFILE", "exact")
+    if profile != "exact":
+        # The same scenarios in a world as slow, limited and faulty as production, time
+        # compressed: every duration the emulators spend or enforce is scaled.
+        seed = int(os.environ.get("SCENARIO_SEED", "1"))
+        apply_profile(dconf.world, profile, seed=seed, time_scale=TIME_SCALE,
+                      overrides={"fault_users": ["sync-app"]})  # fmt: skip
     apps = {"marketo": marketo_app(mconf), "dynamics": dynamics_app(dconf)}
     mkto = stack.enter_context(running_server(apps["marketo"]))
     dyn = stack.enter_context(
