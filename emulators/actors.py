@@ -119,19 +119,25 @@ class People:
         return self._tokens["dyn"]
 
     def dynamics(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        headers = {
-            "Authorization": f"Bearer {self._dyn_token()}",
-            "Accept": "application/json",
-            "OData-Version": "4.0",
-            **kw.pop("headers", {}),
-        }
-        return httpx.request(
-            method,
-            f"{self.dynamics_url}/api/data/v9.2/{path}",
-            headers=headers,
-            verify=self._tls(),
-            **kw,
-        )
+        extra = kw.pop("headers", {})
+        for _ in range(2):
+            headers = {
+                "Authorization": f"Bearer {self._dyn_token()}",
+                "Accept": "application/json",
+                "OData-Version": "4.0",
+                **extra,
+            }
+            r = httpx.request(
+                method,
+                f"{self.dynamics_url}/api/data/v9.2/{path}",
+                headers=headers,
+                verify=self._tls(),
+                **kw,
+            )
+            if r.status_code != 401:
+                break
+            self._tokens.pop("dyn", None)  # expired (compressed time): sign in again
+        return r
 
     def dyn_create(self, entity: str, **values: Any) -> str:
         r = self.dynamics(
