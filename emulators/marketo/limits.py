@@ -27,6 +27,12 @@ def next_quota_reset(now: float) -> float:
     return midnight.timestamp()
 
 
+def rate_message(cfg: MarketoConfig) -> str:
+    """Marketo's 606 text, naming the configured (unscaled) limit and window."""
+    return (f"Max rate limit '{cfg.rate_limit_calls}' exceeded with in "
+            f"'{int(cfg.rate_limit_window_s)}' secs")
+
+
 class Limiter:
     def __init__(self, config: MarketoConfig) -> None:
         self.config = config
@@ -49,7 +55,7 @@ class Limiter:
         self._roll_quota(now)
         self.quota_used += 1
         if cfg.rate_limit_calls:
-            cutoff = now - cfg.rate_limit_window_s
+            cutoff = now - cfg.scaled(cfg.rate_limit_window_s)
             w = self.window
             while w and w[0] <= cutoff:
                 w.popleft()
@@ -57,10 +63,7 @@ class Limiter:
         if cfg.max_concurrent and self.in_flight >= cfg.max_concurrent:
             return "615", "Concurrent access limit reached"
         if cfg.rate_limit_calls and len(self.window) > cfg.rate_limit_calls:
-            return "606", (
-                f"Max rate limit '{cfg.rate_limit_calls}' exceeded with in "
-                f"'{int(cfg.rate_limit_window_s)}' secs"
-            )
+            return "606", rate_message(cfg)
         if cfg.daily_quota and self.quota_used > cfg.daily_quota:
             return "607", "Daily quota reached"
         return None
