@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from emulators.marketo import cli
 
 
@@ -32,3 +34,28 @@ def test_all_command_defaults() -> None:
     spec = cli.server_spec(args)
     assert spec.port == 8181 and len(spec.app.state.emulator.store) == 0
     assert cli.server_spec(parser.parse_args(["all"])).port == 8081
+
+
+def test_profile_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser, _ = _parser()
+    args = parser.parse_args(["marketo", "--profile", "production", "--time-scale", "0.5",
+                              "--seed-number", "7"])
+    cfg = cli.server_spec(args).app.state.emulator.config
+    assert (cfg.profile, cfg.time_scale, cfg.seed, cfg.paging_tokens) == (
+        "production", 0.5, 7, "date")
+    assert cli.server_spec(parser.parse_args(["marketo"])).app.state.emulator.config.profile \
+        == "exact"
+    monkeypatch.setenv("EMULATOR_PROFILE", "hostile")
+    monkeypatch.setenv("EMULATOR_SEED", "9")
+    monkeypatch.setenv("EMULATOR_TIME_SCALE", "0.1")
+    parser, _ = _parser()
+    cfg = cli.server_spec(parser.parse_args(["all"])).app.state.emulator.config
+    assert (cfg.profile, cfg.seed, cfg.time_scale) == ("hostile", 9, 0.1)
+    assert cfg.fault_rates
+    cfg = cli.server_spec(parser.parse_args(["all", "--marketo-profile", "exact"])
+                          ).app.state.emulator.config
+    assert cfg.profile == "exact" and not cfg.fault_rates
+    monkeypatch.setenv("EMULATOR_PROFILE", "nope")
+    parser, _ = _parser()
+    with pytest.raises(SystemExit):
+        cli.server_spec(parser.parse_args(["marketo"]))
