@@ -1,9 +1,12 @@
-"""ASGI app: identity, the REST/bulk dispatcher (auth → faults → limits → handler) and
-the admin API mount.
+"""ASGI app: identity, the REST/bulk dispatcher (auth → faults → limits → handler →
+server time) and the admin API mount.
 
 One dispatcher applies the cross-cutting rules in Marketo's order for every endpoint,
 so no handler can forget the token check, the 606/607/615 limits, the 413/414 size
-limits or the statistics the tests assert on.
+limits or the statistics the tests assert on. It also spends each call's sampled
+server time while the call holds its concurrency slot, enforces server timeouts and
+loses the answer of a committed write, so the world profiles act on every endpoint
+alike.
 """
 
 from __future__ import annotations
@@ -285,7 +288,8 @@ def make_api(emu: Emulator) -> Callable[[Request], Awaitable[Response]]:
         if cfg.noise_per_hour > 0:
             world.catch_up(now, emu.log, emu.store)
         kind = world.pick_fault(endpoint, "nextPageToken" in params) if cfg.fault_rates else None
-        if kind is not None and kind != "lost":
+        lost = kind is not None and kind.startswith("lost")
+        if kind is not None and not lost:
             return await _world_fault(emu, kind, endpoint, user.client_id, token, rid, now)
         rejected = emu.limiter.admit(now)
         if rejected is not None:
@@ -313,13 +317,15 @@ def make_api(emu: Emulator) -> Callable[[Request], Awaitable[Response]]:
                     code, result = "604", failure(rid, "604", FAULT_MESSAGES["604"])
         finally:
             emu.limiter.in_flight -= 1
-        if kind == "lost" and code is None:
-            # The write committed; the answer never reaches the client.
-            lost = world.choice(("edge502", "604", "drop"))
-            emu.stats.record(endpoint, user.client_id, lost)
-            if lost == "drop":
+        if lost and code is None:
+            # The write committed; the answer never reaches the client. `lost` picks
+            # the way at random; `lost-drop`, `lost-edge502`, `lost-604` force one.
+            assert kind is not None
+            how = kind[5:] or world.choice(("edge502", "604", "drop"))
+            emu.stats.record(endpoint, user.client_id, how)
+            if how == "drop":
                 return Dropped()
-            return await _fault(emu, lost, 0.0, rid)
+            return await _fault(emu, how, 0.0, rid)
         emu.stats.record(endpoint, user.client_id, code)
         if isinstance(result, Response):
             return result

@@ -117,8 +117,9 @@ class MarketoConfig:
     lead_page_cap: int = 0
     #: Random faults: `{"<METHOD path>" or "*": {kind: rate}}`; kinds as in the /faults
     #: admin API plus `hold` (keep the connection `client_hold_s`, then 604), `lost`
-    #: (writes only: apply, then 502/604/drop the connection) and `token` (calls with a
-    #: nextPageToken: the caller's access token expires now, 601/602).
+    #: (writes only: apply, then 502/604/drop the connection; `lost-drop`, `lost-edge502`,
+    #: `lost-604` force one) and `token` (calls with a nextPageToken: the caller's access
+    #: token expires now, 601/602).
     fault_rates: dict[str, dict[str, float]] = field(default_factory=dict)
     client_hold_s: float = 150.0
 

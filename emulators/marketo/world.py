@@ -78,7 +78,8 @@ class World:
             return None
         rates = {**table.get("*", {}), **table.get(endpoint, {})}
         if endpoint not in WRITES:
-            rates.pop("lost", None)
+            for kind in [k for k in rates if k.startswith("lost")]:
+                rates.pop(kind)
         if not paged:
             rates.pop("token", None)
         roll = self.fault_rng.random()
@@ -114,9 +115,10 @@ class World:
         rng = self.noise_rng
         if self.noise_next is None:
             self.noise_next = now + rng.expovariate(1.0) * gap
-        made = 0
+        made = drawn = 0
         while self.noise_next <= now:
-            if made >= cfg.noise_max_backlog:
+            drawn += 1
+            if drawn > cfg.noise_max_backlog:
                 # A big clock jump: skip the rest of the gap rather than stall one call.
                 self.noise_next = now + rng.expovariate(1.0) * gap
                 break
