@@ -287,6 +287,13 @@ def test_noise_stream_is_a_function_of_the_seed() -> None:
 
     assert len(stream(3)) > 1000
     assert stream(3) == stream(3) and stream(3) != stream(4)
+    # A big clock jump makes at most noise_max_backlog draws (no stalled call).
+    emu = create_app(MarketoConfig()).state.emulator
+    emu.config.noise_per_hour, emu.config.noise_max_backlog = 20_000.0, 500
+    emu.world.catch_up(0.0, emu.log, emu.store)
+    t0 = time.perf_counter()
+    assert emu.world.catch_up(365 * 86400.0, emu.log, emu.store) == 0  # nobody to act
+    assert time.perf_counter() - t0 < 0.5 and emu.world.noise_next > 365 * 86400.0
 
 
 def test_profile_switch_at_run_time(local: AsgiHttp, lapi: Api) -> None:
@@ -312,3 +319,17 @@ def test_profile_switch_at_run_time(local: AsgiHttp, lapi: Api) -> None:
     assert local.post("/_emulator/profile", json={"profile": "nope"}).status_code == 400
     assert local.post("/_emulator/limits", json={"profile": "hostile"}).json()[
         "fault_rates"]["POST /rest/v1/leads.json"] == {"lost": 0.03}
+
+
+def test_held_connection_keeps_its_slot_then_answers_604(local: AsgiHttp, lapi: Api) -> None:
+    # Assumption (README "World profiles"): a held call occupies a concurrency slot
+    # (error-codes.md 615) until the server gives up with 604 (error-codes.md).
+    _world(local, profile="hostile", timeScale=0.01,
+           knobs={"fault_rates": {"GET /rest/v1/leads/describe.json": {"hold": 1.0}},
+                  "client_hold_s": 30, "max_concurrent": 1, "latency_model": {}})
+    lapi.login()
+    t0 = time.perf_counter()
+    held, other = _gather(local, lapi, [("GET", "/rest/v1/leads/describe.json", None),
+                                        ("GET", "/rest/v1/leads/describe2.json", None)])
+    assert _code(held) == "604" and time.perf_counter() - t0 >= 0.3
+    assert _code(other) == "615"
