@@ -40,6 +40,10 @@ class MarketoConfig:
     #: Sliding-window rate limit (606). `rate_limit_calls=0` disables.
     rate_limit_calls: int = 100
     rate_limit_window_s: float = 20.0
+    #: Calls other integrations of the instance make per 20 simulated seconds, evenly
+    #: spaced: they fill the 606 window (rest-api.md: the limits are shared by every
+    #: integration). Not counted in the daily quota, whose day is not scaled.
+    shared_calls_per_20s: float = 0.0
     #: Calls in flight at once (615). 0 disables.
     max_concurrent: int = 10
     #: Calls per day, reset at 00:00 America/Chicago (607). 0 disables.

@@ -27,6 +27,7 @@ WORLD_KNOBS = (
     "latency_model", "feed_scan_cost_s", "server_timeouts", "paging_tokens",
     "late_share", "late_delay_s", "noise_per_hour", "noise_max_backlog",
     "lead_page_cap", "fault_rates", "client_hold_s", "activity_scan_block",
+    "shared_calls_per_20s",
 )
 
 _FEED = [0.4, 2.0, 0.0]
@@ -78,6 +79,8 @@ PRODUCTION: dict[str, Any] = {
     "lead_page_cap": 100,
     "fault_rates": {},
     "client_hold_s": 150.0,
+    # Assumption: one other light integration shares the 100 / 20 s window.
+    "shared_calls_per_20s": 2.0,
 }
 
 HOSTILE: dict[str, Any] = {
@@ -85,6 +88,8 @@ HOSTILE: dict[str, Any] = {
     "late_share": 0.15,
     "late_delay_s": 300.0,
     "lead_page_cap": 50,
+    # Assumption: busy neighbours; with the sync's own 50 / 20 s the window gets tight.
+    "shared_calls_per_20s": 30.0,
     # Assumption: rates high enough that a few hundred calls meet every kind.
     "fault_rates": {
         "*": {"606": 0.01, "615": 0.01, "edge502": 0.005, "edge503": 0.005, "604": 0.005,
