@@ -61,7 +61,7 @@ def test_606_at_the_101st_call_of_a_compressed_window(local: AsgiHttp, lapi: Api
     # Source: rest-api.md: 100 calls per 20 s → 606. At timeScale 0.05 the window is 1 s.
     # The 615 limit is off here so only the window decides.
     _world(local, profile="production", timeScale=0.05,
-           knobs={"latency_model": {}, "max_concurrent": 0})
+           knobs={"latency_model": {}, "max_concurrent": 0, "shared_calls_per_20s": 0})
     lapi.login()
     answers = _gather(local, lapi, [("GET", "/rest/v1/leads/describe2.json", None)] * 101)
     codes = [_code(r) for r in answers]
@@ -148,7 +148,7 @@ def test_late_activity_keeps_its_date_and_a_later_token_skips_it(
 
 def test_get_leads_pages_with_next_page_token_and_more_result(local: AsgiHttp, lapi: Api) -> None:
     # Source: paging-tokens.md: more results → moreResult true and a nextPageToken.
-    _world(local, profile="production", timeScale=0.001, knobs={"lead_page_cap": 3})
+    _world(local, profile="production", timeScale=0.01, knobs={"lead_page_cap": 3})
     emails = [f"p{i}@example.com" for i in range(10)]
     made = sorted(r["id"] for r in lapi.sync([{"email": e} for e in emails])["result"])
     seen: list[int] = []
@@ -188,7 +188,7 @@ def test_two_overlapping_upserts_of_one_new_email_make_two_people(
 def test_lost_answer_write_is_applied(local: AsgiHttp, lapi: Api) -> None:
     # Assumption (emulator-gaps.md item 5): a 502/604 or a dropped connection can follow a
     # committed write; the client sees an error, the person exists.
-    _world(local, profile="hostile", timeScale=0.001, seed=11,
+    _world(local, profile="hostile", timeScale=0.01, seed=11,
            knobs={"fault_rates": {"POST /rest/v1/leads.json": {"lost": 1.0}}})
     outcomes = set()
     for i in range(12):
@@ -209,7 +209,7 @@ def test_lost_answer_write_is_applied(local: AsgiHttp, lapi: Api) -> None:
 def test_lost_answer_drops_a_real_connection(http: httpx.Client, api: Api) -> None:
     # Over real HTTP a dropped answer is a broken connection, not a status code.
     r = http.post("/_emulator/profile", json={
-        "profile": "hostile", "timeScale": 0.001,
+        "profile": "hostile", "timeScale": 0.01,
         "knobs": {"fault_rates": {"POST /rest/v1/leads.json": {"lost-drop": 1.0}}}})
     assert r.status_code == 200
     with pytest.raises(httpx.RemoteProtocolError):
@@ -232,7 +232,7 @@ def test_server_timeout_keeps_what_was_written(local: AsgiHttp, lapi: Api) -> No
 
 def test_token_expiry_mid_paging(local: AsgiHttp, lapi: Api) -> None:
     # Source: error-codes.md 601/602: get a new token and retry.
-    _world(local, profile="hostile", timeScale=0.001,
+    _world(local, profile="hostile", timeScale=0.01,
            knobs={"fault_rates": {"*": {"token": 1.0}}, "late_share": 0, "noise_per_hour": 0})
     token = lapi.paging_token()  # no nextPageToken: not affected
     r = lapi.raw("GET", "/rest/v1/activities.json",
@@ -305,9 +305,9 @@ def test_profile_switch_at_run_time(local: AsgiHttp, lapi: Api) -> None:
     emails = ",".join(f"s{i}@example.com" for i in range(5))
     assert "moreResult" not in lapi.get("/rest/v1/leads.json", filterType="email",
                                         filterValues=emails)
-    view = _world(local, profile="production", seed=3, timeScale=0.001,
+    view = _world(local, profile="production", seed=3, timeScale=0.01,
                   knobs={"lead_page_cap": 2, "noise_per_hour": 0, "late_share": 0})
-    assert (view["profile"], view["seed"], view["timeScale"]) == ("production", 3, 0.001)
+    assert (view["profile"], view["seed"], view["timeScale"]) == ("production", 3, 0.01)
     assert view["knobs"]["paging_tokens"] == "date"
     assert lapi.get("/rest/v1/leads.json", filterType="email",
                     filterValues=emails)["moreResult"] is True
@@ -333,3 +333,23 @@ def test_held_connection_keeps_its_slot_then_answers_604(local: AsgiHttp, lapi: 
                                         ("GET", "/rest/v1/leads/describe2.json", None)])
     assert _code(held) == "604" and time.perf_counter() - t0 >= 0.3
     assert _code(other) == "615"
+
+
+def test_other_integrations_share_the_rate_window(local: AsgiHttp, lapi: Api) -> None:
+    # Source: rest-api.md: the 100 / 20 s window is shared by every integration of the
+    # instance. Assumption: other integrations call evenly (`shared_calls_per_20s`).
+    # Real time (scale 1) so the few ms these calls take add at most one neighbour call.
+    knobs = {"latency_model": {}, "max_concurrent": 0, "rate_limit_calls": 50,
+             "shared_calls_per_20s": 0}
+    _world(local, profile="production", timeScale=1.0, knobs=knobs)
+    emu = _emu(local)
+    lapi.login()
+    alone = [_code(lapi.raw("GET", "/rest/v1/leads/describe2.json")) for _ in range(12)]
+    assert alone == ["ok"] * 12
+    _world(local, knobs={**knobs, "shared_calls_per_20s": 40})
+    emu.clock_offset += 25  # our calls leave the window
+    lapi.get("/rest/v1/leads/describe2.json")  # the neighbours start calling
+    emu.clock_offset += 25  # a full window of their 40 calls
+    codes = [_code(lapi.raw("GET", "/rest/v1/leads/describe2.json")) for _ in range(12)]
+    ok = codes.count("ok")
+    assert 8 <= ok <= 10 and codes == ["ok"] * ok + ["606"] * (12 - ok)
