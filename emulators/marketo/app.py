@@ -186,7 +186,7 @@ async def _world_fault(
         return _error(rid, kind, "Access token expired" if kind == "602"
                       else "Access token invalid")
     emu.stats.record(endpoint, user, kind)
-    if kind == "606":
+    if kind == "606" and cfg.rate_limit_calls:
         return _error(rid, "606", rate_message(cfg))
     return await _fault(emu, kind, 0.0, rid)
 
