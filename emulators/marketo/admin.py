@@ -84,6 +84,8 @@ def admin_routes(emu: Emulator) -> list[Route]:
             "inFlight": lim.in_flight,
             "people": len(emu.store),
             "activities": len(emu.log.items),
+            # Background noise among them, so a test can count the activity it caused.
+            "backgroundActivities": emu.world.noise_made,
             "profile": emu.config.profile,
         })
 

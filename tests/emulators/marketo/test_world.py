@@ -120,7 +120,9 @@ def test_noise_gives_empty_pages_and_paging_to_the_end_finds_everything(
         # time passes (1,000 a second here) stays small beside it.
         emu.clock_offset += 3.0
         ids.append(lapi.sync([{"email": f"real{i}@example.com"}])["result"][0]["id"])
-    assert emu.world.noise_made > 6000
+    stats = local.get("/_emulator/stats").json()
+    assert stats["backgroundActivities"] == emu.world.noise_made > 6000
+    assert stats["activities"] == stats["backgroundActivities"] + 23  # 20 + 3 New Lead
     found, sizes = _page_all(lapi, token, activityTypeIds="12")
     assert {a["leadId"] for a in found} >= set(ids)
     assert 0 in sizes[:-1]  # empty pages while moreResult was true
