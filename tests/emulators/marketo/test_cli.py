@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from emulators.marketo import cli
+from emulators.world_options import add_world_options
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -36,26 +37,42 @@ def test_all_command_defaults() -> None:
     assert cli.server_spec(parser.parse_args(["all"])).port == 8081
 
 
-def test_profile_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    parser, _ = _parser()
+def _full_parser() -> argparse.ArgumentParser:
+    """As `python -m emulators` builds it: `all` has the shared world options."""
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli.register(sub)
+    all_p = sub.add_parser("all")
+    all_p.add_argument("--host", default="127.0.0.1")
+    add_world_options(all_p)
+    cli.register_defaults(all_p)
+    return parser
+
+
+def test_world_options_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = _full_parser()
     args = parser.parse_args(["marketo", "--profile", "production", "--time-scale", "0.5",
-                              "--seed-number", "7"])
+                              "--world-seed", "7", "--knob", "lead_page_cap=10"])
     cfg = cli.server_spec(args).app.state.emulator.config
-    assert (cfg.profile, cfg.time_scale, cfg.seed, cfg.paging_tokens) == (
-        "production", 0.5, 7, "date")
-    assert cli.server_spec(parser.parse_args(["marketo"])).app.state.emulator.config.profile \
-        == "exact"
+    assert (cfg.profile, cfg.time_scale, cfg.seed, cfg.paging_tokens, cfg.lead_page_cap) == (
+        "production", 0.5, 7, "date", 10)
+    # No world options: exact, and the seed stays --seed-number's (default 1).
+    cfg = cli.server_spec(parser.parse_args(["marketo"])).app.state.emulator.config
+    assert (cfg.profile, cfg.seed, cfg.time_scale) == ("exact", 1, 1.0)
     monkeypatch.setenv("EMULATOR_PROFILE", "hostile")
     monkeypatch.setenv("EMULATOR_SEED", "9")
     monkeypatch.setenv("EMULATOR_TIME_SCALE", "0.1")
-    parser, _ = _parser()
+    parser = _full_parser()
     cfg = cli.server_spec(parser.parse_args(["all"])).app.state.emulator.config
     assert (cfg.profile, cfg.seed, cfg.time_scale) == ("hostile", 9, 0.1)
     assert cfg.fault_rates
-    cfg = cli.server_spec(parser.parse_args(["all", "--marketo-profile", "exact"])
+    cfg = cli.server_spec(parser.parse_args(["all", "--profile", "exact",
+                                             "--marketo-knob", "noise_per_hour=5"])
                           ).app.state.emulator.config
-    assert cfg.profile == "exact" and not cfg.fault_rates
+    assert cfg.profile == "exact" and not cfg.fault_rates and cfg.noise_per_hour == 5.0
+    with pytest.raises(SystemExit):
+        cli.server_spec(parser.parse_args(["marketo", "--knob", "nope=1"]))
     monkeypatch.setenv("EMULATOR_PROFILE", "nope")
-    parser, _ = _parser()
+    parser = _full_parser()
     with pytest.raises(SystemExit):
         cli.server_spec(parser.parse_args(["marketo"]))
