@@ -1,17 +1,22 @@
-"""Append-only activity log, standard activity types and date-based paging tokens.
+"""Append-only activity log, standard activity types and paging tokens.
 
-Activities are tuples in recording order, so a paging token is just a position in
-the log (base32 like Marketo's) and a `sinceDatetime` maps to a position by bisecting
-the recording times. Feeds scan a bounded block of the log per call, which is why a
-page can hold fewer than batchSize items - even none - while `moreResult` is true;
-clients that stop on a short page instead of `moreResult` are caught by this.
+Activities are tuples in recording order. With `paging_tokens = "position"` (the
+`exact` profile) a paging token is a position in the log (base32 like Marketo's) and a
+`sinceDatetime` maps to a position by bisecting the recording times. With `"date"`
+(paging-tokens.md: activity tokens are date-based) a token is a point in activity time
+plus an id tie-break, read against a lazily built (activityDate, id) index; an
+activity that commits late (`visible_ms`) is invisible until then, so a token moved
+past its date skips it, the pitfall of the KB article "REST API Paging Tokens Use
+Case". Feeds scan a bounded block per call, which is why a page can hold fewer than
+batchSize items - even none - while `moreResult` is true; clients that stop on a
+short page instead of `moreResult` are caught by this.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -32,6 +37,10 @@ class Activity(NamedTuple):
     change: tuple[int, str, str | None, str | None] | None = None
     #: Caller-supplied activityDate (custom activities); else the recording time.
     activity_date: str | None = None
+    #: activityDate in epoch ms: the order of date-based paging.
+    date_ms: int = 0
+    #: Commit time in epoch ms: the feeds do not see the activity before it (0 = at once).
+    visible_ms: int = 0
 
 
 NEW_LEAD = 12
@@ -107,9 +116,25 @@ def standard_types() -> list[dict[str, Any]]:
 
 
 # -- paging tokens ---------------------------------------------------------------
-def encode_token(kind: str, position: int) -> str:
+def encode_token(kind: str, position: int | str) -> str:
     raw = f"{kind}:{position}".encode()
     return base64.b32encode(raw).decode().rstrip("=")
+
+
+def encode_date_token(date_ms: int, act_id: int) -> str:
+    return encode_token("D", f"{date_ms}:{act_id}")
+
+
+def decode_date_token(token: str) -> tuple[int, int] | None:
+    """(date_ms, activity id) of a date token; None when it is not one."""
+    try:
+        pad = "=" * (-len(token) % 8)
+        kind, ms, act_id = base64.b32decode(token.upper() + pad).decode().split(":")
+        if kind != "D":
+            return None
+        return int(ms), int(act_id)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def decode_token(token: str, kind: str) -> int | None:
@@ -133,6 +158,10 @@ class ActivityLog:
     times: list[int] = field(default_factory=list)
     by_lead: dict[int, list[int]] = field(default_factory=dict)
     last_ms: int = 0
+    #: (date_ms, id) of every activity, sorted; built on first date-based read.
+    date_keys: list[tuple[int, int]] | None = None
+    #: Decides the commit time of a new activity (the world's late commits); None = at once.
+    visibility: Callable[[int], int] | None = None
 
     def add(
         self,
@@ -144,10 +173,14 @@ class ActivityLog:
         attrs: Iterable[tuple[Any, ...]] = (),
         change: tuple[int, str, str | None, str | None] | None = None,
         activity_date: str | None = None,
+        activity_ms: int | None = None,
+        visible_ms: int | None = None,
     ) -> Activity:
         # The log must be monotone for bisecting; a clock step back reuses the last time.
         now_ms = max(now_ms, self.last_ms)
         self.last_ms = now_ms
+        if visible_ms is None:
+            visible_ms = self.visibility(now_ms) if self.visibility else 0
         act = Activity(
             len(self.items) + 1,
             now_ms,
@@ -158,11 +191,20 @@ class ActivityLog:
             tuple(a for a in attrs if a[1] is not None and a[1] != ""),
             change,
             activity_date,
+            now_ms if activity_ms is None else activity_ms,
+            visible_ms,
         )
         self.items.append(act)
         self.times.append(now_ms)
         self.by_lead.setdefault(lead_id, []).append(act.id)
+        if self.date_keys is not None:
+            bisect.insort(self.date_keys, (act.date_ms, act.id))
         return act
+
+    def date_index(self) -> list[tuple[int, int]]:
+        if self.date_keys is None:
+            self.date_keys = sorted((a.date_ms, a.id) for a in self.items)
+        return self.date_keys
 
     def position_for(self, since_ms: int) -> int:
         """First log position recorded at or after `since_ms`."""

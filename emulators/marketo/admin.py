@@ -1,5 +1,6 @@
-"""Admin API under `/_emulator/`: reset, seeding, statistics, limits, latency, faults,
-clock, token expiry, a person's record and activity log, and webhook definitions.
+"""Admin API under `/_emulator/`: reset, seeding, statistics, limits, world profile,
+latency, faults, clock, token expiry, a person's record and activity log, and webhook
+definitions.
 
 Tests drive every non-functional scenario (throttling, slow calls, outages, expiry)
 through these endpoints instead of sleeping or monkey-patching, so the same scenarios
@@ -19,6 +20,7 @@ from emulators.marketo.activities import render_activity
 from emulators.marketo.config import MarketoConfig
 from emulators.marketo.fields import iso, render
 from emulators.marketo.limits import Fault, Latency
+from emulators.marketo.profiles import WORLD_KNOBS, apply_profile
 
 if TYPE_CHECKING:
     from emulators.marketo.state import Emulator
@@ -82,6 +84,9 @@ def admin_routes(emu: Emulator) -> list[Route]:
             "inFlight": lim.in_flight,
             "people": len(emu.store),
             "activities": len(emu.log.items),
+            # Background noise among them, so a test can count the activity it caused.
+            "backgroundActivities": emu.world.noise_made,
+            "profile": emu.config.profile,
         })
 
     async def stats_reset(request: Request) -> Response:
@@ -92,10 +97,53 @@ def admin_routes(emu: Emulator) -> list[Route]:
 
     async def config(request: Request) -> Response:
         if request.method in ("POST", "PATCH", "PUT"):
-            unknown = emu.config.update(await _body(request))
+            body = await _body(request)
+            if "profile" in body:
+                # A profile first, so the other keys of the same request override it.
+                try:
+                    apply_profile(emu.config, str(body.pop("profile")))
+                except ValueError as exc:
+                    return _bad(str(exc))
+                emu.world.reseed()
+            unknown = emu.config.update(body)
             if unknown:
                 return _bad(f"unknown config keys: {unknown}")
         return JSONResponse(config_view())
+
+    def profile_view() -> dict[str, Any]:
+        cfg = emu.config
+        return {"profile": cfg.profile, "seed": cfg.seed, "timeScale": cfg.time_scale,
+                "knobs": {k: getattr(cfg, k) for k in WORLD_KNOBS},
+                "noiseGenerated": emu.world.noise_made}
+
+    async def profile(request: Request) -> Response:
+        """Switch the world at run time: `{"profile", "seed", "timeScale", "knobs"}`.
+
+        Data, tokens and statistics stay; the random streams restart from the seed.
+        """
+        if request.method == "POST":
+            body = await _body(request)
+            unknown = sorted(set(body) - {"profile", "seed", "timeScale", "knobs"})
+            if unknown:
+                return _bad(f"unknown keys: {unknown}")
+            try:
+                if "profile" in body:
+                    apply_profile(emu.config, str(body["profile"]))
+            except ValueError as exc:
+                return _bad(str(exc))
+            if "seed" in body:
+                emu.config.seed = int(body["seed"])
+            if "timeScale" in body:
+                scale = float(body["timeScale"])
+                if scale <= 0:
+                    return _bad("timeScale must be > 0")
+                emu.config.time_scale = scale
+            bad = emu.config.update(dict(body.get("knobs") or {}))
+            if bad:
+                return _bad(f"unknown knobs: {bad}")
+            emu.world.reseed()
+            emu.faults.rng.seed(emu.config.seed)
+        return JSONResponse(profile_view())
 
     async def latency(request: Request) -> Response:
         if request.method == "DELETE":
@@ -179,6 +227,7 @@ def admin_routes(emu: Emulator) -> list[Route]:
         Route("/stats/reset", stats_reset, methods=["POST"]),
         Route("/config", config, methods=["GET", "POST", "PATCH", "PUT"]),
         Route("/limits", config, methods=["GET", "POST", "PATCH", "PUT"]),
+        Route("/profile", profile, methods=["GET", "POST"]),
         Route("/latency", latency, methods=["GET", "POST", "DELETE"]),
         Route("/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/clock", clock, methods=["GET", "POST"]),

@@ -1,9 +1,12 @@
-"""ASGI app: identity, the REST/bulk dispatcher (auth → faults → limits → handler) and
-the admin API mount.
+"""ASGI app: identity, the REST/bulk dispatcher (auth → faults → limits → handler →
+server time) and the admin API mount.
 
 One dispatcher applies the cross-cutting rules in Marketo's order for every endpoint,
 so no handler can forget the token check, the 606/607/615 limits, the 413/414 size
-limits or the statistics the tests assert on.
+limits or the statistics the tests assert on. It also spends each call's sampled
+server time while the call holds its concurrency slot, enforces server timeouts and
+loses the answer of a committed write, so the world profiles act on every endpoint
+alike.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ from emulators.marketo.admin import admin_routes
 from emulators.marketo.config import MarketoConfig
 from emulators.marketo.envelope import (
     ApiError,
+    Dropped,
+    edge_error,
     failure,
     json_response,
     plain,
     request_id,
     success,
 )
-from emulators.marketo.limits import FAULT_MESSAGES, Latency
+from emulators.marketo.limits import FAULT_MESSAGES, Latency, rate_message
 from emulators.marketo.state import Call, Emulator
 
 log = logging.getLogger("emulators.marketo")
@@ -144,10 +149,75 @@ def _error(rid: str, code: str, message: str) -> Response:
 async def _fault(emu: Emulator, kind: str, delay: float, rid: str) -> Response:
     if kind.startswith("http"):
         return plain(int(kind[4:] or 500), "Injected server error")
+    if kind.startswith("edge"):
+        return edge_error(int(kind[4:] or 502))
     if kind == "timeout":
-        await asyncio.sleep(delay)
+        await asyncio.sleep(emu.config.scaled(delay))
         return _error(rid, "604", FAULT_MESSAGES["604"])
     return _error(rid, kind, FAULT_MESSAGES.get(kind, "Injected error"))
+
+
+#: World fault kinds answered before the limits without counting (error-codes.md marks
+#: 601/602/604 as not counted); the others count like the real 606/615/5xx would.
+_UNCOUNTED = ("604", "hold", "token", "608", "611")
+
+
+async def _world_fault(
+    emu: Emulator, kind: str, endpoint: str, user: str, token: str | None, rid: str,
+    now: float,
+) -> Response:
+    cfg = emu.config
+    if kind not in _UNCOUNTED:
+        emu.limiter.admit(now)
+    if kind == "hold":
+        # The server keeps the connection (and its concurrency slot) past any sane
+        # client timeout, then gives up with 604.
+        emu.limiter.in_flight += 1
+        try:
+            await asyncio.sleep(cfg.scaled(cfg.client_hold_s))
+        finally:
+            emu.limiter.in_flight -= 1
+        kind = "604"
+    elif kind == "token":
+        # Token expiry mid-paging: the caller's token dies now.
+        emu.tokens.expire(token, now)
+        kind = emu.world.choice(("602", "602", "601"))
+        emu.stats.record(endpoint, None, kind)
+        return _error(rid, kind, "Access token expired" if kind == "602"
+                      else "Access token invalid")
+    emu.stats.record(endpoint, user, kind)
+    if kind == "606" and cfg.rate_limit_calls:
+        return _error(rid, "606", rate_message(cfg))
+    return await _fault(emu, kind, 0.0, rid)
+
+
+async def _run(
+    emu: Emulator, call: Call, handler: Handler, endpoint: str, world_fixed_s: float
+) -> tuple[str | None, Any]:
+    """Run the handler, then spend the rest of the call's server time."""
+    cfg = emu.config
+    code: str | None = None
+    try:
+        result = await handler(call)
+    except ApiError as exc:
+        code = exc.code
+        result = failure(call.rid, exc.code, exc.message)
+    except Exception:
+        log.exception("unhandled error in %s", endpoint)
+        code = "611"
+        result = failure(call.rid, "611", "System error")
+    lat = emu.latency.get(endpoint) or emu.latency.get("*")
+    fixed = cfg.latency_fixed_s + (lat.fixed_s if lat else 0.0)
+    per = cfg.latency_per_record_s + (lat.per_record_s if lat else 0.0)
+    delay = fixed + per * call.records
+    if world_fixed_s or call.scanned:
+        delay += world_fixed_s + cfg.feed_scan_cost_s * call.scanned
+    delay = cfg.scaled(delay)
+    if not call.spent:
+        delay += call.per_record_s * call.records
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return code, result
 
 
 def make_api(emu: Emulator) -> Callable[[Request], Awaitable[Response]]:
@@ -214,6 +284,13 @@ def make_api(emu: Emulator) -> Callable[[Request], Awaitable[Response]]:
             emu.stats.record(endpoint, user.client_id,
                              "604" if fault.kind == "timeout" else fault.kind)
             return await _fault(emu, fault.kind, fault.delay_s, rid)
+        world = emu.world
+        if cfg.noise_per_hour > 0:
+            world.catch_up(now, emu.log, emu.store)
+        kind = world.pick_fault(endpoint, "nextPageToken" in params) if cfg.fault_rates else None
+        lost = kind is not None and kind.startswith("lost")
+        if kind is not None and not lost:
+            return await _world_fault(emu, kind, endpoint, user.client_id, token, rid, now)
         rejected = emu.limiter.admit(now)
         if rejected is not None:
             emu.stats.record(endpoint, user.client_id, rejected[0])
@@ -223,26 +300,32 @@ def make_api(emu: Emulator) -> Callable[[Request], Awaitable[Response]]:
             return _error(rid, "610", "Requested resource not found")
 
         call = Call(emu, user, rid, params, match[2], body, dict(request.headers), content_type)
+        world_fixed, world_per = world.sample(endpoint)
+        call.per_record_s = cfg.scaled(world_per)
+        timeout = world.timeout_for(endpoint)
         emu.limiter.in_flight += 1
-        code: str | None = None
         try:
-            try:
-                result = await match[1][method](call)
-            except ApiError as exc:
-                code = exc.code
-                result = failure(rid, exc.code, exc.message)
-            except Exception:
-                log.exception("unhandled error in %s", endpoint)
-                code = "611"
-                result = failure(rid, "611", "System error")
-            lat = emu.latency.get(endpoint) or emu.latency.get("*")
-            fixed = cfg.latency_fixed_s + (lat.fixed_s if lat else 0.0)
-            per = cfg.latency_per_record_s + (lat.per_record_s if lat else 0.0)
-            delay = fixed + per * call.records
-            if delay > 0:
-                await asyncio.sleep(delay)
+            work = _run(emu, call, match[1][method], endpoint, world_fixed)
+            if timeout is None:
+                code, result = await work
+            else:
+                try:
+                    code, result = await asyncio.wait_for(work, cfg.scaled(timeout))
+                except TimeoutError:
+                    # Server-side timeout (leads.md "Timeouts"): what was written so far
+                    # stays written; the caller learns nothing but 604.
+                    code, result = "604", failure(rid, "604", FAULT_MESSAGES["604"])
         finally:
             emu.limiter.in_flight -= 1
+        if lost and code is None:
+            # The write committed; the answer never reaches the client. `lost` picks
+            # the way at random; `lost-drop`, `lost-edge502`, `lost-604` force one.
+            assert kind is not None
+            how = kind[5:] or world.choice(("edge502", "604", "drop"))
+            emu.stats.record(endpoint, user.client_id, how)
+            if how == "drop":
+                return Dropped()
+            return await _fault(emu, how, 0.0, rid)
         emu.stats.record(endpoint, user.client_id, code)
         if isinstance(result, Response):
             return result
@@ -253,6 +336,9 @@ def make_api(emu: Emulator) -> Callable[[Request], Awaitable[Response]]:
 
 def make_identity(emu: Emulator) -> Callable[[Request], Awaitable[Response]]:
     async def identity(request: Request) -> Response:
+        cfg = emu.config
+        if "identity" in cfg.latency_model:
+            await asyncio.sleep(cfg.scaled(emu.world.sample("identity")[0]))
         params = dict(request.query_params)
         if request.method == "POST":
             ctype = request.headers.get("content-type", "")

@@ -41,7 +41,7 @@ class TokenStore:
             return tok
         value = f"{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}-" \
             f"{secrets.token_hex(2)}-{secrets.token_hex(6)}:emu"
-        tok = Token(value, user, now, now + self.config.token_lifetime_s)
+        tok = Token(value, user, now, now + self.config.scaled(self.config.token_lifetime_s))
         self.current[user.client_id] = tok
         self.by_value[value] = tok
         return tok
@@ -56,6 +56,11 @@ class TokenStore:
         if tok.expires_at <= now:
             return None, "602"
         return tok.user, None
+
+    def expire(self, value: str | None, now: float) -> None:
+        tok = self.by_value.get(value or "")
+        if tok is not None:
+            tok.expires_at = min(tok.expires_at, now)
 
     def expire_all(self, now: float) -> int:
         for tok in self.by_value.values():

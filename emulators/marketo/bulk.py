@@ -47,21 +47,22 @@ class BulkJobs:
         now = self.emu.now()
         cfg = self.emu.config
         self._roll(now)
+        takes = cfg.scaled(cfg.bulk_processing_s)
         for job in self.jobs.values():
-            if job["status"] == "Processing" and now - job["_started"] >= cfg.bulk_processing_s:
+            if job["status"] == "Processing" and now - job["_started"] >= takes:
                 self._complete(job, now)
         processing = sum(1 for j in self.jobs.values() if j["status"] == "Processing")
         for job in sorted(self.jobs.values(), key=lambda j: j["_queued"] or 0):
             if job["status"] != "Queued" or processing >= cfg.bulk_max_processing:
                 continue
-            if now - job["_queued"] < cfg.bulk_processing_s / 2:
+            if now - job["_queued"] < takes / 2:
                 continue
             job["status"] = "Processing"
             job["_started"] = now
             job["startedAt"] = iso(now)
             job["_snapshot"] = self._render(job)
             processing += 1
-            if now - job["_started"] >= cfg.bulk_processing_s:
+            if now - job["_started"] >= takes:
                 self._complete(job, now)
                 processing -= 1
 

@@ -40,6 +40,10 @@ class MarketoConfig:
     #: Sliding-window rate limit (606). `rate_limit_calls=0` disables.
     rate_limit_calls: int = 100
     rate_limit_window_s: float = 20.0
+    #: Calls other integrations of the instance make per 20 simulated seconds, evenly
+    #: spaced: they fill the 606 window (rest-api.md: the limits are shared by every
+    #: integration). Not counted in the daily quota, whose day is not scaled.
+    shared_calls_per_20s: float = 0.0
     #: Calls in flight at once (615). 0 disables.
     max_concurrent: int = 10
     #: Calls per day, reset at 00:00 America/Chicago (607). 0 disables.
@@ -79,8 +83,53 @@ class MarketoConfig:
     latency_fixed_s: float = 0.0
     latency_per_record_s: float = 0.0
 
-    #: Seed for generated ids/requestIds/fault dice; same seed, same data.
+    #: Seed for generated ids/requestIds/fault dice; same seed, same data. Every random
+    #: choice of a world profile (latency draws, faults, noise, commit delays) derives
+    #: from it, so a run can be replayed.
     seed: int = 1
+
+    # -- world profile knobs (see profiles.py). Defaults are the `exact` profile. --------
+    #: Name of the last profile applied (`exact`, `production`, `hostile`); a label only,
+    #: the knobs below are what the emulator reads.
+    profile: str = "exact"
+    #: Multiplies every duration the emulator spends or enforces (latencies, rate window,
+    #: server timeouts, commit delays, token lifetime, holds, bulk processing, webhook
+    #: timeout, retention), so tests compress time while the ratios stay.
+    time_scale: float = 1.0
+    #: Sampled server time per endpoint: `{"<METHOD path>": [median_s, p95_s, per_record_s]}`
+    #: (log-normal; `*` for the rest, `identity` for the token endpoint). Empty = none.
+    latency_model: dict[str, list[float]] = field(default_factory=dict)
+    #: Server time per activity-log entry a feed call scans (the cost of a busy log).
+    feed_scan_cost_s: float = 0.0
+    #: Server-side timeouts per endpoint (`*` for the rest); past it the call answers 604
+    #: and a write keeps what it applied so far. Empty = never.
+    server_timeouts: dict[str, float] = field(default_factory=dict)
+    #: `position` (a token is a log position, everything visible at once) or `date` (a
+    #: token is a point in activity time; late commits can fall behind a saved token).
+    paging_tokens: str = "position"
+    #: Share of new activities that commit late, and the longest delay (seconds): a late
+    #: activity keeps its activityDate but is invisible to the feeds until then.
+    late_share: float = 0.0
+    late_delay_s: float = 0.0
+    #: Background activity (email sends/opens, web visits...) per simulated hour, spread
+    #: over the existing people; the feeds must scan past it. At most `noise_max_backlog`
+    #: items are generated for one gap (a big clock jump), the rest of the gap is skipped.
+    noise_per_hour: float = 0.0
+    noise_max_backlog: int = 100_000
+    #: Get Leads returns at most this many records per page (0 = batchSize), to exercise
+    #: `nextPageToken`/`moreResult` with small data sets.
+    lead_page_cap: int = 0
+    #: Random faults: `{"<METHOD path>" or "*": {kind: rate}}`; kinds as in the /faults
+    #: admin API plus `hold` (keep the connection `client_hold_s`, then 604), `lost`
+    #: (writes only: apply, then 502/604/drop the connection; `lost-drop`, `lost-edge502`,
+    #: `lost-604` force one) and `token` (calls with a nextPageToken: the caller's access
+    #: token expires now, 601/602).
+    fault_rates: dict[str, dict[str, float]] = field(default_factory=dict)
+    client_hold_s: float = 150.0
+
+    def scaled(self, seconds: float) -> float:
+        """A configured duration in real seconds under `time_scale`."""
+        return seconds * self.time_scale
 
     def update(self, values: dict[str, object]) -> list[str]:
         """Apply known keys from an admin request; return the unknown ones."""

@@ -8,6 +8,7 @@ recreates types on every deploy fails here before it fails in production.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
@@ -288,7 +289,7 @@ def _add_one(call: Call, rec: Any) -> dict[str, Any]:
         attrs.append((spec["name"], a.get("value"), spec["apiName"]))
     date_text = dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     act = emu.log.add(emu.now_ms(), lead_id, type_id, None, str(rec["primaryAttributeValue"]),
-                      attrs, activity_date=date_text)
+                      attrs, activity_date=date_text, activity_ms=int(dt.timestamp()) * 1000)
     return {"id": act.id, "marketoGUID": str(act.id), "status": "added", "leadId": lead_id,
             "activityTypeId": type_id, "activityDate": date_text,
             "primaryAttributeValue": str(rec["primaryAttributeValue"]),
@@ -304,4 +305,10 @@ async def add_activities(call: Call) -> dict[str, Any]:
     if len(items) > call.emu.config.max_batch:
         raise ApiError("1003", f"Batch size exceeds {call.emu.config.max_batch} records")
     call.records = len(items)
-    return success(call.rid, [_add_one(call, r) for r in items])
+    out = []
+    for rec in items:
+        if call.per_record_s > 0:
+            await asyncio.sleep(call.per_record_s)
+        out.append(_add_one(call, rec))
+    call.spent = call.per_record_s > 0
+    return success(call.rid, out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from typing import Any
 
 from starlette.responses import Response
@@ -69,3 +70,44 @@ def skipped(code: int | str, message: str, key: str = "reasons") -> dict[str, An
 
 def plain(status: int, text: str) -> Response:
     return Response(text, status_code=status, media_type="text/plain")
+
+
+_REASONS = {500: "Internal Server Error", 502: "Bad Gateway",
+            503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
+
+
+def edge_error(status: int) -> Response:
+    """An HTML error page as Marketo's edge proxy sends it (not a JSON envelope)."""
+    title = f"{status} {_REASONS.get(status, 'Error')}"
+    page = (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n</body>\r\n</html>\r\n")
+    return Response(page, status_code=status, media_type="text/html")
+
+
+class ConnectionDropped(Exception):
+    """Raised after a response head was sent: the server closes the connection."""
+
+
+class Dropped(Response):
+    """The connection breaks mid-answer (a client sees a protocol/read error)."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"requestId":"', "more_body": True})
+        raise ConnectionDropped("answer lost after the write committed")
+
+
+class _QuietDrops(logging.Filter):
+    """A deliberate drop is not a server bug: keep it out of the server's error log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, ConnectionDropped)
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())

@@ -1,14 +1,20 @@
 """Change-feed endpoints: paging token, activities, lead changes, deleted leads, types.
 
-All three feeds share one scan: from the token's log position, look at no more than
+All three feeds share one scan: from the token's place, look at no more than
 `activity_scan_block` entries, keep the matching ones up to batchSize, and hand back
-the position reached as the next token (always present) with `moreResult` telling
+the place reached as the next token (always present) with `moreResult` telling
 whether the log goes on. Short or empty pages with moreResult=true are therefore
 normal, exactly the behaviour that trips clients stopping on a short page.
+
+The place is a log position (`paging_tokens = "position"`) or a point in activity time
+(`"date"`); in date mode an activity not yet committed is passed over and the token
+still moves past it, so a client that never re-reads an overlap loses it for good.
+Either kind of token is accepted in either mode (a profile can change mid-paging).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +23,9 @@ from emulators.marketo.activities import (
     DELETE_LEAD,
     NEW_LEAD,
     Activity,
+    decode_date_token,
     decode_token,
+    encode_date_token,
     encode_token,
     render_activity,
     standard_types,
@@ -34,19 +42,52 @@ async def paging_token(call: Call) -> dict[str, Any]:
     dt = parse_datetime(raw)
     if dt is None:
         raise ApiError("704", f"Invalid date format '{raw}'")
-    pos = call.emu.log.position_for(int(dt.timestamp() * 1000))
+    since_ms = int(dt.timestamp() * 1000)
+    if call.emu.config.paging_tokens == "date":
+        token = encode_date_token(since_ms, 0)
+    else:
+        token = encode_token("A", call.emu.log.position_for(since_ms))
     return {"requestId": call.rid, "success": True, "errors": [], "warnings": [],
-            "nextPageToken": encode_token("A", pos)}
+            "nextPageToken": token}
 
 
-def _start(call: Call) -> int:
+def _raw_token(call: Call) -> str:
     tok = call.params.get("nextPageToken", "")
     if not tok:
         raise ApiError("701", "'nextPageToken' cannot be blank")
+    return tok
+
+
+def _bad_token(tok: str) -> ApiError:
+    return ApiError("1001", f"Invalid value '{tok}'. Required of type 'nextPageToken'")
+
+
+def _start(call: Call) -> int:
+    """The log position a token stands for (date tokens map to their time)."""
+    tok = _raw_token(call)
     pos = decode_token(tok, "A")
     if pos is None:
-        raise ApiError("1001", f"Invalid value '{tok}'. Required of type 'nextPageToken'")
+        key = decode_date_token(tok)
+        if key is None:
+            raise _bad_token(tok)
+        pos = call.emu.log.position_for(key[0])
     return pos
+
+
+def _start_key(call: Call) -> tuple[int, int]:
+    """The (date_ms, id) a token stands for (position tokens map to their entry)."""
+    tok = _raw_token(call)
+    key = decode_date_token(tok)
+    if key is not None:
+        return key
+    pos = decode_token(tok, "A")
+    if pos is None:
+        raise _bad_token(tok)
+    items = call.emu.log.items
+    if pos == 0:
+        return (0, 0)
+    last = items[min(pos, len(items)) - 1] if items else None
+    return (last.date_ms, last.id) if last else (0, 0)
 
 
 def _lead_ids(call: Call) -> set[int] | None:
@@ -72,25 +113,68 @@ def _scan(
     call: Call, keep: Callable[[Activity], bool], leadchanges: bool = False
 ) -> dict[str, Any]:
     emu = call.emu
-    items = emu.log.items
-    pos = _start(call)
+    if emu.config.paging_tokens == "date":
+        start_key = _start_key(call)
+    else:
+        pos = _start(call)
     size = _batch(call)
     leads = _lead_ids(call)
     if call.params.get("listId"):
         # Static lists are not emulated; an unknown list behaves as Marketo's "not found".
         raise ApiError("1013", f"List '{call.params['listId']}' not found")
-    end = min(len(items), pos + max(1, emu.config.activity_scan_block))
+    block = max(1, emu.config.activity_scan_block)
+    if emu.config.paging_tokens == "date":
+        return _scan_dates(call, keep, leadchanges, start_key, size, leads, block)
+    items = emu.log.items
+    end = min(len(items), pos + block)
     out: list[dict[str, Any]] = []
+    now_ms = emu.now_ms()
     i = pos
     while i < end:
         act = items[i]
         i += 1
+        if act.visible_ms > now_ms:
+            continue  # not committed yet
         if (leads is None or act.lead_id in leads) and keep(act):
             out.append(render_activity(act, with_change_fields=leadchanges))
             if len(out) >= size:
                 break
     call.records = len(out)
+    call.scanned = i - pos
     return success(call.rid, out, nextPageToken=encode_token("A", i), moreResult=i < len(items))
+
+
+def _scan_dates(
+    call: Call,
+    keep: Callable[[Activity], bool],
+    leadchanges: bool,
+    start_key: tuple[int, int],
+    size: int,
+    leads: set[int] | None,
+    block: int,
+) -> dict[str, Any]:
+    log = call.emu.log
+    keys = log.date_index()
+    now_ms = call.emu.now_ms()
+    start = bisect.bisect_right(keys, start_key)
+    end = min(len(keys), start + block)
+    out: list[dict[str, Any]] = []
+    last = start_key
+    i = start
+    while i < end:
+        last = keys[i]
+        i += 1
+        act = log.items[last[1] - 1]
+        if act.visible_ms > now_ms:
+            continue  # not committed yet: passed over, and the token moves past it
+        if (leads is None or act.lead_id in leads) and keep(act):
+            out.append(render_activity(act, with_change_fields=leadchanges))
+            if len(out) >= size:
+                break
+    call.records = len(out)
+    call.scanned = i - start
+    return success(call.rid, out, nextPageToken=encode_date_token(*last),
+                   moreResult=i < len(keys))
 
 
 async def activities(call: Call) -> dict[str, Any]:
@@ -130,7 +214,8 @@ async def lead_changes(call: Call) -> dict[str, Any]:
 
 
 async def deleted_leads(call: Call) -> dict[str, Any]:
-    cutoff = int((call.emu.now() - call.emu.config.deleted_lead_retention_days * 86400) * 1000)
+    cfg = call.emu.config
+    cutoff = int((call.emu.now() - cfg.scaled(cfg.deleted_lead_retention_days * 86400)) * 1000)
     return _scan(call, lambda a: a.type_id == DELETE_LEAD and a.logged_ms >= cutoff)
 
 

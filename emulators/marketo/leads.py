@@ -8,6 +8,7 @@ API user, which is how the sync recognises its own echoes in the change feed.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from emulators.marketo.activities import (
@@ -233,20 +234,30 @@ async def get_leads(call: Call) -> dict[str, Any]:
         if after is None:
             raise ApiError("1001", f"Invalid value '{tok}'. Required of type 'nextPageToken'")
         ordered = [i for i in ordered if i > after]
+    if emu.config.lead_page_cap > 0:
+        size = min(size, emu.config.lead_page_cap)
     page = ordered[:size]
     call.records = len(page)
     result = [read_person(emu, emu.store.people[i], fields) for i in page]
     body = success(call.rid, result)
     if len(ordered) > size:
-        # Position-based cursor: only valid with the same filter (like Marketo's).
+        # Position-based cursor: only valid with the same filter (like Marketo's);
+        # paging-tokens.md: more results → `moreResult: true` and a `nextPageToken`.
         body["nextPageToken"] = encode_token("L", page[-1])
+        body["moreResult"] = True
     return body
 
 
 # -- write -----------------------------------------------------------------------
+#: What the lookup decided for one record: ("update", lead id, values) or
+#: ("create", 0, values). Applied after the record's server time has passed, so two
+#: overlapping upserts of one new key both miss each other (leads.md race warning).
+Plan = tuple[str, int, dict[str, Any]]
+
+
 def _sync_one(
     call: Call, rec: Any, action: str, lookup: str, partition_id: int
-) -> dict[str, Any]:
+) -> dict[str, Any] | Plan:
     emu = call.emu
     schema = emu.schema
     if not isinstance(rec, dict):
@@ -279,19 +290,28 @@ def _sync_one(
         if cv is INVALID:
             return skipped(1001, f"Invalid value '{key_value}'. Required of type '{type_name(lf)}'")
         matches = emu.store.find(lookup, cv)
-    modifier = call.user.email
     if action == "createOnly" and matches:
         return skipped(1005, "Lead already exists")
     if len(matches) > 1:
         return skipped(1007, "Multiple lead match lookup criteria")
     if matches:
-        lead_id = matches[0]
-        update_person(emu, lead_id, values, modifier, "syncLead", call.rid)
-        return {"id": lead_id, "status": "updated"}
+        return ("update", matches[0], values)
     if action == "updateOnly" or lookup == "id":
         return skipped(1004, "Lead not found")
     if partition_id != 1:
         values["leadPartitionId"] = partition_id
+    return ("create", 0, values)
+
+
+def _apply(call: Call, plan: Plan) -> dict[str, Any]:
+    emu = call.emu
+    kind, lead_id, values = plan
+    modifier = call.user.email
+    if kind == "update":
+        if emu.store.get(lead_id) is None:
+            return skipped(1004, "Lead not found")  # deleted or merged meanwhile
+        update_person(emu, lead_id, values, modifier, "syncLead", call.rid)
+        return {"id": lead_id, "status": "updated"}
     lead_id = create_person(emu, values, modifier, "syncLead", call.rid)
     return {"id": lead_id, "status": "created"}
 
@@ -322,7 +342,15 @@ async def sync_leads(call: Call) -> dict[str, Any]:
             raise ApiError("1003", f"Partition '{pname}' not found")
         partition_id = int(found[0]["id"])  # type: ignore[call-overload]
     call.records = len(items)
-    return success(call.rid, [_sync_one(call, r, action, lookup, partition_id) for r in items])
+    out: list[dict[str, Any]] = []
+    for rec in items:
+        decided = _sync_one(call, rec, action, lookup, partition_id)
+        if call.per_record_s > 0:
+            # The record's server time passes between its lookup and its write.
+            await asyncio.sleep(call.per_record_s)
+        out.append(decided if isinstance(decided, dict) else _apply(call, decided))
+    call.spent = call.per_record_s > 0
+    return success(call.rid, out)
 
 
 def delete_person(emu: Emulator, lead_id: int, modifier: str, rid: str) -> bool:

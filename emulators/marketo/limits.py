@@ -27,10 +27,19 @@ def next_quota_reset(now: float) -> float:
     return midnight.timestamp()
 
 
+def rate_message(cfg: MarketoConfig) -> str:
+    """Marketo's 606 text, naming the configured (unscaled) limit and window."""
+    return (f"Max rate limit '{cfg.rate_limit_calls}' exceeded with in "
+            f"'{int(cfg.rate_limit_window_s)}' secs")
+
+
 class Limiter:
     def __init__(self, config: MarketoConfig) -> None:
         self.config = config
         self.window: deque[float] = deque()
+        #: Call times of the other integrations still inside the window.
+        self.others: deque[float] = deque()
+        self.others_next: float | None = None
         self.in_flight = 0
         self.quota_used = 0
         self.quota_resets_at = 0.0
@@ -39,6 +48,26 @@ class Limiter:
         if now >= self.quota_resets_at:
             self.quota_used = 0
             self.quota_resets_at = next_quota_reset(now)
+
+    def _other_integrations(self, now: float, cutoff: float) -> None:
+        cfg = self.config
+        others = self.others
+        if cfg.shared_calls_per_20s <= 0:
+            others.clear()
+            self.others_next = None
+            return
+        interval = cfg.scaled(20.0 / cfg.shared_calls_per_20s)
+        start = self.others_next
+        if start is None:
+            start = now  # they start with the first call we see
+        elif start < cutoff:
+            start = cutoff  # a long quiet spell: only the last window matters
+        while start <= now:
+            others.append(start)
+            start += interval
+        self.others_next = start
+        while others and others[0] <= cutoff:
+            others.popleft()
 
     def admit(self, now: float) -> tuple[str, str] | None:
         """Count one call; return (code, message) when a limit rejects it.
@@ -49,18 +78,16 @@ class Limiter:
         self._roll_quota(now)
         self.quota_used += 1
         if cfg.rate_limit_calls:
-            cutoff = now - cfg.rate_limit_window_s
+            cutoff = now - cfg.scaled(cfg.rate_limit_window_s)
             w = self.window
             while w and w[0] <= cutoff:
                 w.popleft()
             w.append(now)
+            self._other_integrations(now, cutoff)
         if cfg.max_concurrent and self.in_flight >= cfg.max_concurrent:
             return "615", "Concurrent access limit reached"
-        if cfg.rate_limit_calls and len(self.window) > cfg.rate_limit_calls:
-            return "606", (
-                f"Max rate limit '{cfg.rate_limit_calls}' exceeded with in "
-                f"'{int(cfg.rate_limit_window_s)}' secs"
-            )
+        if cfg.rate_limit_calls and len(self.window) + len(self.others) > cfg.rate_limit_calls:
+            return "606", rate_message(cfg)
         if cfg.daily_quota and self.quota_used > cfg.daily_quota:
             return "607", "Daily quota reached"
         return None

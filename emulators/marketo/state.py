@@ -16,6 +16,7 @@ from emulators.marketo.config import ApiUser, MarketoConfig
 from emulators.marketo.fields import Schema
 from emulators.marketo.limits import Faults, Latency, Limiter, Stats
 from emulators.marketo.store import LeadStore
+from emulators.marketo.world import World
 
 if TYPE_CHECKING:
     from emulators.marketo.bulk import BulkJobs
@@ -35,6 +36,8 @@ class Emulator:
         self.faults = Faults(self.config.seed)
         #: Extra latency per endpoint name (`*` = every endpoint), set by the admin API.
         self.latency: dict[str, Latency] = {}
+        #: Random side of the world profile (latency draws, faults, noise, late commits).
+        self.world = World(self.config)
         self.reset_data()
 
     def reset_data(self) -> None:
@@ -45,7 +48,7 @@ class Emulator:
 
         self.schema = Schema()
         self.store = LeadStore()
-        self.log = ActivityLog()
+        self.log = ActivityLog(visibility=self.world.visible_at)
         self.custom_types: CustomTypes = CustomTypes(self)
         self.bulk: BulkJobs = BulkJobs(self)
         old = getattr(self, "webhooks", None)
@@ -59,6 +62,7 @@ class Emulator:
         self.faults = Faults(self.config.seed)
         self.latency = {}
         self.clock_offset = 0.0
+        self.world.reseed()
 
     def now(self) -> float:
         return time.time() + self.clock_offset
@@ -81,6 +85,12 @@ class Call:
     content_type: str
     #: Set by handlers: how many records the call touched (per-record latency).
     records: int = 0
+    #: Real seconds of server time per input record; handlers that spend it themselves
+    #: (between a record's lookup and its write) set `spent`.
+    per_record_s: float = 0.0
+    spent: bool = False
+    #: Set by feeds: activity-log entries scanned (scan cost).
+    scanned: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def int_param(self, name: str, default: int | None = None) -> int | None:

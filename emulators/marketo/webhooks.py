@@ -172,7 +172,7 @@ class Webhooks:
         text = ""
         try:
             resp = await self.client.request(d["method"], url, content=content, headers=headers,
-                                             timeout=emu.config.webhook_timeout_s)
+                                             timeout=emu.config.scaled(emu.config.webhook_timeout_s))
             code, text = resp.status_code, resp.text
             if not 200 <= code < 300:
                 error_type = f"HTTP {code} {resp.reason_phrase}".strip()
