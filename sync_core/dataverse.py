@@ -107,15 +107,18 @@ class DataverseClient:
         limiter: SlidingWindow | None = None,
         page_size: int = PAGE_SIZE,
         pacer: ExecutionPacer | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         self.url = url.rstrip("/")
-        self.pacer = pacer or ExecutionPacer()
+        self.pacer = pacer or ExecutionPacer(time_scale=time_scale)
         self.page_size = page_size
         self._token = token
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, verify=verify)
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or RetryPolicy().scaled(time_scale)
         # 6000 requests per 300 s and 52 concurrent per user; stay a little under both.
-        self._limiter = limiter or SlidingWindow(calls=5500, period=300.0, concurrent=16)
+        self._limiter = limiter or SlidingWindow(
+            calls=5500, period=300.0 * time_scale, concurrent=16
+        )
         self.calls = 0
 
     async def aclose(self) -> None:

@@ -66,6 +66,16 @@ class RetryPolicy:
         self.max_total_wait = max_total_wait
         self.sleep = sleep
 
+    def scaled(self, factor: float) -> RetryPolicy:
+        """The same policy with every wait multiplied (compressed-time test worlds)."""
+        return RetryPolicy(
+            self.attempts,
+            self.base_delay * factor,
+            self.max_delay * factor,
+            self.max_total_wait * factor,
+            self.sleep,
+        )
+
     async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
         waited = 0.0
         for n in range(1, self.attempts + 1):

@@ -33,6 +33,7 @@ from sync_core.http import RetryPolicy, SlidingWindow, transport_error
 
 log = logging.getLogger("sync_core")
 BATCH = 300
+RATE_WINDOW_S = 20.0  # Marketo's rate limit window (100 calls per 20 s per instance)
 _RETRY_CODES = {"604", "608", "611", "614", "713", "500", "502"}
 _TOKEN_CODES = {"601", "602"}
 # Process-wide token cache: a warm Functions worker reuses its token across invocations,
@@ -62,17 +63,20 @@ class MarketoClient:
         limiter: SlidingWindow | None = None,
         retry: RetryPolicy | None = None,
         budget: int | None = None,
-        rate_limit_wait: float = 20.0,
+        time_scale: float = 1.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._client_id = client_id
         self._secret = client_secret
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
         # Half the instance's 100/20 s: the documented share for one integration.
-        self._limiter = limiter or SlidingWindow(calls=50, period=20.0, concurrent=5)
-        self._retry = retry or RetryPolicy()
+        # `time_scale` shrinks every window and wait for compressed-time test worlds.
+        window = RATE_WINDOW_S * time_scale
+        self._limiter = limiter or SlidingWindow(calls=50, period=window, concurrent=5)
+        self._retry = retry or RetryPolicy().scaled(time_scale)
         self.budget = budget
-        self.rate_limit_wait = rate_limit_wait
+        self.rate_limit_wait = window  # a 606 means the window is full: wait it out
+        self.busy_wait = time_scale  # a 615: a second for a slot to free up
         self.calls = 0
 
     async def aclose(self) -> None:
@@ -169,7 +173,7 @@ class MarketoClient:
             if code == "606":
                 raise Throttled(f"Marketo 606: {message}", retry_after=self.rate_limit_wait)
             if code == "615":
-                raise Throttled(f"Marketo 615: {message}", retry_after=1.0)
+                raise Throttled(f"Marketo 615: {message}", retry_after=self.busy_wait)
             if code in _RETRY_CODES:
                 if not idempotent and code == "604":
                     raise OutcomeUnknown(f"Marketo 604 on {path}: {message}; outcome unknown")

@@ -42,11 +42,13 @@ class ExecutionPacer:
         max_parallel: int = 16,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        time_scale: float = 1.0,
     ) -> None:
-        self.capacity = EXECUTION_LIMIT_S * share
-        self.refill = self.capacity / WINDOW_S  # seconds of execution per second
+        # Budget and window shrink together in compressed time: the refill rate stays.
+        self.capacity = EXECUTION_LIMIT_S * share * time_scale
+        self.refill = self.capacity / (WINDOW_S * time_scale)  # execution s per second
         self.level = self.capacity
-        self.target_batch_s = target_batch_s
+        self.target_batch_s = target_batch_s * time_scale
         self.min_ops, self.max_ops, self.first_ops = min_ops, max_ops, first_ops
         self.max_parallel = max_parallel
         self.parallel = max_parallel
@@ -91,6 +93,7 @@ class ExecutionPacer:
         remaining = _number(headers.get(REMAINING_HEADER))
         if remaining is not None:
             # Milliseconds the user has left in the window: other work may have spent it.
+            # (capacity / limit = share x time scale: the header is in service time)
             self.level = min(self.level, remaining / 1000.0 * (self.capacity / EXECUTION_LIMIT_S))
         dop = _number(headers.get(DOP_HEADER))
         if dop is not None and dop >= 1:

@@ -140,6 +140,7 @@ def build_clients(
         transport=marketo_transport,
         timeout=timeout,
         retry=retry,
+        time_scale=settings.sync_time_scale,
     )
     dataverse = DataverseClient(
         settings.dynamics_url,
@@ -150,6 +151,7 @@ def build_clients(
         timeout=timeout,
         retry=retry,
         page_size=settings.sync_dynamics_page_size,
+        time_scale=settings.sync_time_scale,
     )
     return marketo, dataverse
 

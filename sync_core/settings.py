@@ -121,6 +121,10 @@ class Settings(BaseSettings):
         0.25, validation_alias=_env("SYNC_MASS_CHANGE_SHARE"), gt=0, le=1
     )
 
+    # Compressed-time test worlds and benchmarks only: every window the clients pace by
+    # and every wait they sit out is multiplied by this. Leave it at 1 in Azure.
+    sync_time_scale: float = Field(1.0, validation_alias=_env("SYNC_TIME_SCALE"), gt=0, le=1)
+
     @field_validator("*", mode="before")
     @classmethod
     def _not_a_key_vault_reference(cls, value: Any) -> Any:

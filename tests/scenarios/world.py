@@ -24,6 +24,7 @@ from emulators.dynamics import create_app as dynamics_app
 from emulators.dynamics.profiles import apply_profile
 from emulators.marketo import MarketoConfig
 from emulators.marketo import create_app as marketo_app
+from emulators.marketo.profiles import apply_profile as apply_marketo_profile
 from emulators.stack import sync_env
 from sync_core.entrypoints import run_cycle
 from sync_core.settings import Settings, load_settings
@@ -41,6 +42,10 @@ class World(People):
     extra_env: dict[str, str] = field(default_factory=dict)
     # The in-process emulator apps, for the few changes no admin call offers.
     apps: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Under a production-like profile: how far Marketo's clock moves before each cycle, so
+    # an edit made just now is as old as it is when a 5-minute cycle meets it (past the
+    # late-commit delay; a later commit is the next cycle's, as in production).
+    settle_s: float = 0.0
 
     # ---- the sync ------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -61,6 +66,8 @@ class World(People):
         asyncio.run(run_setup(self.settings()))
 
     def cycle(self) -> dict[str, Any]:
+        if self.settle_s:
+            self.marketo_admin("POST", "clock", json={"advance_s": self.settle_s})
         summary = asyncio.run(run_cycle(self.settings(), ca_bundle=self.ca_bundle))
         assert summary["outcome"] in ("succeeded", "skipped", "stopped", "partial"), summary
         return summary
@@ -84,13 +91,24 @@ def open_world(
     ca.cert_pem.write_to_path(str(bundle))
     mconf = marketo_config or MarketoConfig(rate_limit_calls=0)
     dconf = dynamics_config or DynamicsConfig()
-    profile = os.environ.get("SCENARIO_PROFILE", "exact")
+    # A test that built its own world keeps it; the others may run in a harder one.
+    profile = "exact" if dynamics_config else os.environ.get("SCENARIO_PROFILE", "exact")
     if profile != "exact":
         # The same scenarios in a world as slow, limited and faulty as production, time
         # compressed: every duration the emulators spend or enforce is scaled.
         seed = int(os.environ.get("SCENARIO_SEED", "1"))
         apply_profile(dconf.world, profile, seed=seed, time_scale=TIME_SCALE,
                       overrides={"fault_users": ["sync-app"]})  # fmt: skip
+        apply_marketo_profile(mconf, profile)
+        mconf.seed, mconf.time_scale = seed, TIME_SCALE
+        settle = mconf.late_delay_s * TIME_SCALE
+        # The admin sets the feed overlap past the instance's late-commit delay (the
+        # default, 120 s, covers production's 60 s; hostile's 300 s needs more).
+        overlap = max(120.0, 1.2 * mconf.late_delay_s) * TIME_SCALE
+        env = {"SYNC_MARKETO_FEED_OVERLAP_SECONDS": str(overlap),
+               "SYNC_TIME_SCALE": str(TIME_SCALE)}  # the sync's own waits, compressed too
+    else:
+        settle, env = 0.0, {}
     apps = {"marketo": marketo_app(mconf), "dynamics": dynamics_app(dconf)}
     mkto = stack.enter_context(running_server(apps["marketo"]))
     dyn = stack.enter_context(
@@ -104,4 +122,6 @@ def open_world(
         prefix="s" + uuid.uuid4().hex[:12],
         tenant=dconf.tenant_id,
         apps=apps,
+        settle_s=settle,
+        extra_env=env,
     )

@@ -57,7 +57,6 @@ def run(script: list[httpx.Response | Exception], call: str = "updateOnly"):
             "secret",
             transport=httpx.MockTransport(handler),
             retry=RetryPolicy(attempts=4, sleep=sleep),
-            rate_limit_wait=20.0,
         )
         try:
             return await client.sync_leads(call, [{"id": 1, "title": "x"}])
