@@ -50,6 +50,26 @@ async def run_scheduled_cycle() -> dict[str, Any]:
     return summary
 
 
+@dataclass
+class Page:
+    status: int
+    html: str
+
+
+async def status_document() -> Reply:
+    """`GET /api/status`: the status document (schema in sync_core.health)."""
+    from sync_core.health import read_status
+
+    return Reply(200, await read_status(load_settings()))
+
+
+async def dashboard() -> Page:
+    """`GET /api/dashboard`: the health page."""
+    from sync_core.dashboard import dashboard_html
+
+    return Page(200, await dashboard_html(load_settings()))
+
+
 async def sync_person(body: bytes, headers: dict[str, str]) -> Reply:
     from sync_core.realtime import handle_sync_person
 
