@@ -106,7 +106,7 @@ def bar_chart(
     ]
     for i, label in enumerate(labels):
         x = left + i * step
-        y = top + plot_h
+        y = float(top + plot_h)
         for s in series:
             h = s.values[i] * scale
             if h > 0:
@@ -121,7 +121,7 @@ def bar_chart(
                 f'<text x="{x + 2:.1f}" y="{height - 10}" class="tick">{_e(label)}</text>'
             )
     if limit:
-        y = top + plot_h - limit * scale
+        y = float(top + plot_h - limit * scale)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}" '
             f'stroke="{COLORS["bad"]}" stroke-dasharray="4 3"/>'
