@@ -4,9 +4,10 @@
     doctor              check the whole configuration; exit 1 if a check fails
     fields              candidate fields in both systems; build a mapping file
     run-once [--json]   one delta cycle, then a summary; exit 1 if it failed
-    status              the last cycles and their outcome
+    status              the sync's health: cycles, lag, backlog, people, quota, fields
     errors              list or export (CSV) sync errors
     release             let changes held by the mass-change guard through
+    explain KEY         one person: values on both sides, base, history and rules
 
 Commands other than run-once live in their own modules (COMMANDS below), each with
 `register(subparsers)`, so adding one touches one line here.
@@ -55,7 +56,7 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 # Modules providing further commands (register/run); see the module docstring.
-COMMANDS: tuple[str, ...] = ("setup", "doctor", "fields", "reports")
+COMMANDS: tuple[str, ...] = ("setup", "doctor", "fields", "reports", "explain")
 
 
 def _run_once(args: argparse.Namespace) -> int:
