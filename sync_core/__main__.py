@@ -8,6 +8,7 @@
     errors              list or export (CSV) sync errors
     release             let changes held by the mass-change guard through
     explain KEY         one person: values on both sides, base, history and rules
+    plan                dry run of the next cycle; writes nothing anywhere
 
 Commands other than run-once live in their own modules (COMMANDS below), each with
 `register(subparsers)`, so adding one touches one line here.
@@ -56,13 +57,15 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 # Modules providing further commands (register/run); see the module docstring.
-COMMANDS: tuple[str, ...] = ("setup", "doctor", "fields", "reports", "explain")
+COMMANDS: tuple[str, ...] = ("setup", "doctor", "fields", "reports", "explain", "dryrun")
 
 
 def _run_once(args: argparse.Namespace) -> int:
     from sync_core.entrypoints import run_cycle
+    from sync_core.progress import Progress
 
-    summary = asyncio.run(run_cycle())
+    # A progress line on a terminal (stderr); nothing extra when piped.
+    summary = asyncio.run(run_cycle(progress=Progress.for_stream(sys.stderr)))
     if args.json:
         print(json.dumps(summary, default=str))
     else:

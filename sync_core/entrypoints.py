@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync_core.progress import Progress, watching
 from sync_core.runtime import build_runtime, new_cycle
 from sync_core.settings import Settings, load_settings
 
@@ -33,11 +34,17 @@ class CycleFailed(RuntimeError):
     """Raised to the Functions host so a failed cycle shows as a failed invocation."""
 
 
-async def run_cycle(settings: Settings | None = None, **runtime_options: Any) -> dict[str, Any]:
+async def run_cycle(
+    settings: Settings | None = None, progress: Progress | None = None, **runtime_options: Any
+) -> dict[str, Any]:
     settings = settings or load_settings()
     rt = build_runtime(settings, **runtime_options)
     try:
-        return dict(await new_cycle(rt).run())
+        cycle = new_cycle(rt)
+        if progress is None:
+            return dict(await cycle.run())
+        async with watching(cycle, progress):
+            return dict(await cycle.run())
     finally:
         await rt.aclose()
 
