@@ -17,6 +17,8 @@ import azure.functions as func
 import sync_core.entrypoints as entrypoints
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# OpenTelemetry to Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set.
+entrypoints.configure_telemetry()
 
 # Read at indexing time so an app setting can change the beat without a code change;
 # the default is the native connector's 5-minute cycle.

@@ -23,6 +23,7 @@ import json
 import sys
 from typing import Any
 
+from sync_core import telemetry
 from sync_core.errors import SyncError
 from sync_core.settings import SettingsError
 
@@ -110,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in COMMANDS:
         importlib.import_module(f"sync_core.{name}").register(sub)
     args = parser.parse_args(argv)
+    telemetry.install_log_context()
     try:
-        return int(args.handler(args))
+        with telemetry.correlation(args.command):
+            return int(args.handler(args))
     except (SettingsError, SyncError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
