@@ -332,7 +332,7 @@ def _page(settings: Settings) -> str:
     try:
         status = build_status(store, settings, last=10, now=now)
         hist = history(store, settings, now)
-        errors = store.list_errors(since=now - timedelta(days=DAYS))[:LATEST_ERRORS]
+        errors = store.list_errors(since=now - timedelta(days=DAYS), limit=LATEST_ERRORS)
     finally:
         store.close()
     return render(status, hist, errors)

@@ -5,8 +5,9 @@ For one person: the link, every synced field's current value on both sides (read
 from both APIs), whether each side still equals the agreed base (the keyed hash in the
 link row), what the next cycle would do with it (the planner's own verdict, so the
 answer cannot drift from the engine), and the person's sync history with the rule that
-decided each field. It reads only: nothing is written to either system or the state.
-Values are printed to the admin's terminal and never logged.
+decided each field. It reads only: nothing is written to either system or the state
+(except the hash key on an install that has none yet, as every command makes sure it
+exists). Values are printed to the admin's terminal and never logged.
 """
 
 from __future__ import annotations

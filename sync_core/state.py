@@ -474,13 +474,24 @@ class StateStore:
             )
         self._write("errors", entities)
 
-    def list_errors(self, since: datetime | None = None) -> list[dict[str, Any]]:
+    def list_errors(
+        self, since: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Errors newest first; `limit` stops after that many (one page, not the table)."""
         query = "PartitionKey eq 'error'"
         params: dict[str, Any] = {}
         if since is not None:
             query += " and RowKey lt @bound"
             params["bound"] = _newest_first(since) + "~"
-        return [dict(r) for r in self._t("errors").query_entities(query, parameters=params)]
+        rows = self._t("errors").query_entities(
+            query, parameters=params, results_per_page=limit or 1000
+        )
+        out = []
+        for row in rows:
+            out.append(dict(row))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
         stamp = _now()
