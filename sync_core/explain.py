@@ -141,6 +141,10 @@ def field_report(
         d_ok = _agrees(hasher, d_val, r.fold_case, base) if row is not None else None
         if plan is None:
             verdict = "not linked: the background cycle does not compare this person"
+        elif r.marketo in plan.held_rejected:
+            verdict = "held: this value was rejected before; resent once either side changes"
+        elif r.marketo in plan.kept:
+            verdict = f"kept as it is by the field's rule ({plan.kept[r.marketo]})"
         elif r.marketo in winners:
             verdict = f"collision: both changed; {winners[r.marketo]} wins"
         elif r.marketo in plan.to_marketo:
