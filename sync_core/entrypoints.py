@@ -72,15 +72,14 @@ def configure_telemetry() -> bool:
 
 
 async def run_scheduled_cycle() -> dict[str, Any]:
-    with telemetry.correlation("cycle") as cid:
+    with telemetry.correlation("cycle"):
         summary = await run_cycle()
         # Counts, ids and durations only: the summary holds no personal data.
         log.info(
             "sync cycle %s",
             json.dumps(summary, default=str),
-            extra={"cycle_id": summary.get("cycleId"), "outcome": summary.get("outcome"),
-                   "correlation": cid},
-        )  # fmt: skip
+            extra={"cycle_id": summary.get("cycleId"), "outcome": summary.get("outcome")},
+        )
     if summary.get("outcome") == "failed":
         raise CycleFailed(summary.get("message") or "cycle failed")
     return summary
