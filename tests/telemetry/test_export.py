@@ -75,18 +75,24 @@ def test_metrics_and_logs_reach_application_insights():
                 metrics.setdefault(m["name"], []).append(
                     {"value": m["value"], **item["data"]["baseData"].get("properties", {})}
                 )
-    people = {p["direction"]: p["value"] for p in metrics["sync.people"]}
-    assert people["to-marketo"] == 3 and people["to-dynamics"] == 2
-    assert metrics["sync.collisions"][0]["value"] == 1
-    assert metrics["sync.rejections"][0]["value"] == 4
-    assert {p["system"]: p["value"] for p in metrics["sync.api_calls"]} == {
-        "marketo": 7,
-        "dynamics": 5,
-    }
-    assert metrics["sync.cycle.failed"][0]["value"] == 1
-    (lag,) = metrics["sync.cursor.lag"]
-    assert lag == {"value": 42.0, "cursor": "dynamics-lead"}
-    assert metrics["sync.marketo.quota_used"][0]["value"] == 0.25
+    # Several export intervals may pass before exit: counters are deltas (sum them),
+    # gauges repeat their last value.
+    def total(name: str, **dims: str) -> float:
+        points = metrics[name]
+        return sum(p["value"] for p in points if all(p.get(k) == v for k, v in dims.items()))
+
+    def gauge(name: str) -> set[tuple]:
+        return {tuple(sorted(p.items())) for p in metrics[name]}
+
+    assert total("sync.people", direction="to-marketo") == 3
+    assert total("sync.people", direction="to-dynamics") == 2
+    assert total("sync.collisions") == 1 and total("sync.rejections") == 4
+    assert total("sync.api_calls", system="marketo") == 7
+    assert total("sync.api_calls", system="dynamics") == 5
+    assert total("sync.cycles", outcome="failed") == 1
+    assert gauge("sync.cycle.failed") == {(("value", 1),)}
+    assert gauge("sync.cursor.lag") == {(("cursor", "dynamics-lead"), ("value", 42.0))}
+    assert gauge("sync.marketo.quota_used") == {(("value", 0.25),)}
     messages = [i["data"]["baseData"] for i in received if i["data"]["baseType"] == "MessageData"]
     (log,) = [m for m in messages if m["message"] == "cycle finished"]
     assert log["properties"]["correlation_id"] == "corr-0001"
