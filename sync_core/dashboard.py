@@ -117,9 +117,7 @@ def bar_chart(
                     f"{_e(_num(s.values[i]))} {_e(unit)}</title></rect>"
                 )
         if i % label_every == 0:
-            parts.append(
-                f'<text x="{x + 2:.1f}" y="{height - 10}" class="tick">{_e(label)}</text>'
-            )
+            parts.append(f'<text x="{x + 2:.1f}" y="{height - 10}" class="tick">{_e(label)}</text>')
     if limit:
         y = float(top + plot_h - limit * scale)
         parts.append(
@@ -130,11 +128,10 @@ def bar_chart(
         )
     parts.append("</svg>")
     legend = " ".join(
-        f'<span class="key"><i style="background:{s.color}"></i>{_e(s.name)}</span>'
-        for s in series
+        f'<span class="key"><i style="background:{s.color}"></i>{_e(s.name)}</span>' for s in series
     )
     return (
-        f'<figure><figcaption>{_e(title)} <small>({_e(unit)})</small></figcaption>'
+        f"<figure><figcaption>{_e(title)} <small>({_e(unit)})</small></figcaption>"
         f'{"".join(parts)}<div class="legend">{legend}</div></figure>'
     )
 
@@ -228,9 +225,20 @@ def render(status: dict[str, Any], hist: dict[str, Any], errors: list[dict[str, 
         for e, v in status["changeTracking"].items()
     )
     act = status["activityLog"]["active"]
+    holds = "".join(
+        f"<tr><td>{_e(h['field'])}</td><td>{_e(h['direction'])}</td><td>{_e(h['count'])}</td>"
+        f"<td>{_e(h['since'])}</td><td><code>python -m sync_core release --field "
+        f"{_e(h['field'])} --direction {_e(h['direction'])}</code></td></tr>"
+        for h in status["holds"]
+    )
+    if holds:
+        tile_html += (
+            f'<div class="tile"><b class="bad">{len(status["holds"])}</b>'
+            "<span>fields held by the mass-change guard</span></div>"
+        )
     field_rows = "".join(
         f"<tr><td>{_e(f['entity'])}</td><td>{_e(f['field'])}</td><td>{_e(f['column'])}</td>"
-        f"<td>{_e(f['direction'])}</td><td class=\"{_field_class(f)}\">"
+        f'<td>{_e(f["direction"])}</td><td class="{_field_class(f)}">'
         f"{_e(_field_state(f))}</td></tr>"
         for f in status["fields"]
     )
@@ -298,11 +306,13 @@ def render(status: dict[str, Any], hist: dict[str, Any], errors: list[dict[str, 
 <section id="lag"><h2>Cursors and lag</h2><table><tr><th>cursor</th><th>mode</th>
 <th>oldest unsynced change at most</th></tr>{lag_rows}</table>
 <p>change tracking: {_e(tracking)}; activity log:
-{_e("active" if act else "not set up" if act is False else "?")}</p></section>
+{_e("on" if act else "OFF" if act is False else "?")}
+{_e(status["activityLog"]["reason"])}</p></section>
 <section id="throughput">{charts[0]}</section>
 <section id="lag-chart">{charts[1]}</section>
 <section id="errors-chart">{charts[2]}</section>
 <section id="quota">{charts[3]}</section>
+{_holds_section(holds)}
 <section id="backlog"><h2>Backlog</h2><table><tr><th>table</th><th>kind</th>
 <th>records left (estimate)</th><th>page saved</th></tr>{backlog}</table></section>
 <section id="cycles"><h2>Last cycles</h2><table><tr><th>started (UTC)</th><th>outcome</th>
@@ -314,6 +324,16 @@ def render(status: dict[str, Any], hist: dict[str, Any], errors: list[dict[str, 
 <th>Dynamics</th><th>direction</th><th>state</th></tr>{field_rows}</table></section>
 </main></body></html>
 """
+
+
+def _holds_section(rows: str) -> str:
+    if not rows:
+        return ""
+    return (
+        '<section id="holds"><h2>Held by the mass-change guard</h2><table><tr><th>field</th>'
+        "<th>direction</th><th>writes</th><th>since</th><th>release</th></tr>"
+        f"{rows}</table></section>"
+    )
 
 
 def _field_state(f: dict[str, Any]) -> str:

@@ -22,6 +22,8 @@ import sys
 from collections import defaultdict
 from typing import Any, TextIO, cast
 
+import httpx
+
 from sync_core.dataverse import DataverseClient, Op, OpResult
 from sync_core.errors import SyncError
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, load_mapping
@@ -42,7 +44,7 @@ class PlanLimitReached(SyncError):
 
 
 class DryRunRefused(SyncError):
-    """Something tried a write the dry run does not know how to capture."""
+    """Something used a client or store method the dry run has not classified."""
 
 
 class Capture:
@@ -55,6 +57,8 @@ class Capture:
         self.marketo_creates: list[dict[str, Any]] = []
         self.dynamics_writes: list[Op] = []
         self.activities = 0
+        self.merges: list[dict[str, Any]] = []  # Marketo merges the cycle would make
+        self.other_writes: list[dict[str, str]] = []  # generic calls that write
         self.events: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.people: dict[int, dict[str, Any]] = {}  # Marketo values read, by id
@@ -74,10 +78,10 @@ def _refuse(owner: str, name: str) -> Any:
 
 class DryRunMarketo:
     READS = frozenset(
-        {"get_leads", "paging_token", "lead_changes", "deleted_leads", "activity_types",
-         "aclose", "forget_token", "call"}
+        {"get_leads", "paging_token", "lead_changes", "deleted_leads", "activities",
+         "activity_types", "aclose", "forget_token", "call"}
     )  # fmt: skip
-    WRITES = frozenset({"sync_leads", "add_activities"})
+    WRITES = frozenset({"sync_leads", "add_activities", "merge"})
     ATTRIBUTES = frozenset({"base_url", "budget", "calls", "rate_limit_wait"})
 
     def __init__(self, inner: MarketoClient, capture: Capture) -> None:
@@ -96,12 +100,18 @@ class DryRunMarketo:
         setattr(self._inner, name, value)  # the cycle sets its daily budget
 
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        # The generic call is a read only as GET (or Marketo's POST with _method=GET).
+        # The generic call is a read only as GET (or Marketo's POST with _method=GET);
+        # anything else (creating activity types, say) is captured and answered as done.
         params = kwargs.get("params") or {}
         if method.upper() not in READ_ONLY_HTTP and params.get("_method") != "GET":
-            raise DryRunRefused(f"dry run: refused Marketo {method} {path}")
+            self._capture.other_writes.append({"system": "marketo", "method": method,
+                                               "path": path})  # fmt: skip
+            return {"success": True, "requestId": "dry-run", "result": []}
         result: dict[str, Any] = await self._inner.call(method, path, **kwargs)
         return result
+
+    async def merge(self, winner: int, losers: list[int]) -> None:
+        self._capture.merges.append({"winner": winner, "losers": list(losers)})
 
     async def get_leads(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         people: list[dict[str, Any]] = await self._inner.get_leads(*args, **kwargs)
@@ -154,7 +164,10 @@ class DryRunDataverse:
 
     async def request(self, method: str, url: str, **kwargs: Any) -> Any:
         if method.upper() not in READ_ONLY_HTTP:
-            raise DryRunRefused(f"dry run: refused Dataverse {method} {url}")
+            # A generic write (a Dataverse Merge, say): captured, answered as done.
+            self._capture.other_writes.append({"system": "dynamics", "method": method,
+                                               "path": url})  # fmt: skip
+            return httpx.Response(204, request=httpx.Request(method, "https://dry-run/"))
         return await self._inner.request(method, url, **kwargs)
 
     async def changes(self, *args: Any, **kwargs: Any) -> Any:
@@ -347,6 +360,8 @@ def build_plan(capture: Capture, summary: dict[str, Any], settings: Settings) ->
             for e in capture.errors
         ],
         "activities": capture.activities,
+        "merges": capture.merges,
+        "otherWrites": capture.other_writes,
         "rules": RULES,
     }
 
@@ -414,6 +429,11 @@ def print_plan(plan: dict[str, Any], out: TextIO) -> None:
         )
     for r in plan["rejections"]:
         print(f"rejected before sending: {r['direction']} {r['fields']}: {r['message']}", file=out)
+    for mg in plan["merges"]:
+        losers = ", ".join(str(x) for x in mg["losers"])
+        print(f"merge Marketo people {losers} into {mg['winner']}", file=out)
+    for w in plan["otherWrites"]:
+        print(f"{w['system']}: {w['method']} {w['path']}", file=out)
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

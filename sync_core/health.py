@@ -104,11 +104,28 @@ def _fields(settings: Settings, access: dict[str, Any] | None) -> list[dict[str,
     return out
 
 
+def _activity_log(setup_row: dict[str, Any] | None, cycle: dict[str, Any] | None) -> dict[str, Any]:
+    """On when the last cycle could log activities ("on"; "off: <why>" otherwise); before
+    any cycle, what `setup` left approved."""
+    state = str(cycle.get("activityLog") or "") if cycle else ""
+    out: dict[str, Any] = {"active": None, "types": sorted(TYPES), "checkedAt": None, "reason": ""}
+    if cycle and state.startswith(("on", "off")):
+        out.update(active=state == "on", checkedAt=cycle.get("ended"))
+        out["reason"] = "" if state == "on" else state.removeprefix("off: ")
+    elif setup_row is not None:
+        out.update(
+            active=all(t in setup_row.get("approved", []) for t in TYPES),
+            checkedAt=setup_row.get("at"),
+        )
+    return out
+
+
 def build_status(
     store: StateStore, settings: Settings, *, last: int = 10, now: datetime | None = None
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    cycles = [cycle_view(r) for r in store.recent_cycles(max(1, last))]
+    rows = store.recent_cycles(max(1, last))
+    cycles = [cycle_view(r) for r in rows]
     failed_in_a_row = 0
     for c in cycles:
         if c["outcome"] not in FAILED:
@@ -149,6 +166,7 @@ def build_status(
     recent_errors = store.list_errors(since=now - timedelta(hours=24))
     rejected_people = {e.get("marketoId") or e.get("dynamicsId") for e in recent_errors}
 
+    last_row = next((r for r in rows if r.get("outcome") != "skipped"), None)
     access = _loads(store.get_value("meta", FIELD_ACCESS_ROW), None)
     activity = _loads(store.get_value("meta", ACTIVITY_TYPES_ROW), None)
     last_cycle = cycles[0] if cycles else None
@@ -179,13 +197,11 @@ def build_status(
             "used": used,
             "left": max(0, budget - used),
         },
-        "activityLog": {
-            "active": None
-            if activity is None
-            else all(t in activity.get("approved", []) for t in TYPES),
-            "types": sorted(TYPES),
-            "checkedAt": None if activity is None else activity.get("at"),
-        },
+        "activityLog": _activity_log(activity, last_row),
+        # Mass-change holds as the last cycle left them (release with `release`).
+        "holds": [h for h in _loads(last_row.get("held"), []) if h.get("status") == "held"]
+        if last_row
+        else [],
         "changeTracking": {
             e: (None if last_cycle is None else e not in watermark) for e in ENTITIES
         },

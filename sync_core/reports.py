@@ -122,8 +122,15 @@ def status_lines(doc: dict[str, Any]) -> list[str]:
         f"Marketo quota {q['day']}: {q['used']} used, {q['left']} left of the sync's "
         f"{q['syncBudget']} (daily {q['daily']})"
     )
+    for h in doc["holds"]:
+        lines.append(
+            f"HELD by the mass-change guard: {h['field']} {h['direction']} ({h['count']} "
+            f"writes > {h['limit']}); release: python -m sync_core release --field "
+            f"{h['field']} --direction {h['direction']}"
+        )
     act = doc["activityLog"]["active"]
-    lines.append(f"activity log: {'active' if act else 'not set up' if act is False else '?'}")
+    why = f" ({doc['activityLog']['reason']})" if doc["activityLog"]["reason"] else ""
+    lines.append(f"activity log: {'on' if act else 'OFF' if act is False else '?'}{why}")
     tracking = ", ".join(
         f"{e} {'on' if v else 'OFF (modifiedon fallback)' if v is False else '?'}"
         for e, v in doc["changeTracking"].items()

@@ -17,7 +17,7 @@ from tests.scenarios.world import World
 TOP_KEYS = {
     "schema", "generatedAt", "live", "cycles", "failedInARow", "lastSucceeded", "cursors",
     "backlog", "people", "quota", "activityLog", "changeTracking", "fieldsCheckedAt",
-    "fieldsStale", "fields",
+    "fieldsStale", "fields", "holds",
 }  # fmt: skip
 CYCLE_KEYS = {
     "cycleId", "started", "ended", "durationSeconds", "outcome", "message", "toMarketo",
@@ -89,7 +89,8 @@ def test_status_json_after_cycles(world: World):
         assert 0 <= c["lagSeconds"] < 60
     assert cursors["dynamics-lead"]["mode"] == "change-tracking"
     assert doc["changeTracking"] == {"lead": True, "contact": True}
-    assert doc["backlog"] == []
+    assert doc["backlog"] == [] and doc["holds"] == []
+    assert doc["activityLog"]["active"] is True and doc["activityLog"]["reason"] == ""
 
     assert doc["fieldsCheckedAt"] is not None and doc["fieldsStale"] is False
     for f in doc["fields"]:
@@ -146,3 +147,27 @@ def test_failed_cycles_are_counted(world: World):
     assert doc["failedInARow"] == 2 and doc["lastSucceeded"] is None
     text = run(world.env(), "status").stdout
     assert "FAILING: the last 2 cycle(s) did not succeed" in text
+
+
+def test_holds_of_the_mass_change_guard_show_until_released(world: World):
+    world.setup()
+    world.extra_env["SYNC_MASS_CHANGE_LIMIT"] = "2"
+    for n in range(3):
+        world.dyn_create("contact", lastname=f"M{n}", emailaddress1=f"m{n}@example.com")
+    world.cycle()
+    store = world.store()
+    ids = [link.marketo_id for link in store.iter_links()]
+    store.close()
+    for mid in ids:
+        world.marketo_edit(mid, title="Imported by mistake")
+    world.cycle()
+    (hold,) = status(world)["holds"]
+    assert (hold["field"], hold["direction"], hold["count"]) == ("title", "to-dynamics", 3)
+    text = run(world.env(), "status").stdout
+    assert "HELD by the mass-change guard: title to-dynamics" in text
+    assert (
+        run(world.env(), "release", "--field", "title", "--direction", "to-dynamics").returncode
+        == 0
+    )
+    world.cycle()
+    assert status(world)["holds"] == []

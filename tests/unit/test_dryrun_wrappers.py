@@ -30,19 +30,26 @@ def test_every_public_method_is_a_read_or_a_write(wrapper, wrapped):
         assert name in wrapper.__dict__, name
 
 
-def test_unclassified_and_write_calls_are_refused():
+def test_unclassified_calls_are_refused_and_writes_captured():
     class Inner:
         base_url = "x"
 
         async def call(self, method, path, **kw):
             return {"ok": True}
 
-    mk = DryRunMarketo(Inner(), Capture())  # type: ignore[arg-type]
+    capture = Capture()
+    mk = DryRunMarketo(Inner(), capture)  # type: ignore[arg-type]
     with pytest.raises(DryRunRefused):
         _ = mk.delete_everything
-    with pytest.raises(DryRunRefused):
-        asyncio.run(mk.call("POST", "/rest/v1/activities/external/type.json"))
+    # A generic write is captured and answered as done, never sent.
+    done = asyncio.run(mk.call("POST", "/rest/v1/activities/external/type.json"))
+    assert done["success"] is True and done["requestId"] == "dry-run"
+    assert capture.other_writes == [
+        {"system": "marketo", "method": "POST", "path": "/rest/v1/activities/external/type.json"}
+    ]
     got = asyncio.run(mk.call("POST", "/rest/v1/leads.json", params={"_method": "GET"}))
     assert got == {"ok": True}
+    asyncio.run(mk.merge(5, [6, 7]))
+    assert capture.merges == [{"winner": 5, "losers": [6, 7]}]
     with pytest.raises(DryRunRefused):
         mk.something = 1
