@@ -105,15 +105,28 @@ def test_status_json_after_cycles(world: World):
     assert live["live"] is True and live["people"]["excludedByFilter"] == 1
 
 
-def test_link_counts_follow_closes(world: World):
+def test_link_counts_follow_moves_merges_and_closes(world: World):
     world.setup()
     ids = [world.dyn_create("contact", lastname=f"D{n}", emailaddress1=f"d{n}@example.com")
-           for n in range(2)]  # fmt: skip
+           for n in range(3)]  # fmt: skip
+    lead = world.dyn_create("lead", lastname="Q", emailaddress1="q@example.com")
     world.cycle()
+    before = status(world)["people"]
+    assert (before["linkedLeads"], before["linkedContacts"]) == (1, 3)
+    world.dyn_qualify(lead, account=True)  # the person moves from the lead to its contact
+    world.dyn_merge("contact", ids[1], ids[2])  # the subordinate's link goes
     world.dyn_delete("contact", ids[0])
     world.cycle()
-    doc = status(world)
-    assert doc["people"]["linkedContacts"] == 1
+    people = status(world)["people"]
+    store = world.store()
+    scanned = list(store.iter_links())
+    store.close()
+    assert people["linked"] == len(scanned)
+    assert (people["linkedLeads"], people["linkedContacts"]) == (
+        sum(link.entity == "lead" for link in scanned),
+        sum(link.entity == "contact" for link in scanned),
+    )
+    assert people["linkedLeads"] == 0 and people["linkedContacts"] == len(scanned) < 4
 
 
 def test_backlog_while_a_first_load_is_resumable(world: World):

@@ -75,6 +75,7 @@ def test_metrics_and_logs_reach_application_insights():
                 metrics.setdefault(m["name"], []).append(
                     {"value": m["value"], **item["data"]["baseData"].get("properties", {})}
                 )
+
     # Several export intervals may pass before exit: counters are deltas (sum them),
     # gauges repeat their last value.
     def total(name: str, **dims: str) -> float:

@@ -120,6 +120,14 @@ def test_a_demo_sized_run_logs_no_personal_data(
         asyncio.run(explain_one("nova.prospect@example.com"))
         asyncio.run(explain_one(str(other.marketo_id)))
         secrets = {"sync-app-secret", "test-webhook-secret", "marketing-user-secret"}
+        # The same run keeps the link counters `status` reads exact (creates, links by
+        # email, the webhook's create): they agree with a scan of the links table.
+        store = world.store()
+        scanned: dict[str, int] = {}
+        for link in store.iter_links():
+            scanned[link.entity] = scanned.get(link.entity, 0) + 1
+        assert store.link_counts() == scanned
+        store.close()
         edited = {"VP Sales Zebrafish", "VP Marketing Quokka", "Leedsbury", "Chief Narwhal",
                   "Chief Pangolin", "Intern Axolotl", "Novalee", "Prospectorova"}  # fmt: skip
         values = personal_values(world) | edited
