@@ -87,6 +87,7 @@ def bar_chart(
     *,
     limit: float | None = None,
     label_every: int = 4,
+    show_values: bool = False,
 ) -> str:
     """A stacked bar chart as inline SVG, with a title, y scale and optional limit line."""
     width, height, left, bottom, top = 640, 200, 48, 28, 12
@@ -116,6 +117,12 @@ def bar_chart(
                     f'height="{h:.1f}" fill="{s.color}"><title>{_e(label)}: {_e(s.name)} '
                     f"{_e(_num(s.values[i]))} {_e(unit)}</title></rect>"
                 )
+        if show_values and totals[i]:
+            # Small bars under a high limit line stay readable with their number on top.
+            parts.append(
+                f'<text x="{x + step / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle" '
+                f'class="tick">{_e(_num(totals[i]))}</text>'
+            )
         if i % label_every == 0:
             parts.append(f'<text x="{x + 2:.1f}" y="{height - 10}" class="tick">{_e(label)}</text>')
     if limit:
@@ -292,6 +299,7 @@ def render(status: dict[str, Any], hist: dict[str, Any], errors: list[dict[str, 
             "calls per day (US Central)",
             limit=hist["quotaBudget"],
             label_every=1,
+            show_values=True,
         ),
     ]
     return f"""<!DOCTYPE html>
