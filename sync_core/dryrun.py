@@ -25,7 +25,8 @@ from typing import Any, TextIO, cast
 import httpx
 
 from sync_core.dataverse import DataverseClient, Op, OpResult
-from sync_core.errors import SyncError
+from sync_core.errors import ConfigError, SyncError
+from sync_core.health import require_tables
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, load_mapping
 from sync_core.marketo import MarketoClient
 from sync_core.planner import Hasher
@@ -197,7 +198,8 @@ class DryRunStore:
 
     READS = frozenset(
         {"links_by_marketo", "links_by_dynamics", "iter_links", "members", "recent_cycles",
-         "list_errors", "person_events", "saved", "link_counts", "cycles_since", "close"}
+         "list_errors", "person_events", "saved", "link_counts", "cycles_since", "close",
+         "missing_tables"}
     )  # fmt: skip
     WRITES = frozenset(
         {"get_value", "get_cursor", "set_values", "set_cursors", "hash_key", "acquire_lease",
@@ -371,6 +373,11 @@ async def dry_run(
 ) -> dict[str, Any]:
     capture = Capture(limit)
     real_store = build_store(settings)
+    try:
+        await asyncio.to_thread(require_tables, real_store)
+    except ConfigError:
+        real_store.close()
+        raise
     marketo, dataverse = build_clients(settings)
     store = DryRunStore(real_store, capture)
     rt = Runtime(

@@ -22,10 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from sync_core.access import decode_row, known_mapping
+from sync_core.errors import ConfigError
+from sync_core.health import require_tables
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
 from sync_core.planner import Hasher, comparable, normalize, plan_pair
 from sync_core.rules import RULES
-from sync_core.runtime import Runtime, build_runtime
+from sync_core.runtime import Runtime, build_runtime, build_store
 from sync_core.settings import load_settings
 from sync_core.state import Link
 
@@ -289,7 +291,14 @@ def print_report(doc: dict[str, Any], out: TextIO) -> None:
 
 
 async def _run(key: str) -> dict[str, Any]:
-    rt = await asyncio.to_thread(build_runtime, load_settings(), ensure_tables=False)
+    settings = load_settings()
+    store = build_store(settings)
+    try:
+        await asyncio.to_thread(require_tables, store)
+    except ConfigError:
+        store.close()
+        raise
+    rt = await asyncio.to_thread(build_runtime, settings, store=store, ensure_tables=False)
     try:
         return await explain(rt, key)
     finally:

@@ -20,7 +20,7 @@ from typing import Any
 from sync_core.access import TTL_SECONDS
 from sync_core.activitylog import TYPES, type_ids
 from sync_core.cycle import MARKETO_CURSOR, QUOTA_TZ
-from sync_core.errors import SyncError
+from sync_core.errors import ConfigError, SyncError
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, load_mapping
 from sync_core.runtime import build_clients, build_store
 from sync_core.settings import Settings
@@ -266,9 +266,20 @@ async def add_live(status: dict[str, Any], settings: Settings) -> dict[str, Any]
     return status
 
 
+def require_tables(store: StateStore) -> None:
+    """A clear error instead of a storage traceback when nothing was set up yet."""
+    missing = store.missing_tables()
+    if missing:
+        raise ConfigError(
+            f"the state tables {', '.join(missing)} do not exist yet: run "
+            "`python -m sync_core setup` (or let a first cycle run)"
+        )
+
+
 def _from_store(settings: Settings, last: int) -> dict[str, Any]:
     store = build_store(settings)
     try:
+        require_tables(store)
         return build_status(store, settings, last=last)
     finally:
         store.close()

@@ -95,6 +95,12 @@ class StateStore:
             self._service.create_table_if_not_exists(f"{self._prefix}{name}")
         self.ensure_link_counts()
 
+    def missing_tables(self) -> list[str]:
+        """State tables that do not exist (all five before `setup` or the first cycle)."""
+        names = {f"{self._prefix}{n}" for n in self.TABLES}
+        found = {t.name for t in self._service.list_tables() if t.name in names}
+        return sorted(names - found)
+
     def _t(self, name: str) -> TableClient:
         return self._tables[name]
 

@@ -128,3 +128,22 @@ def test_plan_limit_stops_early_and_writes_nothing(world: World):
     full = plan(world)
     assert full["outcome"] == "succeeded" and len(full["creates"]) == 5
     assert run(world.env(), "plan", "--limit", "0").returncode == 2
+
+
+def test_plan_captures_generic_writes_instead_of_sending_them(world: World):
+    # Tables but no `setup`: the cycle would create the Marketo activity types itself.
+    store = world.store()
+    store.ensure_tables()
+    store.close()
+    world.dyn_create("contact", lastname="Generic", emailaddress1="generic@example.com")
+    types_before = world.marketo("GET", "/rest/v1/activities/external/types.json")["result"]
+    before = world_state(world)
+    got = plan(world)
+    assert world_state(world) == before
+    after = world.marketo("GET", "/rest/v1/activities/external/types.json")["result"]
+    assert after == types_before == []
+    paths = [w["path"] for w in got["otherWrites"] if w["system"] == "marketo"]
+    assert "/rest/v1/activities/external/type.json" in paths
+    assert len(got["creates"]) == 1
+    text = run(world.env(), "plan")
+    assert "marketo: POST /rest/v1/activities/external/type.json" in text.stdout

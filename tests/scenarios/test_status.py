@@ -184,3 +184,11 @@ def test_holds_of_the_mass_change_guard_show_until_released(world: World):
     )
     world.cycle()
     assert status(world)["holds"] == []
+
+
+def test_commands_before_setup_say_so(world: World):
+    for args in (("status",), ("plan",), ("explain", "someone@example.com")):
+        result = run(world.env(), *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "do not exist yet: run `python -m sync_core setup`" in result.stderr
+        assert "Traceback" not in result.stderr
