@@ -7,10 +7,13 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 IAC_STAMP := .venv-iac/.installed
 AZURITE := node_modules/.bin/azurite-table
+# The dashboard test renders the page in Debian's Chromium (headless).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup demo test lint typecheck unit iac bench clean
 
-setup: $(VENV_STAMP) $(AZURITE)
+setup: $(VENV_STAMP) $(AZURITE) $(CHROMIUM)
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +23,12 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt
 $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Skipped when present (the file target); apt-get update first, a fresh machine has no lists.
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium fonts-liberation
 
 # checkov lives in its own venv: its pins conflict with the app's (see toolchain notes).
 $(IAC_STAMP):

@@ -127,6 +127,30 @@ param instanceMemoryMB int = 2048
 param logRetentionDays int = 30
 
 // ---------------------------------------------------------------------------------------------
+// Alerts (infra/modules/alerts.bicep): mailed to alertEmail; none are created when it is empty
+// ---------------------------------------------------------------------------------------------
+
+@description('Address that receives the sync alerts (failed cycles, lag, rejections, quota). Empty: no alert rules.')
+param alertEmail string = ''
+
+@description('Alert after this many failed cycles in a row.')
+@minValue(1)
+param alertFailedCycles int = 3
+
+@description('Alert when changes may have waited longer than this many minutes.')
+@minValue(10)
+param alertLagMinutes int = 30
+
+@description('Alert when more writes than this are rejected within 15 minutes.')
+@minValue(1)
+param alertRejectionBurst int = 20
+
+@description('Alert when this percentage of the daily Marketo budget of the sync is used.')
+@minValue(50)
+@maxValue(100)
+param alertQuotaPercent int = 90
+
+// ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------
 
@@ -274,6 +298,21 @@ module functionApp 'modules/functionapp.bicep' = {
   }
   // No explicit dependsOn needed: the app settings reference outputs of all three modules, so
   // ARM finishes them (role assignments included) before the app is created and first starts.
+}
+
+module alerts 'modules/alerts.bicep' = if (!empty(alertEmail)) {
+  name: 'alerts-${token}'
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    actionGroupName: 'ag-${prefix}-${token}'
+    alertEmail: alertEmail
+    failedCycles: alertFailedCycles
+    lagMinutes: alertLagMinutes
+    rejectionBurst: alertRejectionBurst
+    quotaPercent: alertQuotaPercent
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,3 +41,6 @@ param httpAlwaysReady = 0
 param maximumInstanceCount = 40
 param instanceMemoryMB = 2048
 param logRetentionDays = 30
+
+// Alerts: mailed to this address (failed cycles, lag, rejections, Marketo quota); empty: none.
+param alertEmail = readEnvironmentVariable('SYNC_ALERT_EMAIL', '')

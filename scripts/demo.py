@@ -2,8 +2,9 @@
 
 Starts Azurite, the Marketo and Dynamics emulators and the local functions host,
 seeds a realistic world, then drives real cycles through the timer function and a
-real-time create through the webhook, narrating each step. Everything it started is
-stopped on the way out, Ctrl-C included.
+real-time create through the webhook, narrating each step, and prints the health page's
+URL (on a terminal it waits for Enter before stopping, so the page can be opened).
+Everything it started is stopped on the way out, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 
 from emulators.actors import People
 from emulators.stack import DYNAMICS_TENANT, WEBHOOK_SECRET, Stack, running_stack
+from sync_core.reports import status_lines
 from sync_core.settings import load_settings
 from sync_core.setup import run_setup
 from sync_core.state import StateStore
@@ -176,6 +178,18 @@ def main() -> int:
             f"person {contact.marketo_id} sync log: "
             + "; ".join(f"{e['direction']} {json.loads(e['fields'])}" for e in events[::-1])
         )
+
+        step("Sync health")
+        dashboard = f"{stack.functions_url}/api/dashboard?code={stack.function_key}"
+        doc = httpx.get(f"{stack.functions_url}/api/status?code={stack.function_key}").json()
+        for line in status_lines(doc)[len(doc["cycles"]) :]:
+            say(line)
+        page = httpx.get(dashboard)
+        say(f"dashboard   {dashboard}  ({page.status_code}, {len(page.content):,} bytes)")
+        say(f"status JSON {stack.functions_url}/api/status?code={stack.function_key}")
+        if sys.stdin.isatty():
+            # Interactive: keep the stack up so the page can be opened in a browser.
+            input("   open the dashboard, then press Enter to stop everything ")
 
         step("Stopping everything")
     say(f"done in {time.monotonic() - t0:.1f} s; no process left running")

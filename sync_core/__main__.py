@@ -4,9 +4,11 @@
     doctor              check the whole configuration; exit 1 if a check fails
     fields              candidate fields in both systems; build a mapping file
     run-once [--json]   one delta cycle, then a summary; exit 1 if it failed
-    status              the last cycles and their outcome
+    status              the sync's health: cycles, lag, backlog, people, quota, fields
     errors              list or export (CSV) sync errors
     release             let changes held by the mass-change guard through
+    explain KEY         one person: values on both sides, base, history and rules
+    plan                dry run of the next cycle; writes nothing anywhere
 
 Commands other than run-once live in their own modules (COMMANDS below), each with
 `register(subparsers)`, so adding one touches one line here.
@@ -21,6 +23,7 @@ import json
 import sys
 from typing import Any
 
+from sync_core import telemetry
 from sync_core.errors import SyncError
 from sync_core.settings import SettingsError
 
@@ -55,13 +58,15 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 # Modules providing further commands (register/run); see the module docstring.
-COMMANDS: tuple[str, ...] = ("setup", "doctor", "fields", "reports")
+COMMANDS: tuple[str, ...] = ("setup", "doctor", "fields", "reports", "explain", "dryrun")
 
 
 def _run_once(args: argparse.Namespace) -> int:
     from sync_core.entrypoints import run_cycle
+    from sync_core.progress import Progress
 
-    summary = asyncio.run(run_cycle())
+    # A progress line on a terminal (stderr); nothing extra when piped.
+    summary = asyncio.run(run_cycle(progress=Progress.for_stream(sys.stderr)))
     if args.json:
         print(json.dumps(summary, default=str))
     else:
@@ -106,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in COMMANDS:
         importlib.import_module(f"sync_core.{name}").register(sub)
     args = parser.parse_args(argv)
+    telemetry.install_log_context()
     try:
-        return int(args.handler(args))
+        with telemetry.correlation(args.command):
+            return int(args.handler(args))
     except (SettingsError, SyncError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from sync_core.errors import RecordRejected, StaleRecord, SyncError, TransientEr
 from sync_core.mapping import ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.planner import REJECTED_BY, PairPlan
+from sync_core.rules import field_rules
 from sync_core.state import Link, StateStore
 
 Commit = Callable[[], Awaitable[None]]
@@ -267,6 +268,7 @@ class Applier:
                 # fit = truncate: these values were cut to fit the target column.
                 **({"truncated": cut} if (cut := [n for n in w.plan.truncated if n in fields])
                    else {}),
+                "rules": field_rules(w.plan, entity, direction, fields, new=w.new),
             }
         )  # fmt: skip
 
@@ -283,6 +285,18 @@ class Applier:
                 "message": err.message,
                 "marketoId": w.link.marketo_id,
                 "dynamicsId": w.link.dynamics_id,
+            }
+        )
+        # The person's own history shows the rejection too (`explain` reads it).
+        self.events.append(
+            {
+                "marketoId": w.link.marketo_id,
+                "entity": entity,
+                "dynamicsId": w.link.dynamics_id,
+                "direction": direction,
+                "fields": fields,
+                "rules": dict.fromkeys(fields, "rejected"),
+                "note": f"rejected: {err.code}",
             }
         )
 

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -70,6 +71,7 @@ def setup_storage(settings: Settings) -> list[Step]:
                 steps.append(Step("storage", f"table {table}", "created"))
             except ResourceExistsError:
                 steps.append(Step("storage", f"table {table}", "exists"))
+        store.ensure_link_counts()  # `status` reads counters, never scans the links
         # The hash key must be the same for every process; make it exist before the
         # first cycle and the first webhook call could race to create it.
         if settings.sync_hash_key.get_secret_value():
@@ -111,11 +113,23 @@ async def setup_marketo(settings: Settings) -> list[Step]:
     return steps
 
 
+def record_activity_types(settings: Settings, steps: list[Step]) -> None:
+    """Note which activity types setup left approved, for `status` (no API call there)."""
+    approved = [s.item.removeprefix("activity type ") for s in steps if s.system == "marketo"]
+    store = StateStore(table_service(settings), settings.sync_table_prefix)
+    try:
+        row = {"approved": approved, "at": datetime.now(UTC).isoformat()}
+        store.set_values("meta", {"activitytypes": json.dumps(row)})
+    finally:
+        store.close()
+
+
 async def run_setup(settings: Settings) -> list[Step]:
     """Run every step; Table Storage calls are blocking, so they run in a thread."""
     storage, marketo = await asyncio.gather(
         asyncio.to_thread(setup_storage, settings), setup_marketo(settings)
     )
+    await asyncio.to_thread(record_activity_types, settings, marketo)
     return [*storage, *marketo]
 
 

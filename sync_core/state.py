@@ -1,11 +1,12 @@
 """Sync state in Azure Table Storage: cursors, the cycle lease, links with their base,
-create intents, the retry set, and the cycle / error / per-person logs.
+create intents, the retry set, the cycle / error / per-person logs, and link counters.
 
 Keeping all of it in one store (Azurite locally, identity-based in Azure) is what lets a
 cycle killed at any instant resume without losing or duplicating anything: cursors
 advance only after the link rows they cover are written, and every multi-row write is
 chunked into entity-group transactions of at most 100 (the service limit, which the
-SDK does not enforce and Azurite answers with a malformed response).
+SDK does not enforce and Azurite answers with a malformed response). Link counts per
+entity are kept as links are saved and closed, so `status` never scans the links table.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ BATCH_LIMIT = 100
 BUCKET = 1000  # Marketo ids per links partition
 RANGE_FROM = 8  # this many wanted ids in one bucket: one range query beats point reads
 _FORBIDDEN = {"/", "\\", "#", "?", "%"}
+COUNTER_PK, LINKS_COUNTER = "counter", "links"
 
 
 def safe_key(text: str) -> str:
@@ -91,6 +93,13 @@ class StateStore:
     def ensure_tables(self) -> None:
         for name in self.TABLES:
             self._service.create_table_if_not_exists(f"{self._prefix}{name}")
+        self.ensure_link_counts()
+
+    def missing_tables(self) -> list[str]:
+        """State tables that do not exist (all five before `setup` or the first cycle)."""
+        names = {f"{self._prefix}{n}" for n in self.TABLES}
+        found = {t.name for t in self._service.list_tables() if t.name in names}
+        return sorted(names - found)
 
     def _t(self, name: str) -> TableClient:
         return self._tables[name]
@@ -149,6 +158,69 @@ class StateStore:
             # Another process created it first; everybody must use that one.
             return bytes.fromhex(str(self.get_value("meta", "hashkey")))
         return bytes.fromhex(key)
+
+    def saved(self, kind: str) -> dict[str, tuple[str, datetime | None]]:
+        """Every row of one small partition (e.g. "cursor"): name -> (value, when the
+        service last wrote it). The row's own timestamp dates a cursor at no extra cost."""
+        out: dict[str, tuple[str, datetime | None]] = {}
+        for row in self._t("state").query_entities("PartitionKey eq @pk", parameters={"pk": kind}):
+            stamp = row.metadata.get("timestamp")
+            out[_unsafe(str(row["RowKey"]))] = (
+                str(row.get("value") or ""),
+                stamp if isinstance(stamp, datetime) else None,
+            )
+        return out
+
+    # ---- counters: link counts kept as writes commit ----------------------
+    def link_counts(self) -> dict[str, int] | None:
+        """Open links per entity, or None when the counters were never seeded."""
+        try:
+            row = self._t("state").get_entity(COUNTER_PK, LINKS_COUNTER)
+        except ResourceNotFoundError:
+            return None
+        return {str(k): int(v) for k, v in json.loads(str(row["value"])).items()}
+
+    def ensure_link_counts(self) -> dict[str, int]:
+        """Seed the link counters once by counting the links table (a fresh install
+        counts nothing; an older install pays one scan); afterwards they are kept."""
+        current = self.link_counts()
+        if current is not None:
+            return current
+        counts: dict[str, int] = defaultdict(int)
+        for link in self.iter_links():
+            counts[link.entity] += 1
+        row = {"PartitionKey": COUNTER_PK, "RowKey": LINKS_COUNTER, "value": json.dumps(counts)}
+        try:
+            self._t("state").create_entity(row)
+        except ResourceExistsError:
+            return self.link_counts() or dict(counts)
+        return dict(counts)
+
+    def _adjust_link_counts(self, deltas: dict[str, int]) -> None:
+        """Add to the counters, ETag-guarded: the cycle and the webhook both save links."""
+        deltas = {k: v for k, v in deltas.items() if v}
+        if not deltas:
+            return
+        table = self._t("state")
+        for _ in range(20):
+            try:
+                row = table.get_entity(COUNTER_PK, LINKS_COUNTER)
+            except ResourceNotFoundError:
+                return  # not seeded: the seeding scan will count these links
+            counts = {str(k): int(v) for k, v in json.loads(str(row["value"])).items()}
+            for k, v in deltas.items():
+                counts[k] = max(0, counts.get(k, 0) + v)
+            try:
+                table.update_entity(
+                    {"PartitionKey": COUNTER_PK, "RowKey": LINKS_COUNTER,
+                     "value": json.dumps(counts)},
+                    mode=UpdateMode.REPLACE,
+                    etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+                return
+            except ResourceModifiedError:
+                continue  # someone else counted in between: read again
 
     # ---- lease: one writer at a time --------------------------------------
     def acquire_lease(self, owner: str, seconds: int, name: str = "cycle") -> bool:
@@ -277,7 +349,17 @@ class StateStore:
         """Upsert main rows (with base); with `new`, also the Dynamics-id index rows."""
         links = list(links)
         stamp = _now().isoformat()
+        deltas: dict[str, int] = defaultdict(int)
         if new:
+            # A new link may replace a person's earlier one (a lead qualified into a
+            # contact, a re-link): only a person without a main row adds to the count.
+            before = self.links_by_marketo(link.marketo_id for link in links)
+            for link in links:
+                old = before.get(link.marketo_id)
+                if old is None or old.entity != link.entity:
+                    deltas[link.entity] += 1
+                    if old is not None:
+                        deltas[old.entity] -= 1
             self._write(
                 "links",
                 [
@@ -306,18 +388,23 @@ class StateStore:
                 for pk, rk in [self._m_key(link.marketo_id)]
             ],
         )
+        self._adjust_link_counts(deltas)
 
     def close_links(self, links: Iterable[Link]) -> None:
         client = self._t("links")
+        deltas: dict[str, int] = defaultdict(int)
         for link in links:
-            for pk, rk in (
-                self._m_key(link.marketo_id),
-                self._d_key(link.entity, link.dynamics_id),
+            for main, (pk, rk) in (
+                (True, self._m_key(link.marketo_id)),
+                (False, self._d_key(link.entity, link.dynamics_id)),
             ):
                 try:
                     client.delete_entity(pk, rk)
                 except ResourceNotFoundError:
-                    pass
+                    continue
+                if main:
+                    deltas[link.entity] -= 1
+        self._adjust_link_counts(deltas)
 
     def iter_links(self) -> Iterator[Link]:
         """Every open link, page by page (memory stays bounded by the page size)."""
@@ -370,6 +457,12 @@ class StateStore:
                 break
         return out
 
+    def cycles_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Cycles started at or after `since`, newest first (one range read)."""
+        query = "PartitionKey eq 'cycle' and RowKey lt @bound"
+        params = {"bound": _newest_first(since) + "~"}
+        return [dict(r) for r in self._t("cycles").query_entities(query, parameters=params)]
+
     def record_errors(self, rows: Iterable[dict[str, Any]]) -> None:
         stamp = _now()
         entities = []
@@ -387,13 +480,24 @@ class StateStore:
             )
         self._write("errors", entities)
 
-    def list_errors(self, since: datetime | None = None) -> list[dict[str, Any]]:
+    def list_errors(
+        self, since: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Errors newest first; `limit` stops after that many (one page, not the table)."""
         query = "PartitionKey eq 'error'"
         params: dict[str, Any] = {}
         if since is not None:
             query += " and RowKey lt @bound"
             params["bound"] = _newest_first(since) + "~"
-        return [dict(r) for r in self._t("errors").query_entities(query, parameters=params)]
+        rows = self._t("errors").query_entities(
+            query, parameters=params, results_per_page=limit or 1000
+        )
+        out = []
+        for row in rows:
+            out.append(dict(row))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
         stamp = _now()

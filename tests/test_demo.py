@@ -19,6 +19,7 @@ def test_demo_runs_to_the_end_and_stops_everything():
         capture_output=True,
         text=True,
         timeout=240,
+        stdin=subprocess.DEVNULL,  # not a terminal: the demo must not wait for Enter
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     out = result.stdout
@@ -29,6 +30,7 @@ def test_demo_runs_to_the_end_and_stops_everything():
         "webhook answered 200",
         "Cycle 3: nobody edited anything",
         "nothing to do",
+        "/api/dashboard?code=",
         "no process left running",
     ):
         assert expected in out, out

@@ -34,8 +34,15 @@ def test_sync_person_is_a_function_level_post_route():
     assert any(b["type"] == "http" and b["direction"] == "OUT" for b in bindings)
 
 
-def test_only_the_two_functions_are_registered():
-    assert set(functions()) == {"sync_timer", "sync_person"}
+def test_status_and_dashboard_are_function_level_get_routes():
+    for name, route in (("sync_status", "status"), ("sync_dashboard", "dashboard")):
+        trigger = next(b for b in functions()[name]["bindings"] if b["type"] == "httpTrigger")
+        assert (trigger["route"], trigger["methods"]) == (route, ["GET"])
+        assert trigger["authLevel"] == "FUNCTION"
+
+
+def test_only_the_four_functions_are_registered():
+    assert set(functions()) == {"sync_timer", "sync_person", "sync_status", "sync_dashboard"}
 
 
 def test_sync_core_never_imports_azure_functions():

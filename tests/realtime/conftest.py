@@ -5,35 +5,19 @@ settings reach the function through environment variables, as app settings do.""
 from __future__ import annotations
 
 import gc
-import importlib.util
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 import pytest
 
 import sync_core.runtime as runtime
 from emulators.functions import create_host
 from tests.realtime.support import FUNCTION_KEY, MASTER_KEY, Webhook, snapshot
 from tests.scenarios.world import World, open_world
+from tests.support.functions import fresh_function_app
 from tests.support.servers import running_server
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def fresh_function_app() -> func.FunctionApp:
-    """`function_app.app` from a private copy of the module: a FunctionApp hands out
-    its functions only once, and tests/functions already asked the shared one."""
-    spec = importlib.util.spec_from_file_location(
-        "function_app_for_realtime_tests", ROOT / "function_app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    app: func.FunctionApp = module.app
-    return app
 
 
 @pytest.fixture(scope="session")

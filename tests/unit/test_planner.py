@@ -115,3 +115,20 @@ def test_email_case_differences_are_not_edits_or_collisions():
         rules, {"emailaddress1": "new@example.com"}, {"email": "Ann@example.com"}, base, H
     )
     assert real.to_marketo == {"email": "new@example.com"}
+
+
+def test_field_rules_name_the_rule_that_decided_each_field():
+    from sync_core.planner import Collision, PairPlan
+    from sync_core.rules import field_rules
+
+    plan = PairPlan(collisions=[Collision("title", "dynamics"), Collision("city", "marketo")])
+    got = field_rules(plan, "lead", "to-marketo", ["title", "city", "phone"], new=False)
+    # Leads: Marketo is the system of record, so a Dynamics win is an override.
+    assert got == {"title": "collision-override", "city": "collision-system-of-record",
+                   "phone": "changed-in-dynamics"}  # fmt: skip
+    assert field_rules(PairPlan(), "contact", "to-dynamics", ["email"], new=True) == {
+        "email": "new-link"
+    }
+    assert field_rules(PairPlan(), "contact", "to-dynamics", ["email"], new=False) == {
+        "email": "changed-in-marketo"
+    }
