@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from sync_core.dataverse import DataverseClient
+from sync_core.dataverse import DataverseClient, TokenProvider
 from sync_core.errors import AuthFailed, ConfigError
 from sync_core.http import RetryPolicy
 from sync_core.mapping import Mapping, load_mapping
@@ -125,9 +125,11 @@ def build_clients(
     dynamics_transport: httpx.AsyncBaseTransport | None = None,
     ca_bundle: str | None = None,
     retry: RetryPolicy | None = None,
+    dynamics_token: TokenProvider | None = None,
 ) -> tuple[MarketoClient, DataverseClient]:
     """Both API clients, authenticated as production does (CA bundle from the standard
-    variables unless given)."""
+    variables unless given). `dynamics_token` replaces the Entra ID credential, for a
+    caller whose transport azure-identity cannot use (an in-process ASGI app)."""
     if ca_bundle is None:
         ca_bundle = ca_bundle_from_env()
     if ca_bundle and not os.path.exists(ca_bundle):
@@ -144,7 +146,7 @@ def build_clients(
     )
     dataverse = DataverseClient(
         settings.dynamics_url,
-        token_provider(settings, ca_bundle),
+        dynamics_token or token_provider(settings, ca_bundle),
         transport=dynamics_transport,
         # An SSLContext, not a path: httpx deprecates `verify=<str>`.
         verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
@@ -165,6 +167,7 @@ def build_runtime(
     store: StateStore | None = None,
     ensure_tables: bool = True,
     retry: RetryPolicy | None = None,
+    dynamics_token: TokenProvider | None = None,
 ) -> Runtime:
     marketo, dataverse = build_clients(
         settings,
@@ -172,6 +175,7 @@ def build_runtime(
         dynamics_transport=dynamics_transport,
         ca_bundle=ca_bundle,
         retry=retry,
+        dynamics_token=dynamics_token,
     )
     mapping = load_mapping(settings.sync_mapping_file)
     store = store or build_store(settings)
