@@ -1,0 +1,396 @@
+"""What other people do between cycles, drawn from the seed: edits on either side
+(single, colliding, split across fields, rapid, clearing, case-only, unmapped), sync
+filter flips, deletes, new records (some sharing an email) and new Marketo-only people.
+
+Each action goes through the vendors' public APIs with the person's own identity, and
+records in the model only what really changed (an edit that leaves the value as it was
+is no change to either system, so it must not count as one for the collision rule).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync_core.mapping import FieldRule
+from sync_core.state import Link
+from tests.simulation.model import Model, rules, same
+from tests.simulation.world import SimWorld
+
+Action = Callable[["Ctx"], Awaitable["str | None"]]
+BOOLEAN = {"unsubscribed", "doNotCall"}
+NEVER_CLEARED = {"lastName"}  # required in Dynamics: clearing it is another kind of test
+UNMAPPED_MARKETO = ("website", "industry")
+UNMAPPED_DYNAMICS = ("description", "websiteurl")
+
+
+@dataclass
+class Ctx:
+    world: SimWorld
+    model: Model
+    rng: random.Random
+    # step -> actions due then: storylines that span cycles (pause, edit, resume)
+    agenda: dict[int, list[Action]] = field(default_factory=dict)
+
+    def later(self, steps: int, action: Action) -> None:
+        self.agenda.setdefault(self.model.step + steps, []).append(action)
+
+    def note(self, value: Any) -> Any:
+        if isinstance(value, str):
+            self.model.personal.add(value)
+        return value
+
+    def token(self) -> str:
+        return f"{self.rng.getrandbits(32):08x}"
+
+    def fresh(self, rule: FieldRule, current: Any) -> Any:
+        if rule.marketo in BOOLEAN:
+            return not bool(current)
+        if rule.marketo == "email":
+            return self.note(f"p{self.token()}@ex.sim")
+        return self.note(f"{rule.marketo[:6]}-{self.token()}")
+
+    # ---- what exists now -----------------------------------------------------------
+    def links(self) -> list[Link]:
+        return self.world.links()
+
+    def live_people(self) -> list[int]:
+        return sorted(self.world.people())
+
+    def live_records(self) -> list[tuple[str, str]]:
+        return [(e, rid) for e in ("lead", "contact") for rid in sorted(self.world.records(e))]
+
+    def live_pairs(self) -> list[Link]:
+        people = self.world.people()
+        out = []
+        for link in self.links():
+            if link.marketo_id in people and link.dynamics_id in self.world.records(link.entity):
+                out.append(link)
+        return out
+
+
+# ---- edits with bookkeeping ----------------------------------------------------------
+async def m_set(ctx: Ctx, mid: int, rule: FieldRule, value: Any) -> bool:
+    person = ctx.world.people().get(mid)
+    if person is None:
+        return False
+    before = person.get(rule.marketo)
+    if not await ctx.world.m_edit(mid, {rule.marketo: value}):
+        return False
+    if not same(rule, before, value):
+        ctx.model.edited_m(mid, rule.marketo, value)
+    return True
+
+
+async def d_set(ctx: Ctx, entity: str, rid: str, rule: FieldRule, value: Any) -> bool:
+    row = ctx.world.records(entity).get(rid)
+    if row is None:
+        return False
+    before = row.get(rule.column)
+    if not await ctx.world.d_edit(entity, rid, {rule.column: value}):
+        return False
+    if not same(rule, before, value):
+        ctx.model.edited_d(rid, rule.marketo, value)
+    return True
+
+
+def _entity_of(ctx: Ctx, mid: int) -> str:
+    link = next((lk for lk in ctx.links() if lk.marketo_id == mid), None)
+    if link is not None:
+        return link.entity
+    return str(ctx.world.people().get(mid, {}).get("dynamicsType") or "lead")
+
+
+def _pick_rule(ctx: Ctx, entity: str, *, clearable: bool = False) -> FieldRule:
+    options = [r for r in rules(entity) if r.direction == "both"]
+    if clearable:
+        options = [r for r in options if r.marketo not in BOOLEAN | NEVER_CLEARED]
+    return ctx.rng.choice(options)
+
+
+# ---- the actions -----------------------------------------------------------------------
+async def marketer_edits(ctx: Ctx) -> str | None:
+    people = ctx.live_people()
+    if not people:
+        return None
+    mid = ctx.rng.choice(people)
+    rule = _pick_rule(ctx, _entity_of(ctx, mid))
+    value = ctx.fresh(rule, ctx.world.people()[mid].get(rule.marketo))
+    await m_set(ctx, mid, rule, value)
+    return f"marketer sets {rule.marketo} of person {mid}"
+
+
+async def salesperson_edits(ctx: Ctx) -> str | None:
+    records = ctx.live_records()
+    if not records:
+        return None
+    entity, rid = ctx.rng.choice(records)
+    rule = _pick_rule(ctx, entity)
+    value = ctx.fresh(rule, ctx.world.records(entity)[rid].get(rule.column))
+    await d_set(ctx, entity, rid, rule, value)
+    return f"salesperson sets {rule.column} of {entity} {rid[:8]}"
+
+
+async def collision(ctx: Ctx) -> str | None:
+    pairs = ctx.live_pairs()
+    if not pairs:
+        return None
+    link = ctx.rng.choice(pairs)
+    rule = _pick_rule(ctx, link.entity)
+    if rule.marketo in BOOLEAN:
+        current = ctx.world.people()[link.marketo_id].get(rule.marketo)
+        m_value = d_value = not bool(current)  # a flip on both sides: no real collision
+    else:
+        m_value, d_value = ctx.fresh(rule, None), ctx.fresh(rule, None)
+    await m_set(ctx, link.marketo_id, rule, m_value)
+    await d_set(ctx, link.entity, link.dynamics_id, rule, d_value)
+    return f"both sides set {rule.marketo} of person {link.marketo_id}"
+
+
+async def split_fields(ctx: Ctx) -> str | None:
+    pairs = ctx.live_pairs()
+    if not pairs:
+        return None
+    link = ctx.rng.choice(pairs)
+    options = [r for r in rules(link.entity) if r.direction == "both"]
+    a, b = ctx.rng.sample(options, 2)
+    people, records = ctx.world.people(), ctx.world.records(link.entity)
+    await m_set(ctx, link.marketo_id, a, ctx.fresh(a, people[link.marketo_id].get(a.marketo)))
+    await d_set(ctx, link.entity, link.dynamics_id, b,
+                ctx.fresh(b, records[link.dynamics_id].get(b.column)))  # fmt: skip
+    return f"marketer sets {a.marketo}, salesperson {b.column}, person {link.marketo_id}"
+
+
+async def rapid_edits(ctx: Ctx) -> str | None:
+    pairs = ctx.live_pairs()
+    if not pairs:
+        return None
+    link = ctx.rng.choice(pairs)
+    rule = _pick_rule(ctx, link.entity)
+    n = ctx.rng.randint(2, 4)
+    on_marketo = ctx.rng.random() < 0.5
+    for _ in range(n):
+        if on_marketo:
+            cur = ctx.world.people()[link.marketo_id].get(rule.marketo)
+            await m_set(ctx, link.marketo_id, rule, ctx.fresh(rule, cur))
+        else:
+            cur = ctx.world.records(link.entity)[link.dynamics_id].get(rule.column)
+            await d_set(ctx, link.entity, link.dynamics_id, rule, ctx.fresh(rule, cur))
+    side = "Marketo" if on_marketo else "Dynamics"
+    return f"{n} rapid edits of {rule.marketo} in {side}, person {link.marketo_id}"
+
+
+async def clear_value(ctx: Ctx) -> str | None:
+    pairs = ctx.live_pairs()
+    if not pairs:
+        return None
+    link = ctx.rng.choice(pairs)
+    rule = _pick_rule(ctx, link.entity, clearable=True)
+    if ctx.rng.random() < 0.5:
+        await m_set(ctx, link.marketo_id, rule, None)
+        return f"marketer clears {rule.marketo} of person {link.marketo_id}"
+    await d_set(ctx, link.entity, link.dynamics_id, rule, None)
+    return f"salesperson clears {rule.column} of person {link.marketo_id}"
+
+
+async def email_case_only(ctx: Ctx) -> str | None:
+    pairs = ctx.live_pairs()
+    if not pairs:
+        return None
+    link = ctx.rng.choice(pairs)
+    rule = next(r for r in rules(link.entity) if r.marketo == "email")
+    current = ctx.world.people()[link.marketo_id].get("email")
+    if not current:
+        return None
+    # Same address to anyone who compares case-insensitively: no change to sync.
+    await m_set(ctx, link.marketo_id, rule, str(current).upper())
+    return f"marketer upper-cases the email of person {link.marketo_id}"
+
+
+async def unmapped_edit(ctx: Ctx) -> str | None:
+    if ctx.rng.random() < 0.5:
+        people = ctx.live_people()
+        if not people:
+            return None
+        mid = ctx.rng.choice(people)
+        name = ctx.rng.choice(UNMAPPED_MARKETO)
+        await ctx.world.m_edit(mid, {name: ctx.note(f"u-{ctx.token()}")})
+        return f"marketer sets unmapped {name} of person {mid}"
+    records = ctx.live_records()
+    if not records:
+        return None
+    entity, rid = ctx.rng.choice(records)
+    column = ctx.rng.choice(UNMAPPED_DYNAMICS)
+    await ctx.world.d_edit(entity, rid, {column: ctx.note(f"https://u{ctx.token()}.sim")})
+    return f"salesperson sets unmapped {column} of {entity} {rid[:8]}"
+
+
+def _paused(ctx: Ctx) -> list[Link]:
+    return [lk for lk in ctx.live_pairs()
+            if ctx.world.records(lk.entity)[lk.dynamics_id].get("new_synctomkto") is False]
+
+
+async def resume_paused(ctx: Ctx) -> str | None:
+    paused = _paused(ctx)
+    if not paused:
+        return None
+    link = ctx.rng.choice(paused)
+    value = ctx.rng.choice([True, None])
+    await ctx.world.d_edit(link.entity, link.dynamics_id, {"new_synctomkto": value})
+    return f"salesperson sets new_synctomkto={value} on paused person {link.marketo_id}"
+
+
+async def filter_flip(ctx: Ctx) -> str | None:
+    records = ctx.live_records()
+    if not records:
+        return None
+    entity, rid = ctx.rng.choice(records)
+    paused = _paused(ctx)
+    if paused and ctx.rng.random() < 0.5:
+        resumed = ctx.rng.choice(paused)  # a pause usually ends
+        entity, rid = resumed.entity, resumed.dynamics_id
+    current = ctx.world.records(entity)[rid].get("new_synctomkto")
+    # No when it syncs; Yes (or empty, which also syncs) when it is held back.
+    value = ctx.rng.choice([True, None]) if current is False else False
+    await ctx.world.d_edit(entity, rid, {"new_synctomkto": value})
+    return f"salesperson sets new_synctomkto={value} on {entity} {rid[:8]}"
+
+
+async def edit_while_paused(ctx: Ctx) -> str | None:
+    """Someone edits a pair whose sync filter says No: it must sync once the pause ends."""
+    paused = _paused(ctx)
+    if not paused:
+        return None
+    link = ctx.rng.choice(paused)
+    rule = _pick_rule(ctx, link.entity)
+    if ctx.rng.random() < 0.7:
+        cur = ctx.world.people()[link.marketo_id].get(rule.marketo)
+        await m_set(ctx, link.marketo_id, rule, ctx.fresh(rule, cur))
+        return f"marketer sets {rule.marketo} of paused person {link.marketo_id}"
+    cur = ctx.world.records(link.entity)[link.dynamics_id].get(rule.column)
+    await d_set(ctx, link.entity, link.dynamics_id, rule, ctx.fresh(rule, cur))
+    return f"salesperson sets {rule.column} of paused person {link.marketo_id}"
+
+
+async def pause_episode(ctx: Ctx) -> str | None:
+    """A linked pair is held back by its sync filter for a few cycles, edited meanwhile
+    (mostly in Marketo, whose changes the feed passes over during the pause), then let
+    through again: the edits must sync then."""
+    pairs = [lk for lk in ctx.live_pairs() if lk not in _paused(ctx)]
+    if not pairs:
+        return None
+    link = ctx.rng.choice(pairs)
+    await ctx.world.d_edit(link.entity, link.dynamics_id, {"new_synctomkto": False})
+    rule = _pick_rule(ctx, link.entity)
+    in_marketo = ctx.rng.random() < 0.8
+
+    async def edit(ctx: Ctx) -> str | None:
+        if in_marketo:
+            cur = ctx.world.people().get(link.marketo_id, {}).get(rule.marketo)
+            if await m_set(ctx, link.marketo_id, rule, ctx.fresh(rule, cur)):
+                return f"marketer sets {rule.marketo} of paused person {link.marketo_id}"
+            return None
+        row = ctx.world.records(link.entity).get(link.dynamics_id, {})
+        if await d_set(ctx, link.entity, link.dynamics_id, rule, ctx.fresh(rule, row.get(rule.column))):
+            return f"salesperson sets {rule.column} of paused person {link.marketo_id}"
+        return None
+
+    async def resume(ctx: Ctx) -> str | None:
+        value = ctx.rng.choice([True, None])
+        if await ctx.world.d_edit(link.entity, link.dynamics_id, {"new_synctomkto": value}):
+            return f"salesperson sets new_synctomkto={value} on paused person {link.marketo_id}"
+        return None
+
+    wait = ctx.rng.randint(1, 2)
+    ctx.later(wait, edit)
+    ctx.later(wait + ctx.rng.randint(0, 2), resume)
+    return f"salesperson pauses person {link.marketo_id} ({link.entity} {link.dynamics_id[:8]})"
+
+
+async def dynamics_delete(ctx: Ctx) -> str | None:
+    records = ctx.live_records()
+    if not records:
+        return None
+    entity, rid = ctx.rng.choice(records)
+    linked = next((lk for lk in ctx.links() if lk.dynamics_id == rid), None)
+    await ctx.world.d_delete(entity, rid)
+    ctx.model.deleted_records.add(rid)
+    if linked is not None:
+        ctx.model.deleted_linked[rid] = linked.marketo_id
+    return f"salesperson deletes {entity} {rid[:8]}"
+
+
+async def marketo_delete(ctx: Ctx) -> str | None:
+    people = ctx.live_people()
+    if not people:
+        return None
+    mid = ctx.rng.choice(people)
+    await ctx.world.m_delete(mid)
+    ctx.model.deleted_people.add(mid)
+    return f"marketer deletes person {mid}"
+
+
+async def new_dynamics_record(ctx: Ctx) -> str | None:
+    entity = ctx.rng.choice(["lead", "contact"])
+    roll = ctx.rng.random()
+    people = ctx.world.people()
+    email = ctx.note(f"n{ctx.token()}@ex.sim")
+    how = "a new email"
+    if roll < 0.3 and people:
+        # Someone Marketo already knows (maybe linked elsewhere), written in other case.
+        known = [p.get("email") for p in people.values() if p.get("email")]
+        if known:
+            email, how = str(ctx.rng.choice(known)).swapcase(), "a known person's email"
+    elif roll < 0.45:
+        # Two people share this email: no single match, so a person of its own.
+        for _ in range(2):
+            await ctx.world.m_create({"email": email, "lastName": ctx.note(f"Twin-{ctx.token()}")})
+        how = "an email two people share"
+    values: dict[str, Any] = {
+        "firstname": ctx.note(f"First-{ctx.token()}"),
+        "lastname": ctx.note(f"Last-{ctx.token()}"),
+        "emailaddress1": email,
+        "jobtitle": ctx.note(f"title-{ctx.token()}"),
+    }
+    if entity == "lead":
+        values["subject"] = "Simulated interest"
+        values["companyname"] = ctx.note(f"compan-{ctx.token()}")
+    if ctx.rng.random() < 0.15:
+        values["new_synctomkto"] = False
+    rid = await ctx.world.d_create(entity, values)
+    ctx.model.entity_of[rid] = entity
+    return f"salesperson creates {entity} {rid[:8]} with {how}"
+
+
+async def new_marketo_person(ctx: Ctx) -> str | None:
+    values = {
+        "email": ctx.note(f"m{ctx.token()}@ex.sim"),
+        "firstName": ctx.note(f"First-{ctx.token()}"),
+        "lastName": ctx.note(f"Last-{ctx.token()}"),
+        "title": ctx.note(f"title-{ctx.token()}"),
+    }
+    mid = await ctx.world.m_create(values)
+    ctx.model.marketo_only.add(mid)
+    return f"marketer creates person {mid} (Marketo only)"
+
+
+# name, weight, action: one line per kind of thing people do.
+ACTIONS: list[tuple[str, float, Action]] = [
+    ("marketer-edit", 3.0, marketer_edits),
+    ("salesperson-edit", 3.0, salesperson_edits),
+    ("collision", 2.0, collision),
+    ("split-fields", 1.5, split_fields),
+    ("rapid-edits", 1.0, rapid_edits),
+    ("clear", 1.0, clear_value),
+    ("email-case", 0.5, email_case_only),
+    ("unmapped-edit", 0.7, unmapped_edit),
+    ("filter-flip", 2.0, filter_flip),
+    ("edit-while-paused", 1.0, edit_while_paused),
+    ("pause-episode", 1.0, pause_episode),
+    ("dynamics-delete", 0.4, dynamics_delete),
+    ("marketo-delete", 0.3, marketo_delete),
+    ("new-dynamics-record", 1.0, new_dynamics_record),
+    ("new-marketo-person", 0.6, new_marketo_person),
+]

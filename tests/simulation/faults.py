@@ -1,0 +1,99 @@
+"""The fault menu: what can go wrong around one cycle, one line per kind.
+
+A fault is armed after people have acted and before the cycle runs: through the
+emulators' admin APIs (throttling, server errors, the same codes a real org answers),
+on the memory store (an outage, a lost ETag race on the lease), or on how the cycle
+runs (the worker dies at its N-th I/O call, two cycles overlap, a sync-person delivery
+races the cycle). Everything is disarmed after the cycle. New faults (lost answers,
+late activities, merges) plug in as one more row in FAULTS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from tests.simulation.actions import Ctx
+
+
+@dataclass
+class StepPlan:
+    """How this step's cycle runs; faults fill it in."""
+
+    crash_at: int | None = None
+    overlap: bool = False
+    crash_second_at: int | None = None  # the overlapping cycle may die too
+    race: list[int] = field(default_factory=list)  # people delivered during the cycle
+
+
+Arm = Callable[[Ctx, StepPlan], Awaitable[bool]]
+
+
+def marketo_code(*kinds: str) -> Arm:
+    async def arm(ctx: Ctx, plan: StepPlan) -> bool:
+        kind = ctx.rng.choice(kinds)
+        count = ctx.rng.randint(1, 8)
+        await ctx.world.marketo_admin("POST", "faults", json={
+            "endpoint": "*", "kind": kind, "count": count})  # fmt: skip
+        return True
+
+    return arm
+
+
+def dynamics_status(*kinds: str) -> Arm:
+    async def arm(ctx: Ctx, plan: StepPlan) -> bool:
+        kind = ctx.rng.choice(kinds)
+        count = ctx.rng.randint(1, 8)
+        await ctx.world.dynamics_admin("POST", "faults", json={
+            "endpoint": "*", "fault": kind, "count": count, "retry_after": 1})  # fmt: skip
+        return True
+
+    return arm
+
+
+async def crash(ctx: Ctx, plan: StepPlan) -> bool:
+    plan.crash_at = ctx.rng.randint(1, 45)
+    return True
+
+
+async def store_outage(ctx: Ctx, plan: StepPlan) -> bool:
+    # The cycle's own calls only: the world arms it right before the cycle starts.
+    ctx.world.pending_outage = (ctx.rng.randint(1, 30), ctx.rng.randint(1, 40))
+    return True
+
+
+async def lease_conflict(ctx: Ctx, plan: StepPlan) -> bool:
+    ctx.world.store.lease_conflicts = 1
+    return True
+
+
+async def overlapping_cycles(ctx: Ctx, plan: StepPlan) -> bool:
+    plan.overlap = True
+    if ctx.rng.random() < 0.3:
+        plan.crash_second_at = ctx.rng.randint(1, 30)
+    return True
+
+
+async def webhook_race(ctx: Ctx, plan: StepPlan) -> bool:
+    waiting = sorted(ctx.model.marketo_only - set(ctx.model.deliveries) - ctx.model.deleted_people)
+    if not waiting:
+        return False
+    mid = ctx.rng.choice(waiting)
+    plan.race = [mid] * ctx.rng.choice([1, 1, 2])  # sometimes a duplicate delivery too
+    return True
+
+
+# name, weight, arm: one line per kind of fault.
+FAULTS: list[tuple[str, float, Arm]] = [
+    ("marketo-606", 1.0, marketo_code("606")),
+    ("marketo-615", 0.7, marketo_code("615")),
+    ("marketo-5xx", 1.0, marketo_code("http500", "http502", "http503", "608", "611", "713")),
+    ("marketo-604", 0.5, marketo_code("604")),
+    ("dynamics-429", 1.0, dynamics_status("429")),
+    ("dynamics-5xx", 1.0, dynamics_status("500", "502", "503", "504")),
+    ("crash", 2.0, crash),
+    ("store-outage", 1.0, store_outage),
+    ("lease-conflict", 0.5, lease_conflict),
+    ("overlapping-cycles", 1.0, overlapping_cycles),
+    ("webhook-race", 1.5, webhook_race),
+]

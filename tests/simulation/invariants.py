@@ -1,0 +1,217 @@
+"""The promises, each a named check over the world after a run.
+
+Every violation names the invariant, the step where it broke (the step of the edit it
+concerns, or the quiet cycle), the record and field, and the expected and actual values,
+so a failing seed explains itself before anyone replays it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sync_core.planner import as_id
+from tests.simulation.model import Model, rules, same
+from tests.simulation.world import SimWorld
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    step: int | str
+    record: str
+    field: str = ""
+    expected: Any = None
+    actual: Any = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.record} {self.field}".strip()
+        values = f" expected {self.expected!r}, actual {self.actual!r}" if self.field else ""
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"[{self.invariant}] step {self.step}: {where}:{values}{extra}"
+
+
+class Checker:
+    def __init__(self, world: SimWorld, model: Model) -> None:
+        self.world, self.model = world, model
+        self.violations: list[Violation] = []
+        self.checks: Counter[str] = Counter()
+        self.people = world.people()
+        self.records = {e: world.records(e) for e in ("lead", "contact")}
+        self.links = world.links()
+        self.rejected = self._rejected()
+
+    def _fail(self, *args: Any, **kwargs: Any) -> None:
+        self.violations.append(Violation(*args, **kwargs))
+
+    def _rejected(self) -> set[tuple[str, str]]:
+        """(person or record, Marketo field) pairs with a recorded rejection: Dynamics (or
+        Marketo) said no to that value, so the pair may rightly disagree on it."""
+        out = set()
+        for row in self.world.store.table("errors"):
+            fields = json.loads(row.get("fields") or "[]")
+            for key in (str(row.get("marketoId") or ""), str(row.get("dynamicsId") or "")):
+                out.update((key, f) for f in fields if key)
+        return out
+
+    def live_pairs(self) -> list[tuple[Any, dict[str, Any], dict[str, Any]]]:
+        out = []
+        for link in self.links:
+            person = self.people.get(link.marketo_id)
+            row = self.records[link.entity].get(link.dynamics_id)
+            if person is None or row is None or row.get("new_synctomkto") is False:
+                continue
+            out.append((link, person, row))
+        return out
+
+    def _skip(self, link: Any, name: str) -> bool:
+        return (str(link.marketo_id), name) in self.rejected or (
+            link.dynamics_id, name) in self.rejected  # fmt: skip
+
+    # ---- 1. convergence ---------------------------------------------------------------
+    def convergence(self, step: str) -> None:
+        for link, person, row in self.live_pairs():
+            for rule in rules(link.entity):
+                if rule.direction != "both" or self._skip(link, rule.marketo):
+                    continue
+                self.checks["convergence"] += 1
+                m, d = person.get(rule.marketo), row.get(rule.column)
+                if not same(rule, m, d):
+                    self._fail("convergence", step, f"person {link.marketo_id} / {link.entity} "
+                               f"{link.dynamics_id}", rule.marketo, f"Dynamics {d!r}",
+                               f"Marketo {m!r}", "the pair still disagrees")  # fmt: skip
+
+    def linked(self, step: str) -> None:
+        """Every syncable Dynamics record has a person, as the native connector promises."""
+        linked = {(lk.entity, lk.dynamics_id) for lk in self.links}
+        for entity, rows in self.records.items():
+            for rid, row in rows.items():
+                if row.get("new_synctomkto") is False or (entity, rid) in linked:
+                    continue
+                if entity == "lead" and row.get("statecode") == 1:
+                    continue  # a qualified lead lives on as its contact
+                if as_id(row.get("new_marketoid")) in self.model.deleted_people:
+                    continue  # its person was deleted in Marketo: relinked on its next change
+                self.checks["linked"] += 1
+                if any(k == rid for k, _ in self.rejected):
+                    continue  # its person could not be created; the error says why
+                self._fail("linked", step, f"{entity} {rid}", detail="no person linked")
+
+    # ---- 2 + 3. the collision rule and no lost update ----------------------------------
+    def merges(self) -> None:
+        for link, person, row in self.live_pairs():
+            for rule in rules(link.entity):
+                if rule.direction != "both" or self._skip(link, rule.marketo):
+                    continue
+                at, m_edits, d_edits = self.model.since(link.marketo_id, link.dynamics_id,
+                                                        rule.marketo)  # fmt: skip
+                if at is None or not (m_edits or d_edits):
+                    continue
+                actual_m, actual_d = person.get(rule.marketo), row.get(rule.column)
+                if not same(rule, actual_m, actual_d):
+                    continue  # reported by convergence
+                who = f"person {link.marketo_id} / {link.entity} {link.dynamics_id}"
+                if m_edits and d_edits:
+                    self.checks["collision-rule"] += 1
+                    win, lose = (m_edits, d_edits) if rule.winner == "marketo" else (
+                        d_edits, m_edits)  # fmt: skip
+                    expected = win[-1].value
+                    if not same(rule, actual_m, expected):
+                        beaten = same(rule, actual_m, lose[-1].value)
+                        self._fail("collision-rule", max(win[-1].step, lose[-1].step), who,
+                                   rule.marketo, expected, actual_m,
+                                   f"{rule.winner} should win" +
+                                   ("; the loser's value won" if beaten else ""))  # fmt: skip
+                    continue
+                self.checks["lost-update"] += 1
+                edits, side = (m_edits, "Marketo") if m_edits else (d_edits, "Dynamics")
+                if not same(rule, actual_m, edits[-1].value):
+                    self._fail("lost-update", edits[-1].step, who, rule.marketo,
+                               edits[-1].value, actual_m,
+                               f"{side} edit did not reach the other side")  # fmt: skip
+
+    # ---- 4. no duplicates -------------------------------------------------------------
+    def duplicates(self, step: str) -> None:
+        by_record: dict[str, list[int]] = {}
+        for mid, p in self.people.items():
+            did = str(p.get("dynamicsId") or "").lower()
+            if did and not p.get("dynamicsDeleted"):
+                by_record.setdefault(did, []).append(mid)
+        for entity, rows in self.records.items():
+            for rid in rows:
+                self.checks["no-duplicates"] += 1
+                if len(by_record.get(rid, [])) > 1:
+                    self._fail("no-duplicates", step, f"{entity} {rid}", "dynamicsId", 1,
+                               sorted(by_record[rid]), "two people for one record")  # fmt: skip
+        by_person: dict[int, list[str]] = {}
+        for entity, rows in self.records.items():
+            for rid, row in rows.items():
+                mid = as_id(row.get("new_marketoid"))
+                if mid is not None:
+                    by_person.setdefault(mid, []).append(f"{entity} {rid}")
+        for mid, found in by_person.items():
+            self.checks["no-duplicates"] += 1
+            if len(found) > 1 and mid in self.people:
+                self._fail("no-duplicates", step, f"person {mid}", "new_marketoid", 1,
+                           sorted(found), "two Dynamics records for one person")  # fmt: skip
+        per_record = Counter((lk.entity, lk.dynamics_id) for lk in self.links)
+        for (entity, rid), n in per_record.items():
+            self.checks["no-duplicates"] += 1
+            if n > 1:
+                self._fail("no-duplicates", step, f"{entity} {rid}", "link", 1, n,
+                           "two open links for one record")  # fmt: skip
+
+    # ---- deletes and deliveries ---------------------------------------------------------
+    def deletes(self, step: str) -> None:
+        open_links = {lk.marketo_id: lk for lk in self.links}
+        for rid, mid in self.model.deleted_linked.items():
+            person = self.people.get(mid)
+            if person is None or mid in open_links:
+                continue
+            self.checks["dynamics-delete"] += 1
+            if not person.get("dynamicsDeleted"):
+                self._fail("dynamics-delete", step, f"person {mid}", "dynamicsDeleted", True,
+                           person.get("dynamicsDeleted"), f"record {rid} was deleted")  # fmt: skip
+
+    def deliveries(self, step: str) -> None:
+        open_links = {lk.marketo_id for lk in self.links}
+        for mid, statuses in self.model.deliveries.items():
+            person = self.people.get(mid)
+            if person is None or any(s == 422 for s in statuses):
+                continue
+            self.checks["sync-person"] += 1
+            if mid not in open_links and not person.get("dynamicsId"):
+                self._fail("sync-person", step, f"person {mid}", "dynamicsId", "a record",
+                           None, f"deliveries answered {statuses}")  # fmt: skip
+
+    # ---- 5. no echo ------------------------------------------------------------------
+    def no_echo(self, step: str, writes: list[str]) -> None:
+        self.checks["no-echo"] += 1
+        if writes:
+            self._fail("no-echo", step, "quiet cycle", "writes", 0, len(writes),
+                       "; ".join(writes[:4]))  # fmt: skip
+
+    # ---- 7. one writer ----------------------------------------------------------------
+    def single_writer(self) -> None:
+        for w in self.world.writes:
+            if not w.owner:
+                continue  # sync-person deliveries serialise per person, not on the cycle lease
+            self.checks["single-writer"] += 1
+            if w.lease_holder != w.owner:
+                self._fail("single-writer", w.run, w.what, "lease", w.owner, w.lease_holder,
+                           "a cycle wrote without holding the lease")  # fmt: skip
+
+    # ---- 8. no personal data at rest or in logs ---------------------------------------
+    def personal_data(self, logs: list[str]) -> None:
+        texts = {f"table {t}": json.dumps(self.world.store.table(t), default=str).lower()
+                 for t in self.world.store.TABLES}  # fmt: skip
+        texts["logs"] = "\n".join(logs).lower()
+        for where, text in texts.items():
+            self.checks["no-personal-data"] += 1
+            leaked = sorted(v for v in self.model.personal if v.lower() in text)
+            if leaked:
+                self._fail("no-personal-data", "end", where, "values", "none", leaked[:3],
+                           f"{len(leaked)} personal value(s) stored")  # fmt: skip

@@ -1,0 +1,79 @@
+"""What the simulation knows independently of the engine: who edited which field of
+which record when, which pairs were last seen in agreement, what was deleted, and every
+personal value it made up (to look for them later where they must not be).
+
+The collision and lost-update promises are judged against this: for a linked pair and
+a field, the edits that count are those after the pair was last seen agreeing on that
+field at the end of a cycle that completed. One side edited: its last value must win;
+both edited: the field's winner's last value must win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sync_core
+from sync_core.mapping import FieldRule, Mapping, load_mapping
+from sync_core.planner import comparable
+
+MAPPING: Mapping = load_mapping(Path(sync_core.__file__).parent / "mapping.toml")
+
+
+def rules(entity: str) -> list[FieldRule]:
+    return list(MAPPING.fields[entity])  # type: ignore[index]
+
+
+def same(rule: FieldRule, a: Any, b: Any) -> bool:
+    ca, cb = comparable(a, rule.fold_case), comparable(b, rule.fold_case)
+    return bool(ca == cb and type(ca) is type(cb))
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    seq: int
+    step: int
+    value: Any
+
+
+@dataclass
+class Model:
+    seq: int = 0
+    step: int = 0
+    # person id -> Marketo field -> edits; record id -> Marketo field name -> edits
+    m_edits: dict[int, dict[str, list[Edit]]] = field(default_factory=dict)
+    d_edits: dict[str, dict[str, list[Edit]]] = field(default_factory=dict)
+    # (person, record) -> Marketo field -> seq at which both sides were seen agreeing
+    agreed: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
+    entity_of: dict[str, str] = field(default_factory=dict)  # record id -> lead|contact
+    deleted_people: set[int] = field(default_factory=set)
+    deleted_records: set[str] = field(default_factory=set)
+    # record id -> the person linked to it when the salesperson deleted it
+    deleted_linked: dict[str, int] = field(default_factory=dict)
+    marketo_only: set[int] = field(default_factory=set)  # people made by the marketer
+    deliveries: dict[int, list[int]] = field(default_factory=dict)  # person -> statuses
+    personal: set[str] = field(default_factory=set)  # every personal value made up
+
+    def tick(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def edited_m(self, mid: int, name: str, value: Any) -> None:
+        self.m_edits.setdefault(mid, {}).setdefault(name, []).append(
+            Edit(self.tick(), self.step, value)
+        )
+
+    def edited_d(self, rid: str, name: str, value: Any) -> None:
+        self.d_edits.setdefault(rid, {}).setdefault(name, []).append(
+            Edit(self.tick(), self.step, value)
+        )
+
+    def since(self, mid: int, rid: str, name: str) -> tuple[int | None, list[Edit], list[Edit]]:
+        """(seq of the last agreement or None, Marketo edits since, Dynamics edits since)."""
+        at = self.agreed.get((mid, rid), {}).get(name)
+        if at is None:
+            return None, [], []
+        m = [e for e in self.m_edits.get(mid, {}).get(name, []) if e.seq > at]
+        d = [e for e in self.d_edits.get(rid, {}).get(name, []) if e.seq > at]
+        return at, m, d

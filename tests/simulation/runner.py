@@ -1,0 +1,304 @@
+"""One seed, start to end: a small world, steps of edits and faults each followed by a
+cycle, then quiet cycles and every invariant.
+
+Everything random comes from `random.Random(seed)` (and the emulators' own seeded dice),
+so `replay_command(seed)` reruns the same steps. Concurrency (a delivery racing a cycle,
+overlapping cycles) interleaves on one event loop and threads for the store; those steps
+replay the same choices, and almost always the same interleaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core.exceptions import AzureError
+
+from sync_core.realtime import handle_sync_person
+from sync_core.runtime import new_cycle
+from tests.simulation.actions import (
+    ACTIONS,
+    Ctx,
+    edit_while_paused,
+    new_dynamics_record,
+    resume_paused,
+)
+from tests.simulation.faults import FAULTS, StepPlan
+from tests.simulation.invariants import Checker, Violation
+from tests.simulation.model import Model, rules, same
+from tests.simulation.world import WEBHOOK_SECRET, Crash, SimWorld, seeded_dynamics_ids
+
+QUIET_CYCLES = 2  # convergence is promised within this many quiet cycles
+FAULT_CHANCE = 0.55
+
+
+def replay_command(seed: int) -> str:
+    return f"make simulate SEEDS=1 FROM={seed} VERBOSE=1"
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    steps: int = 0
+    cycles: int = 0
+    deliveries: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    checks: Counter[str] = field(default_factory=Counter)
+    violations: list[Violation] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)
+
+
+class LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@dataclass
+class CycleRun:
+    label: str
+    outcome: str
+    writes: list[str]
+    summary: dict[str, Any]
+
+
+class Simulation:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.world = SimWorld(seed)
+        self.model = Model()
+        self.ctx = Ctx(self.world, self.model, self.rng)
+        self.result = SeedResult(seed)
+        self.sync_as: dict[int, str] = {}
+
+    def say(self, line: str) -> None:
+        self.result.trace.append(f"[{self.model.step}] {line}")
+
+    # ---- running the engine -------------------------------------------------------------
+    async def cycle(self, label: str, crash_at: int | None = None) -> CycleRun:
+        w = self.world
+        er = w.parts(label, crash_at)
+        start = len(w.writes)
+        summary: dict[str, Any] = {}
+        try:
+            cycle = new_cycle(w.runtime(er))
+            er.own(cycle.id)
+            summary = await cycle.run()
+            outcome = str(summary["outcome"])
+        except Crash:
+            outcome = "crashed"
+        except AzureError as exc:
+            outcome = f"store-error:{type(exc).__name__}"
+        finally:
+            # Let orphaned sibling tasks of a dead run hit the dead wires and stop.
+            for _ in range(5):
+                await asyncio.sleep(0)
+            await er.aclose()
+        writes = [x.what for x in w.writes[start:] if x.run == label]
+        self.result.cycles += 1
+        self.result.outcomes[outcome] += 1
+        counts = summary.get("counts", {})
+        self.say(f"cycle {label}: {outcome} {summary.get('message', '')} "
+                 f"writes={len(writes)} counts={ {k: v for k, v in counts.items() if v} }")
+        return CycleRun(label, outcome, writes, summary)
+
+    async def deliver(self, mid: int, label: str, sync_as: str | None = None) -> int:
+        w = self.world
+        er = w.parts(label)
+        entity = sync_as or self.sync_as.setdefault(mid, self.rng.choice(["lead", "contact"]))
+        body = json.dumps({"leadId": mid, "syncAs": entity}).encode()
+        try:
+            reply = await handle_sync_person(body, {"x-sync-secret": WEBHOOK_SECRET},
+                                             w.settings, **w.webhook_options(er))  # fmt: skip
+            status = reply.status
+        except Crash:
+            status = 0
+        finally:
+            await er.aclose()
+        self.model.deliveries.setdefault(mid, []).append(status)
+        self.result.deliveries += 1
+        self.say(f"sync-person {mid} as {entity} ({label}): {status}")
+        return status
+
+    def observe(self, runs: list[CycleRun]) -> None:
+        """After a step whose cycles completed, pairs that agree have a new base."""
+        if not any(r.outcome == "succeeded" for r in runs):
+            return
+        if any(r.outcome not in ("succeeded", "skipped") for r in runs):
+            return
+        people = self.world.people()
+        records = {e: self.world.records(e) for e in ("lead", "contact")}
+        for link in self.world.links():
+            person = people.get(link.marketo_id)
+            row = records[link.entity].get(link.dynamics_id)
+            if person is None or row is None or row.get("new_synctomkto") is False:
+                continue
+            agreed = self.model.agreed.setdefault((link.marketo_id, link.dynamics_id), {})
+            for rule in rules(link.entity):
+                if same(rule, person.get(rule.marketo), row.get(rule.column)):
+                    agreed[rule.marketo] = self.model.seq
+
+    # ---- the phases ------------------------------------------------------------------
+    async def setup(self) -> None:
+        for _ in range(self.rng.randint(2, 5)):
+            await new_dynamics_record(self.ctx)
+        for _ in range(self.rng.randint(0, 2)):
+            await ACTIONS_BY_NAME["new-marketo-person"](self.ctx)
+        self.observe([await self.cycle("setup")])
+
+    async def step(self) -> None:
+        self.model.step += 1
+        self.result.steps += 1
+        names = [a[0] for a in ACTIONS]
+        weights = [a[1] for a in ACTIONS]
+        for due in self.ctx.agenda.pop(self.model.step, []):
+            if said := await due(self.ctx):
+                self.say(said)
+        for _ in range(self.rng.randint(1, 3)):
+            name = self.rng.choices(names, weights)[0]
+            said = await ACTIONS_BY_NAME[name](self.ctx)
+            if said:
+                self.result.actions[name] += 1
+                self.say(said)
+        # A pause by the sync filter, once begun, often sees edits and then ends.
+        if self.rng.random() < 0.5 and (said := await edit_while_paused(self.ctx)):
+            self.result.actions["edit-while-paused"] += 1
+            self.say(said)
+        elif self.rng.random() < 0.45 and (said := await resume_paused(self.ctx)):
+            self.result.actions["resume"] += 1
+            self.say(said)
+        # A delivery between cycles: single, duplicate, or two at once (maybe lead + contact).
+        waiting = sorted(self.model.marketo_only - set(self.model.deliveries)
+                         - self.model.deleted_people)  # fmt: skip
+        if waiting and self.rng.random() < 0.35:
+            mid = self.rng.choice(waiting)
+            mode = self.rng.choice(["single", "duplicate", "concurrent", "both-tables"])
+            self.say(f"deliveries: {mode}")
+            if mode == "single":
+                await self.deliver(mid, f"webhook-{self.model.step}")
+            elif mode == "duplicate":
+                await self.deliver(mid, f"webhook-{self.model.step}a")
+                await self.deliver(mid, f"webhook-{self.model.step}b")
+            else:
+                other = {"lead": "contact", "contact": "lead"}
+                first = self.sync_as.setdefault(mid, self.rng.choice(["lead", "contact"]))
+                second = other[first] if mode == "both-tables" else first
+                await asyncio.gather(self.deliver(mid, f"webhook-{self.model.step}a", first),
+                                     self.deliver(mid, f"webhook-{self.model.step}b", second))
+        plan = await self.arm()
+        self.world.now += 300  # the timer's period
+        runs = await self.run_planned(plan)
+        await self.disarm()
+        self.observe(runs)
+
+    async def arm(self) -> StepPlan:
+        plan = StepPlan()
+        if self.rng.random() >= FAULT_CHANCE:
+            return plan
+        names = [f[0] for f in FAULTS]
+        weights = [f[1] for f in FAULTS]
+        for _ in range(1 if self.rng.random() < 0.8 else 2):
+            name = self.rng.choices(names, weights)[0]
+            if await FAULTS_BY_NAME[name](self.ctx, plan):
+                self.result.faults[name] += 1
+                self.say(f"fault: {name} {plan}")
+        return plan
+
+    async def run_planned(self, plan: StepPlan) -> list[CycleRun]:
+        step = self.model.step
+        if self.world.pending_outage:
+            first, count = self.world.pending_outage
+            self.world.store.fail_calls(first, count)
+        jobs: list[Any] = [self.cycle(f"cycle-{step}", plan.crash_at)]
+        if plan.overlap:
+            jobs.append(self.cycle(f"cycle-{step}b", plan.crash_second_at))
+        for n, mid in enumerate(plan.race):
+            jobs.append(self.deliver(mid, f"webhook-{step}r{n}"))
+        done = await asyncio.gather(*jobs)
+        return [r for r in done if isinstance(r, CycleRun)]
+
+    async def disarm(self) -> None:
+        self.world.pending_outage = None
+        self.world.store.heal()
+        await self.world.marketo_admin("DELETE", "faults")
+        await self.world.dynamics_admin("DELETE", "faults")
+
+    async def quiet(self) -> None:
+        self.model.step += 1
+        label = f"quiet-{self.model.step}"
+        await self.disarm()
+        # Leases left by dead workers expire; a retry campaign redelivers what got a 5xx.
+        self.world.now += self.world.settings.sync_lease_seconds + 1
+        for mid, statuses in sorted(self.model.deliveries.items()):
+            if statuses[-1] not in (200, 400, 401, 404, 422) and mid in self.world.people():
+                await self.deliver(mid, f"{label}-retry")
+        runs = []
+        for n in range(QUIET_CYCLES):
+            self.world.now += 300
+            runs.append(await self.cycle(f"{label}.{n + 1}"))
+        checker = Checker(self.world, self.model)
+        for r in runs:
+            checker.checks["recovers"] += 1
+            if r.outcome != "succeeded":
+                checker._fail("recovers", r.label, "quiet cycle", "outcome", "succeeded",
+                              r.outcome, str(r.summary.get("message", "")))  # fmt: skip
+        where = f"{label} (after {QUIET_CYCLES} quiet cycles)"
+        checker.convergence(where)
+        checker.linked(where)
+        checker.merges()
+        checker.duplicates(where)
+        checker.deletes(where)
+        checker.deliveries(where)
+        self.world.now += 300
+        echo = await self.cycle(f"{label}.echo")
+        checker.no_echo(f"{label}.echo", echo.writes)
+        checker.single_writer()
+        checker.personal_data(self.logs.lines)
+        self.result.checks.update(checker.checks)
+        self.result.violations.extend(checker.violations)
+
+    async def run(self, steps: int | None = None) -> SeedResult:
+        self.logs = LogCapture()
+        logger = logging.getLogger("sync_core")
+        old = logger.propagate, logger.level
+        logger.addHandler(self.logs)
+        logger.propagate, logger.level = False, logging.INFO
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_crashes)
+        try:
+            await self.setup()
+            for _ in range(steps if steps is not None else self.rng.randint(3, 7)):
+                await self.step()
+            await self.quiet()
+        finally:
+            logger.removeHandler(self.logs)
+            logger.propagate, logger.level = old
+            await self.world.aclose()
+        return self.result
+
+
+def _quiet_crashes(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # A dead run's orphaned tasks end with Crash; that is the point, not a bug.
+    if isinstance(context.get("exception"), Crash):
+        return
+    loop.default_exception_handler(context)
+
+
+ACTIONS_BY_NAME = {name: fn for name, _, fn in ACTIONS}
+FAULTS_BY_NAME = {name: fn for name, _, fn in FAULTS}
+
+
+def run_seed(seed: int, steps: int | None = None) -> SeedResult:
+    with seeded_dynamics_ids(seed):
+        return asyncio.run(Simulation(seed).run(steps))
