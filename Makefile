@@ -11,7 +11,7 @@ AZURITE := node_modules/.bin/azurite-table
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test lint typecheck unit iac bench clean
+.PHONY: setup demo test lint typecheck unit iac bench simulate clean
 
 setup: $(VENV_STAMP) $(AZURITE) $(CHROMIUM)
 
@@ -59,6 +59,12 @@ test: setup $(IAC_STAMP)
 
 bench: setup
 	$(PY) -m benchmarks
+
+# Seeded fault-injection simulation: make simulate SEEDS=1000 [FROM=0] [VERBOSE=1]
+SEEDS ?= 1000
+FROM ?= 0
+simulate: $(VENV_STAMP)
+	$(PY) -m tests.simulation --seeds $(SEEDS) --from $(FROM) $(if $(VERBOSE),--verbose)
 
 clean:
 	rm -rf $(VENV) .venv-iac node_modules .pytest_cache .mypy_cache .ruff_cache .run

@@ -158,8 +158,9 @@ async def split_fields(ctx: Ctx) -> str | None:
     a, b = ctx.rng.sample(options, 2)
     people, records = ctx.world.people(), ctx.world.records(link.entity)
     await m_set(ctx, link.marketo_id, a, ctx.fresh(a, people[link.marketo_id].get(a.marketo)))
-    await d_set(ctx, link.entity, link.dynamics_id, b,
-                ctx.fresh(b, records[link.dynamics_id].get(b.column)))  # fmt: skip
+    await d_set(
+        ctx, link.entity, link.dynamics_id, b, ctx.fresh(b, records[link.dynamics_id].get(b.column))
+    )
     return f"marketer sets {a.marketo}, salesperson {b.column}, person {link.marketo_id}"
 
 
@@ -228,8 +229,11 @@ async def unmapped_edit(ctx: Ctx) -> str | None:
 
 
 def _paused(ctx: Ctx) -> list[Link]:
-    return [lk for lk in ctx.live_pairs()
-            if ctx.world.records(lk.entity)[lk.dynamics_id].get("new_synctomkto") is False]
+    return [
+        lk
+        for lk in ctx.live_pairs()
+        if ctx.world.records(lk.entity)[lk.dynamics_id].get("new_synctomkto") is False
+    ]
 
 
 async def resume_paused(ctx: Ctx) -> str | None:
@@ -293,7 +297,9 @@ async def pause_episode(ctx: Ctx) -> str | None:
                 return f"marketer sets {rule.marketo} of paused person {link.marketo_id}"
             return None
         row = ctx.world.records(link.entity).get(link.dynamics_id, {})
-        if await d_set(ctx, link.entity, link.dynamics_id, rule, ctx.fresh(rule, row.get(rule.column))):
+        if await d_set(
+            ctx, link.entity, link.dynamics_id, rule, ctx.fresh(rule, row.get(rule.column))
+        ):
             return f"salesperson sets {rule.column} of paused person {link.marketo_id}"
         return None
 

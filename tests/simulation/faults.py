@@ -33,8 +33,9 @@ def marketo_code(*kinds: str) -> Arm:
     async def arm(ctx: Ctx, plan: StepPlan) -> bool:
         kind = ctx.rng.choice(kinds)
         count = ctx.rng.randint(1, 8)
-        await ctx.world.marketo_admin("POST", "faults", json={
-            "endpoint": "*", "kind": kind, "count": count})  # fmt: skip
+        await ctx.world.marketo_admin(
+            "POST", "faults", json={"endpoint": "*", "kind": kind, "count": count}
+        )
         return True
 
     return arm
@@ -44,8 +45,11 @@ def dynamics_status(*kinds: str) -> Arm:
     async def arm(ctx: Ctx, plan: StepPlan) -> bool:
         kind = ctx.rng.choice(kinds)
         count = ctx.rng.randint(1, 8)
-        await ctx.world.dynamics_admin("POST", "faults", json={
-            "endpoint": "*", "fault": kind, "count": count, "retry_after": 1})  # fmt: skip
+        await ctx.world.dynamics_admin(
+            "POST",
+            "faults",
+            json={"endpoint": "*", "fault": kind, "count": count, "retry_after": 1},
+        )
         return True
 
     return arm

@@ -50,7 +50,7 @@ class Checker:
     def _rejected(self) -> set[tuple[str, str]]:
         """(person or record, Marketo field) pairs with a recorded rejection: Dynamics (or
         Marketo) said no to that value, so the pair may rightly disagree on it."""
-        out = set()
+        out: set[tuple[str, str]] = set()
         for row in self.world.store.table("errors"):
             fields = json.loads(row.get("fields") or "[]")
             for key in (str(row.get("marketoId") or ""), str(row.get("dynamicsId") or "")):
@@ -69,7 +69,9 @@ class Checker:
 
     def _skip(self, link: Any, name: str) -> bool:
         return (str(link.marketo_id), name) in self.rejected or (
-            link.dynamics_id, name) in self.rejected  # fmt: skip
+            link.dynamics_id,
+            name,
+        ) in self.rejected
 
     # ---- 1. convergence ---------------------------------------------------------------
     def convergence(self, step: str) -> None:
@@ -80,9 +82,15 @@ class Checker:
                 self.checks["convergence"] += 1
                 m, d = person.get(rule.marketo), row.get(rule.column)
                 if not same(rule, m, d):
-                    self._fail("convergence", step, f"person {link.marketo_id} / {link.entity} "
-                               f"{link.dynamics_id}", rule.marketo, f"Dynamics {d!r}",
-                               f"Marketo {m!r}", "the pair still disagrees")  # fmt: skip
+                    self._fail(
+                        "convergence",
+                        step,
+                        f"person {link.marketo_id} / {link.entity} {link.dynamics_id}",
+                        rule.marketo,
+                        f"Dynamics {d!r}",
+                        f"Marketo {m!r}",
+                        "the pair still disagrees",
+                    )
 
     def linked(self, step: str) -> None:
         """Every syncable Dynamics record has a person, as the native connector promises."""
@@ -106,8 +114,9 @@ class Checker:
             for rule in rules(link.entity):
                 if rule.direction != "both" or self._skip(link, rule.marketo):
                     continue
-                at, m_edits, d_edits = self.model.since(link.marketo_id, link.dynamics_id,
-                                                        rule.marketo)  # fmt: skip
+                at, m_edits, d_edits = self.model.since(
+                    link.marketo_id, link.dynamics_id, rule.marketo
+                )
                 if at is None or not (m_edits or d_edits):
                     continue
                 actual_m, actual_d = person.get(rule.marketo), row.get(rule.column)
@@ -116,22 +125,35 @@ class Checker:
                 who = f"person {link.marketo_id} / {link.entity} {link.dynamics_id}"
                 if m_edits and d_edits:
                     self.checks["collision-rule"] += 1
-                    win, lose = (m_edits, d_edits) if rule.winner == "marketo" else (
-                        d_edits, m_edits)  # fmt: skip
+                    win, lose = (
+                        (m_edits, d_edits) if rule.winner == "marketo" else (d_edits, m_edits)
+                    )
                     expected = win[-1].value
                     if not same(rule, actual_m, expected):
                         beaten = same(rule, actual_m, lose[-1].value)
-                        self._fail("collision-rule", max(win[-1].step, lose[-1].step), who,
-                                   rule.marketo, expected, actual_m,
-                                   f"{rule.winner} should win" +
-                                   ("; the loser's value won" if beaten else ""))  # fmt: skip
+                        self._fail(
+                            "collision-rule",
+                            max(win[-1].step, lose[-1].step),
+                            who,
+                            rule.marketo,
+                            expected,
+                            actual_m,
+                            f"{rule.winner} should win"
+                            + ("; the loser's value won" if beaten else ""),
+                        )
                     continue
                 self.checks["lost-update"] += 1
                 edits, side = (m_edits, "Marketo") if m_edits else (d_edits, "Dynamics")
                 if not same(rule, actual_m, edits[-1].value):
-                    self._fail("lost-update", edits[-1].step, who, rule.marketo,
-                               edits[-1].value, actual_m,
-                               f"{side} edit did not reach the other side")  # fmt: skip
+                    self._fail(
+                        "lost-update",
+                        edits[-1].step,
+                        who,
+                        rule.marketo,
+                        edits[-1].value,
+                        actual_m,
+                        f"{side} edit did not reach the other side",
+                    )
 
     # ---- 4. no duplicates -------------------------------------------------------------
     def duplicates(self, step: str) -> None:
@@ -144,25 +166,46 @@ class Checker:
             for rid in rows:
                 self.checks["no-duplicates"] += 1
                 if len(by_record.get(rid, [])) > 1:
-                    self._fail("no-duplicates", step, f"{entity} {rid}", "dynamicsId", 1,
-                               sorted(by_record[rid]), "two people for one record")  # fmt: skip
+                    self._fail(
+                        "no-duplicates",
+                        step,
+                        f"{entity} {rid}",
+                        "dynamicsId",
+                        1,
+                        sorted(by_record[rid]),
+                        "two people for one record",
+                    )
         by_person: dict[int, list[str]] = {}
         for entity, rows in self.records.items():
             for rid, row in rows.items():
-                mid = as_id(row.get("new_marketoid"))
-                if mid is not None:
-                    by_person.setdefault(mid, []).append(f"{entity} {rid}")
+                claimed = as_id(row.get("new_marketoid"))
+                if claimed is not None:
+                    by_person.setdefault(claimed, []).append(f"{entity} {rid}")
         for mid, found in by_person.items():
             self.checks["no-duplicates"] += 1
             if len(found) > 1 and mid in self.people:
-                self._fail("no-duplicates", step, f"person {mid}", "new_marketoid", 1,
-                           sorted(found), "two Dynamics records for one person")  # fmt: skip
+                self._fail(
+                    "no-duplicates",
+                    step,
+                    f"person {mid}",
+                    "new_marketoid",
+                    1,
+                    sorted(found),
+                    "two Dynamics records for one person",
+                )
         per_record = Counter((lk.entity, lk.dynamics_id) for lk in self.links)
         for (entity, rid), n in per_record.items():
             self.checks["no-duplicates"] += 1
             if n > 1:
-                self._fail("no-duplicates", step, f"{entity} {rid}", "link", 1, n,
-                           "two open links for one record")  # fmt: skip
+                self._fail(
+                    "no-duplicates",
+                    step,
+                    f"{entity} {rid}",
+                    "link",
+                    1,
+                    n,
+                    "two open links for one record",
+                )
 
     # ---- deletes and deliveries ---------------------------------------------------------
     def deletes(self, step: str) -> None:
@@ -173,8 +216,15 @@ class Checker:
                 continue
             self.checks["dynamics-delete"] += 1
             if not person.get("dynamicsDeleted"):
-                self._fail("dynamics-delete", step, f"person {mid}", "dynamicsDeleted", True,
-                           person.get("dynamicsDeleted"), f"record {rid} was deleted")  # fmt: skip
+                self._fail(
+                    "dynamics-delete",
+                    step,
+                    f"person {mid}",
+                    "dynamicsDeleted",
+                    True,
+                    person.get("dynamicsDeleted"),
+                    f"record {rid} was deleted",
+                )
 
     def deliveries(self, step: str) -> None:
         open_links = {lk.marketo_id for lk in self.links}
@@ -184,15 +234,23 @@ class Checker:
                 continue
             self.checks["sync-person"] += 1
             if mid not in open_links and not person.get("dynamicsId"):
-                self._fail("sync-person", step, f"person {mid}", "dynamicsId", "a record",
-                           None, f"deliveries answered {statuses}")  # fmt: skip
+                self._fail(
+                    "sync-person",
+                    step,
+                    f"person {mid}",
+                    "dynamicsId",
+                    "a record",
+                    None,
+                    f"deliveries answered {statuses}",
+                )
 
     # ---- 5. no echo ------------------------------------------------------------------
     def no_echo(self, step: str, writes: list[str]) -> None:
         self.checks["no-echo"] += 1
         if writes:
-            self._fail("no-echo", step, "quiet cycle", "writes", 0, len(writes),
-                       "; ".join(writes[:4]))  # fmt: skip
+            self._fail(
+                "no-echo", step, "quiet cycle", "writes", 0, len(writes), "; ".join(writes[:4])
+            )
 
     # ---- 7. one writer ----------------------------------------------------------------
     def single_writer(self) -> None:
@@ -201,17 +259,33 @@ class Checker:
                 continue  # sync-person deliveries serialise per person, not on the cycle lease
             self.checks["single-writer"] += 1
             if w.lease_holder != w.owner:
-                self._fail("single-writer", w.run, w.what, "lease", w.owner, w.lease_holder,
-                           "a cycle wrote without holding the lease")  # fmt: skip
+                self._fail(
+                    "single-writer",
+                    w.run,
+                    w.what,
+                    "lease",
+                    w.owner,
+                    w.lease_holder,
+                    "a cycle wrote without holding the lease",
+                )
 
     # ---- 8. no personal data at rest or in logs ---------------------------------------
     def personal_data(self, logs: list[str]) -> None:
-        texts = {f"table {t}": json.dumps(self.world.store.table(t), default=str).lower()
-                 for t in self.world.store.TABLES}  # fmt: skip
+        texts = {
+            f"table {t}": json.dumps(self.world.store.table(t), default=str).lower()
+            for t in self.world.store.TABLES
+        }
         texts["logs"] = "\n".join(logs).lower()
         for where, text in texts.items():
             self.checks["no-personal-data"] += 1
             leaked = sorted(v for v in self.model.personal if v.lower() in text)
             if leaked:
-                self._fail("no-personal-data", "end", where, "values", "none", leaked[:3],
-                           f"{len(leaked)} personal value(s) stored")  # fmt: skip
+                self._fail(
+                    "no-personal-data",
+                    "end",
+                    where,
+                    "values",
+                    "none",
+                    leaked[:3],
+                    f"{len(leaked)} personal value(s) stored",
+                )

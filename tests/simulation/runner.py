@@ -109,8 +109,10 @@ class Simulation:
         self.result.cycles += 1
         self.result.outcomes[outcome] += 1
         counts = summary.get("counts", {})
-        self.say(f"cycle {label}: {outcome} {summary.get('message', '')} "
-                 f"writes={len(writes)} counts={ {k: v for k, v in counts.items() if v} }")
+        self.say(
+            f"cycle {label}: {outcome} {summary.get('message', '')} "
+            f"writes={len(writes)} counts={ {k: v for k, v in counts.items() if v} }"
+        )
         return CycleRun(label, outcome, writes, summary)
 
     async def deliver(self, mid: int, label: str, sync_as: str | None = None) -> int:
@@ -119,8 +121,9 @@ class Simulation:
         entity = sync_as or self.sync_as.setdefault(mid, self.rng.choice(["lead", "contact"]))
         body = json.dumps({"leadId": mid, "syncAs": entity}).encode()
         try:
-            reply = await handle_sync_person(body, {"x-sync-secret": WEBHOOK_SECRET},
-                                             w.settings, **w.webhook_options(er))  # fmt: skip
+            reply = await handle_sync_person(
+                body, {"x-sync-secret": WEBHOOK_SECRET}, w.settings, **w.webhook_options(er)
+            )
             status = reply.status
         except Crash:
             status = 0
@@ -179,8 +182,9 @@ class Simulation:
             self.result.actions["resume"] += 1
             self.say(said)
         # A delivery between cycles: single, duplicate, or two at once (maybe lead + contact).
-        waiting = sorted(self.model.marketo_only - set(self.model.deliveries)
-                         - self.model.deleted_people)  # fmt: skip
+        waiting = sorted(
+            self.model.marketo_only - set(self.model.deliveries) - self.model.deleted_people
+        )
         if waiting and self.rng.random() < 0.35:
             mid = self.rng.choice(waiting)
             mode = self.rng.choice(["single", "duplicate", "concurrent", "both-tables"])
@@ -194,8 +198,10 @@ class Simulation:
                 other = {"lead": "contact", "contact": "lead"}
                 first = self.sync_as.setdefault(mid, self.rng.choice(["lead", "contact"]))
                 second = other[first] if mode == "both-tables" else first
-                await asyncio.gather(self.deliver(mid, f"webhook-{self.model.step}a", first),
-                                     self.deliver(mid, f"webhook-{self.model.step}b", second))
+                await asyncio.gather(
+                    self.deliver(mid, f"webhook-{self.model.step}a", first),
+                    self.deliver(mid, f"webhook-{self.model.step}b", second),
+                )
         plan = await self.arm()
         self.world.now += 300  # the timer's period
         runs = await self.run_planned(plan)
@@ -251,8 +257,15 @@ class Simulation:
         for r in runs:
             checker.checks["recovers"] += 1
             if r.outcome != "succeeded":
-                checker._fail("recovers", r.label, "quiet cycle", "outcome", "succeeded",
-                              r.outcome, str(r.summary.get("message", "")))  # fmt: skip
+                checker._fail(
+                    "recovers",
+                    r.label,
+                    "quiet cycle",
+                    "outcome",
+                    "succeeded",
+                    r.outcome,
+                    str(r.summary.get("message", "")),
+                )
         where = f"{label} (after {QUIET_CYCLES} quiet cycles)"
         checker.convergence(where)
         checker.linked(where)

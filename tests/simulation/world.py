@@ -44,7 +44,7 @@ KEYS = {"lead": "leadid", "contact": "contactid"}
 _HOSTS = itertools.count(1)  # a fresh host per world: no client-side token cache is shared
 
 
-class Crash(BaseException):  # noqa: N818 - not an error the engine may handle
+class Crash(BaseException):
     """The worker died. A BaseException, so no `except Exception` in the engine eats it."""
 
 
@@ -53,8 +53,9 @@ async def _no_wait(seconds: float) -> None:
 
 
 def fast_retry() -> RetryPolicy:
-    return RetryPolicy(attempts=6, base_delay=0.5, max_delay=30.0, max_total_wait=120.0,
-                       sleep=_no_wait)  # fmt: skip
+    return RetryPolicy(
+        attempts=6, base_delay=0.5, max_delay=30.0, max_total_wait=120.0, sleep=_no_wait
+    )
 
 
 @dataclass
@@ -85,10 +86,15 @@ class WriteSeen:
 def is_write(system: str, request: httpx.Request) -> bool:
     path = request.url.path
     if system == "marketo":
-        return request.method == "POST" and path.startswith("/rest/") and (
-            path.endswith("/leads.json") or "/activities/external" in path
-            or path.endswith("/delete.json")
-        )  # fmt: skip
+        return (
+            request.method == "POST"
+            and path.startswith("/rest/")
+            and (
+                path.endswith("/leads.json")
+                or "/activities/external" in path
+                or path.endswith("/delete.json")
+            )
+        )
     if "/oauth2/" in path:
         return False
     return request.method in ("POST", "PATCH", "PUT", "DELETE")
@@ -107,9 +113,14 @@ class Wire(httpx.AsyncBaseTransport):
         self.fate.tick(f"{self.system} {request.method} {request.url.path}")
         if is_write(self.system, request):
             self.writes += 1
-            self.world.writes.append(WriteSeen(
-                self.run, self.owner, self.world.store.lease_holder(),
-                f"{self.system} {request.method} {request.url.path}"))  # fmt: skip
+            self.world.writes.append(
+                WriteSeen(
+                    self.run,
+                    self.owner,
+                    self.world.store.lease_holder(),
+                    f"{self.system} {request.method} {request.url.path}",
+                )
+            )
         return await self.inner.handle_async_request(request)
 
 
@@ -169,24 +180,28 @@ class SimWorld:
         self.marketo_url = f"http://mkto{host}.sim"
         self.dynamics_url = f"https://org{host}.sim"
         self.store = MemoryStateStore(clock=lambda: self.now)
-        self.settings: Settings = load_settings({
-            "MARKETO_BASE_URL": self.marketo_url,
-            "MARKETO_CLIENT_ID": "sync-app",
-            "MARKETO_CLIENT_SECRET": "sync-app-secret",
-            "DYNAMICS_URL": self.dynamics_url,
-            "DYNAMICS_AUTHORITY_HOST": self.dynamics_url,
-            "DYNAMICS_TENANT_ID": TENANT,
-            "DYNAMICS_CLIENT_ID": "sync-app",
-            "DYNAMICS_CLIENT_SECRET": "sync-app-secret",
-            "SYNC_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "SYNC_HASH_KEY": f"simulation-hash-key-{self.seed:08d}",
-        })  # fmt: skip
+        self.settings: Settings = load_settings(
+            {
+                "MARKETO_BASE_URL": self.marketo_url,
+                "MARKETO_CLIENT_ID": "sync-app",
+                "MARKETO_CLIENT_SECRET": "sync-app-secret",
+                "DYNAMICS_URL": self.dynamics_url,
+                "DYNAMICS_AUTHORITY_HOST": self.dynamics_url,
+                "DYNAMICS_TENANT_ID": TENANT,
+                "DYNAMICS_CLIENT_ID": "sync-app",
+                "DYNAMICS_CLIENT_SECRET": "sync-app-secret",
+                "SYNC_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "SYNC_HASH_KEY": f"simulation-hash-key-{self.seed:08d}",
+            }
+        )
         self._dyn_token: str | None = None
         actor_wire = {s: httpx.ASGITransport(app=a) for s, a in self.apps.items()}
-        self.mkto_http = httpx.AsyncClient(transport=actor_wire["marketo"],
-                                           base_url=self.marketo_url)  # fmt: skip
-        self.dyn_http = httpx.AsyncClient(transport=actor_wire["dynamics"],
-                                          base_url=self.dynamics_url)  # fmt: skip
+        self.mkto_http = httpx.AsyncClient(
+            transport=actor_wire["marketo"], base_url=self.marketo_url
+        )
+        self.dyn_http = httpx.AsyncClient(
+            transport=actor_wire["dynamics"], base_url=self.dynamics_url
+        )
         self._tokens: dict[str, str] = {}
 
     async def aclose(self) -> None:
@@ -204,10 +219,15 @@ class SimWorld:
             # The sync identity's client-credentials grant, as azure-identity sends it;
             # cached for the world as azure-identity caches it for the process.
             if self._dyn_token is None or refresh:
-                r = await token_http.post(f"/{TENANT}/oauth2/v2.0/token", data={
-                    "grant_type": "client_credentials", "client_id": "sync-app",
-                    "client_secret": "sync-app-secret",
-                    "scope": f"{self.dynamics_url}/.default"})  # fmt: skip
+                r = await token_http.post(
+                    f"/{TENANT}/oauth2/v2.0/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": "sync-app",
+                        "client_secret": "sync-app-secret",
+                        "scope": f"{self.dynamics_url}/.default",
+                    },
+                )
                 r.raise_for_status()
                 self._dyn_token = str(r.json()["access_token"])
             return self._dyn_token
@@ -239,16 +259,22 @@ class SimWorld:
             "dynamics_token": er.token,
             "ca_bundle": "",
             # The webhook's own short policy, its waits counted in simulated time.
-            "retry": RetryPolicy(attempts=3, base_delay=0.2, max_delay=1.0,
-                                 max_total_wait=2.0, sleep=_no_wait),  # fmt: skip
+            "retry": RetryPolicy(
+                attempts=3, base_delay=0.2, max_delay=1.0, max_total_wait=2.0, sleep=_no_wait
+            ),
         }
 
     # ---- a marketer in Marketo (REST API, own identity) ------------------------------
     async def _mkto_token(self) -> str:
         if "mkto" not in self._tokens:
-            r = await self.mkto_http.get("/identity/oauth/token", params={
-                "grant_type": "client_credentials", "client_id": "marketing-user",
-                "client_secret": "marketing-user-secret"})  # fmt: skip
+            r = await self.mkto_http.get(
+                "/identity/oauth/token",
+                params={
+                    "grant_type": "client_credentials",
+                    "client_id": "marketing-user",
+                    "client_secret": "marketing-user-secret",
+                },
+            )
             r.raise_for_status()
             self._tokens["mkto"] = r.json()["access_token"]
         return self._tokens["mkto"]
@@ -263,13 +289,17 @@ class SimWorld:
         return body
 
     async def m_edit(self, mid: int, values: dict[str, Any]) -> bool:
-        body = await self.marketo("POST", "/rest/v1/leads.json", json={
-            "action": "updateOnly", "lookupField": "id", "input": [{"id": mid, **values}]})
+        body = await self.marketo(
+            "POST",
+            "/rest/v1/leads.json",
+            json={"action": "updateOnly", "lookupField": "id", "input": [{"id": mid, **values}]},
+        )
         return bool(body["result"][0]["status"] == "updated")
 
     async def m_create(self, values: dict[str, Any]) -> int:
-        body = await self.marketo("POST", "/rest/v1/leads.json", json={
-            "action": "createDuplicate", "input": [values]})
+        body = await self.marketo(
+            "POST", "/rest/v1/leads.json", json={"action": "createDuplicate", "input": [values]}
+        )
         assert body["result"][0]["status"] == "created", body
         return int(body["result"][0]["id"])
 
@@ -284,23 +314,32 @@ class SimWorld:
     # ---- a salesperson in Dynamics (Web API, own identity) ---------------------------
     async def _dyn_user_token(self) -> str:
         if "dyn" not in self._tokens:
-            r = await self.dyn_http.post(f"/{TENANT}/oauth2/v2.0/token", data={
-                "grant_type": "client_credentials", "client_id": "sales-user",
-                "client_secret": "sales-user-secret",
-                "scope": f"{self.dynamics_url}/.default"})  # fmt: skip
+            r = await self.dyn_http.post(
+                f"/{TENANT}/oauth2/v2.0/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": "sales-user",
+                    "client_secret": "sales-user-secret",
+                    "scope": f"{self.dynamics_url}/.default",
+                },
+            )
             r.raise_for_status()
             self._tokens["dyn"] = r.json()["access_token"]
         return self._tokens["dyn"]
 
     async def dynamics(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {await self._dyn_user_token()}",
-                   "Accept": "application/json", "OData-Version": "4.0",
-                   **kw.pop("headers", {})}  # fmt: skip
+        headers = {
+            "Authorization": f"Bearer {await self._dyn_user_token()}",
+            "Accept": "application/json",
+            "OData-Version": "4.0",
+            **kw.pop("headers", {}),
+        }
         return await self.dyn_http.request(method, f"/api/data/v9.2/{path}", headers=headers, **kw)
 
     async def d_create(self, entity: str, values: dict[str, Any]) -> str:
-        r = await self.dynamics("POST", SETS[entity], json=values,
-                                headers={"Prefer": "return=representation"})  # fmt: skip
+        r = await self.dynamics(
+            "POST", SETS[entity], json=values, headers={"Prefer": "return=representation"}
+        )
         assert r.status_code == 201, r.text
         return str(r.json()[KEYS[entity]]).lower()
 

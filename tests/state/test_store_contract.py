@@ -173,8 +173,15 @@ def test_cycle_log_newest_first(store: Any) -> None:
     t0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     for n in range(3):
         started = (t0 + timedelta(minutes=5 * n)).isoformat()
-        store.record_cycle(f"c{n}", {"started": started, "outcome": "succeeded",
-                                     "counts": {"linked": n}, "fullReconcile": []})  # fmt: skip
+        store.record_cycle(
+            f"c{n}",
+            {
+                "started": started,
+                "outcome": "succeeded",
+                "counts": {"linked": n},
+                "fullReconcile": [],
+            },
+        )
     rows = store.recent_cycles(limit=2)
     assert [r["cycleId"] if "cycleId" in r else r["RowKey"][-2:] for r in rows] == ["c2", "c1"]
     assert rows[0]["outcome"] == "succeeded"
@@ -184,8 +191,12 @@ def test_cycle_log_newest_first(store: Any) -> None:
 
 def test_errors_with_since(store: Any) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
-    store.record_errors([{"code": "X1", "fields": ["email"], "marketoId": 5},
-                         {"code": "X2", "fields": [], "marketoId": 6}])  # fmt: skip
+    store.record_errors(
+        [
+            {"code": "X1", "fields": ["email"], "marketoId": 5},
+            {"code": "X2", "fields": [], "marketoId": 6},
+        ]
+    )
     rows = store.list_errors()
     assert sorted(r["code"] for r in rows) == ["X1", "X2"]
     one = next(r for r in rows if r["code"] == "X1")
@@ -195,10 +206,12 @@ def test_errors_with_since(store: Any) -> None:
 
 
 def test_person_events_per_person(store: Any) -> None:
-    store.record_person_events([
-        {"marketoId": 41, "direction": "to-dynamics", "fields": ["title"]},
-        {"marketoId": 42, "direction": "to-marketo", "fields": ["email"]},
-    ])  # fmt: skip
+    store.record_person_events(
+        [
+            {"marketoId": 41, "direction": "to-dynamics", "fields": ["title"]},
+            {"marketoId": 42, "direction": "to-marketo", "fields": ["email"]},
+        ]
+    )
     time.sleep(0.002)  # see the xfail below: same-millisecond batches collide
     store.record_person_events([{"marketoId": 41, "direction": "to-marketo", "fields": []}])
     mine = store.person_events(41)
