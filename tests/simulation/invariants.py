@@ -34,6 +34,15 @@ class Violation:
         return f"[{self.invariant}] step {self.step}: {where}:{values}{extra}"
 
 
+@dataclass(frozen=True)
+class Verdict:
+    invariant: str
+    expected: Any
+    step: int
+    loser: Any
+    detail: str
+
+
 class Checker:
     def __init__(self, world: SimWorld, model: Model) -> None:
         self.world, self.model = world, model
@@ -109,50 +118,67 @@ class Checker:
                 self._fail("linked", step, f"{entity} {rid}", detail="no person linked")
 
     # ---- 2 + 3. the collision rule and no lost update ----------------------------------
+    def _verdict(self, link: Any, rule: Any, *, seen: bool) -> Verdict | None:
+        at, m_edits, d_edits = self.model.since(link.marketo_id, link.dynamics_id, rule, seen=seen)
+        if at is None or not (m_edits or d_edits):
+            return None
+        if m_edits and d_edits:
+            win, lose = (m_edits, d_edits) if rule.winner == "marketo" else (d_edits, m_edits)
+            step = max(win[-1].step, lose[-1].step)
+            return Verdict(
+                "collision-rule", win[-1].value, step, lose[-1].value, f"{rule.winner} should win"
+            )
+        edits, side = (m_edits, "Marketo") if m_edits else (d_edits, "Dynamics")
+        return Verdict(
+            "lost-update",
+            edits[-1].value,
+            edits[-1].step,
+            None,
+            f"{side} edit did not reach the other side",
+        )
+
     def merges(self) -> None:
         for link, person, row in self.live_pairs():
             for rule in rules(link.entity):
                 if rule.direction != "both" or self._skip(link, rule.marketo):
                     continue
-                at, m_edits, d_edits = self.model.since(
-                    link.marketo_id, link.dynamics_id, rule.marketo
-                )
-                if at is None or not (m_edits or d_edits):
-                    continue
-                actual_m, actual_d = person.get(rule.marketo), row.get(rule.column)
-                if not same(rule, actual_m, actual_d):
+                actual = person.get(rule.marketo)
+                if not same(rule, actual, row.get(rule.column)):
                     continue  # reported by convergence
                 who = f"person {link.marketo_id} / {link.entity} {link.dynamics_id}"
-                if m_edits and d_edits:
-                    self.checks["collision-rule"] += 1
-                    win, lose = (
-                        (m_edits, d_edits) if rule.winner == "marketo" else (d_edits, m_edits)
-                    )
-                    expected = win[-1].value
-                    if not same(rule, actual_m, expected):
-                        beaten = same(rule, actual_m, lose[-1].value)
+                verdict = self._verdict(link, rule, seen=False)
+                if verdict is not None:
+                    self.checks[verdict.invariant] += 1
+                    if not same(rule, actual, verdict.expected):
+                        beaten = verdict.loser is not None and same(rule, actual, verdict.loser)
+                        detail = verdict.detail + ("; the loser's value won" if beaten else "")
                         self._fail(
-                            "collision-rule",
-                            max(win[-1].step, lose[-1].step),
+                            verdict.invariant,
+                            verdict.step,
                             who,
                             rule.marketo,
-                            expected,
-                            actual_m,
-                            f"{rule.winner} should win"
-                            + ("; the loser's value won" if beaten else ""),
+                            verdict.expected,
+                            actual,
+                            detail,
                         )
+                        continue
+                # As people saw it: a value both systems already showed counts as synced,
+                # whether or not the engine got to record that before it died.
+                seen = self._verdict(link, rule, seen=True)
+                if seen is None:
                     continue
                 self.checks["lost-update"] += 1
-                edits, side = (m_edits, "Marketo") if m_edits else (d_edits, "Dynamics")
-                if not same(rule, actual_m, edits[-1].value):
+                if not same(rule, actual, seen.expected):
                     self._fail(
                         "lost-update",
-                        edits[-1].step,
+                        seen.step,
                         who,
                         rule.marketo,
-                        edits[-1].value,
-                        actual_m,
-                        f"{side} edit did not reach the other side",
+                        seen.expected,
+                        actual,
+                        f"{seen.detail}: overwritten by a value both sides "
+                        "already showed but the engine had not recorded as synced "
+                        "(a run died between its write and its base)",
                     )
 
     # ---- 4. no duplicates -------------------------------------------------------------

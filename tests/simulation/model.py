@@ -44,8 +44,11 @@ class Model:
     # person id -> Marketo field -> edits; record id -> Marketo field name -> edits
     m_edits: dict[int, dict[str, list[Edit]]] = field(default_factory=dict)
     d_edits: dict[str, dict[str, list[Edit]]] = field(default_factory=dict)
-    # (person, record) -> Marketo field -> seq at which both sides were seen agreeing
-    agreed: dict[tuple[int, str], dict[str, int]] = field(default_factory=dict)
+    # (person, record) -> Marketo field -> (seq, value) of the last agreement the engine
+    # recorded (both sides equal and its base that value)
+    agreed: dict[tuple[int, str], dict[str, tuple[int, Any]]] = field(default_factory=dict)
+    # the same, from what a person sees: both systems showing one value
+    seen_equal: dict[tuple[int, str], dict[str, tuple[int, Any]]] = field(default_factory=dict)
     entity_of: dict[str, str] = field(default_factory=dict)  # record id -> lead|contact
     deleted_people: set[int] = field(default_factory=set)
     deleted_records: set[str] = field(default_factory=set)
@@ -69,11 +72,19 @@ class Model:
             Edit(self.tick(), self.step, value)
         )
 
-    def since(self, mid: int, rid: str, name: str) -> tuple[int | None, list[Edit], list[Edit]]:
-        """(seq of the last agreement or None, Marketo edits since, Dynamics edits since)."""
-        at = self.agreed.get((mid, rid), {}).get(name)
-        if at is None:
+    def since(
+        self, mid: int, rid: str, rule: FieldRule, *, seen: bool = False
+    ) -> tuple[int | None, list[Edit], list[Edit]]:
+        """(seq of the last agreement or None, Marketo edits since, Dynamics edits since);
+        `seen`: agreement as both systems showed it rather than as the engine stored it.
+        A side whose last edit put back the agreed value has, in net, not changed."""
+        name = rule.marketo
+        found = (self.seen_equal if seen else self.agreed).get((mid, rid), {}).get(name)
+        if found is None:
             return None, [], []
+        at, value = found
         m = [e for e in self.m_edits.get(mid, {}).get(name, []) if e.seq > at]
         d = [e for e in self.d_edits.get(rid, {}).get(name, []) if e.seq > at]
+        m = [] if m and same(rule, m[-1].value, value) else m
+        d = [] if d and same(rule, d[-1].value, value) else d
         return at, m, d

@@ -19,6 +19,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
+from sync_core.planner import Hasher, comparable
 from sync_core.realtime import handle_sync_person
 from sync_core.runtime import new_cycle
 from tests.simulation.actions import (
@@ -81,6 +82,8 @@ class Simulation:
         self.ctx = Ctx(self.world, self.model, self.rng)
         self.result = SeedResult(seed)
         self.sync_as: dict[int, str] = {}
+        # The engine's base hashes, recomputed with the configured key: what it agreed on.
+        self.hasher = Hasher(self.world.settings.sync_hash_key.get_secret_value().encode())
 
     def say(self, line: str) -> None:
         self.result.trace.append(f"[{self.model.step}] {line}")
@@ -135,22 +138,28 @@ class Simulation:
         return status
 
     def observe(self, runs: list[CycleRun]) -> None:
-        """After a step whose cycles completed, pairs that agree have a new base."""
-        if not any(r.outcome == "succeeded" for r in runs):
-            return
-        if any(r.outcome not in ("succeeded", "skipped") for r in runs):
-            return
+        """After any cycle, however it ended: a field both sides agree on is synced for
+        the engine once its stored base is that value (a crash after the base was saved
+        does not undo the sync), and synced for a person looking at both systems as soon
+        as both show it. The collision rule is judged against the first; a difference
+        between the two is an edit lost in the window between a write and its base."""
         people = self.world.people()
         records = {e: self.world.records(e) for e in ("lead", "contact")}
         for link in self.world.links():
             person = people.get(link.marketo_id)
             row = records[link.entity].get(link.dynamics_id)
-            if person is None or row is None or row.get("new_synctomkto") is False:
+            if person is None or row is None:
                 continue
-            agreed = self.model.agreed.setdefault((link.marketo_id, link.dynamics_id), {})
+            pair = (link.marketo_id, link.dynamics_id)
+            agreed = self.model.agreed.setdefault(pair, {})
+            seen = self.model.seen_equal.setdefault(pair, {})
             for rule in rules(link.entity):
-                if same(rule, person.get(rule.marketo), row.get(rule.column)):
-                    agreed[rule.marketo] = self.model.seq
+                value = person.get(rule.marketo)
+                if not same(rule, value, row.get(rule.column)):
+                    continue
+                seen[rule.marketo] = (self.model.seq, value)
+                if link.base.get(rule.marketo) == self.hasher(comparable(value, rule.fold_case)):
+                    agreed[rule.marketo] = (self.model.seq, value)
 
     # ---- the phases ------------------------------------------------------------------
     async def setup(self) -> None:
