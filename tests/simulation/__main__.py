@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 
+from tests.simulation.invariants import Violation
 from tests.simulation.runner import SeedResult, replay_command, run_seed
 
 
@@ -27,7 +28,9 @@ def summarize(results: list[SeedResult], seconds: float) -> str:
         faults.update(r.faults)
         checks.update(r.checks)
         outcomes.update(r.outcomes)
-    failed = [r for r in results if r.violations]
+    failed = [r for r in results if new_violations(r)]
+    known: Counter[str] = Counter(v.known for r in results for v in r.violations if v.known)
+    known_seeds = [r.seed for r in results if any(v.known for v in r.violations)]
     seeds = f"{results[0].seed}..{results[-1].seed}" if results else "-"
     return "\n".join(
         [
@@ -37,10 +40,18 @@ def summarize(results: list[SeedResult], seconds: float) -> str:
             f"  faults injected: {sum(faults.values())} ({_counts(faults)})",
             f"  cycle outcomes: {_counts(outcomes)}",
             f"  invariant checks: {sum(checks.values())} ({_counts(checks)})",
-            f"  violations: {sum(len(r.violations) for r in failed)} in {len(failed)} seed(s)"
+            f"  violations: {sum(len(new_violations(r)) for r in failed)} "
+            f"in {len(failed)} seed(s)"
             + (f": {', '.join(str(r.seed) for r in failed)}" if failed else ""),
+            f"  known engine bugs seen: {sum(known.values())} ({_counts(known)})"
+            + (f" in {len(known_seeds)} seed(s), e.g. {known_seeds[:6]}" if known_seeds else ""),
         ]
     )
+
+
+def new_violations(result: SeedResult) -> list[Violation]:
+    """Violations that are not an engine bug already reported (see invariants.KNOWN)."""
+    return [v for v in result.violations if not v.known]
 
 
 def report(result: SeedResult, *, trace: bool = False) -> str:
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.violations or args.verbose:
             print(report(result, trace=args.verbose), flush=True)
     print(summarize(results, time.monotonic() - started))
-    return 1 if any(r.violations for r in results) else 0
+    return 1 if any(new_violations(r) for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -52,6 +52,11 @@ class Ctx:
             return self.note(f"p{self.token()}@ex.sim")
         return self.note(f"{rule.marketo[:6]}-{self.token()}")
 
+    def record(self, entity: str, rid: str) -> str:
+        """How a trace names a record: its table, id prefix and linked person."""
+        link = next((lk for lk in self.links() if lk.dynamics_id == rid), None)
+        return f"{entity} {rid[:8]}" + (f" (person {link.marketo_id})" if link else "")
+
     # ---- what exists now -----------------------------------------------------------
     def links(self) -> list[Link]:
         return self.world.links()
@@ -130,7 +135,7 @@ async def salesperson_edits(ctx: Ctx) -> str | None:
     rule = _pick_rule(ctx, entity)
     value = ctx.fresh(rule, ctx.world.records(entity)[rid].get(rule.column))
     await d_set(ctx, entity, rid, rule, value)
-    return f"salesperson sets {rule.column} of {entity} {rid[:8]}"
+    return f"salesperson sets {rule.column} of {ctx.record(entity, rid)}"
 
 
 async def collision(ctx: Ctx) -> str | None:
@@ -196,6 +201,23 @@ async def clear_value(ctx: Ctx) -> str | None:
     return f"salesperson clears {rule.column} of person {link.marketo_id}"
 
 
+# Longer than the Dynamics column (Marketo takes 255): Dynamics rejects the write.
+TOO_LONG = {"title": 120, "firstName": 60, "city": 90}
+
+
+async def too_long_value(ctx: Ctx) -> str | None:
+    pairs = ctx.live_pairs()
+    if not pairs:
+        return None
+    link = ctx.rng.choice(pairs)
+    name = ctx.rng.choice(sorted(TOO_LONG))
+    rule = next(r for r in rules(link.entity) if r.marketo == name)
+    value = ctx.note(f"{name}-{ctx.token()}-".ljust(TOO_LONG[name], "x"))
+    await m_set(ctx, link.marketo_id, rule, value)
+    ctx.model.too_long.setdefault((link.marketo_id, name), set()).add(value)
+    return f"marketer sets a too-long {name} on person {link.marketo_id}"
+
+
 async def email_case_only(ctx: Ctx) -> str | None:
     pairs = ctx.live_pairs()
     if not pairs:
@@ -225,7 +247,7 @@ async def unmapped_edit(ctx: Ctx) -> str | None:
     entity, rid = ctx.rng.choice(records)
     column = ctx.rng.choice(UNMAPPED_DYNAMICS)
     await ctx.world.d_edit(entity, rid, {column: ctx.note(f"https://u{ctx.token()}.sim")})
-    return f"salesperson sets unmapped {column} of {entity} {rid[:8]}"
+    return f"salesperson sets unmapped {column} of {ctx.record(entity, rid)}"
 
 
 def _paused(ctx: Ctx) -> list[Link]:
@@ -259,7 +281,7 @@ async def filter_flip(ctx: Ctx) -> str | None:
     # No when it syncs; Yes (or empty, which also syncs) when it is held back.
     value = ctx.rng.choice([True, None]) if current is False else False
     await ctx.world.d_edit(entity, rid, {"new_synctomkto": value})
-    return f"salesperson sets new_synctomkto={value} on {entity} {rid[:8]}"
+    return f"salesperson sets new_synctomkto={value} on {ctx.record(entity, rid)}"
 
 
 async def edit_while_paused(ctx: Ctx) -> str | None:
@@ -321,11 +343,12 @@ async def dynamics_delete(ctx: Ctx) -> str | None:
         return None
     entity, rid = ctx.rng.choice(records)
     linked = next((lk for lk in ctx.links() if lk.dynamics_id == rid), None)
+    said = f"salesperson deletes {ctx.record(entity, rid)}"
     await ctx.world.d_delete(entity, rid)
     ctx.model.deleted_records.add(rid)
     if linked is not None:
         ctx.model.deleted_linked[rid] = linked.marketo_id
-    return f"salesperson deletes {entity} {rid[:8]}"
+    return said
 
 
 async def marketo_delete(ctx: Ctx) -> str | None:
@@ -391,6 +414,7 @@ ACTIONS: list[tuple[str, float, Action]] = [
     ("rapid-edits", 1.0, rapid_edits),
     ("clear", 1.0, clear_value),
     ("email-case", 0.5, email_case_only),
+    ("too-long-value", 0.6, too_long_value),
     ("unmapped-edit", 0.7, unmapped_edit),
     ("filter-flip", 2.0, filter_flip),
     ("edit-while-paused", 1.0, edit_while_paused),

@@ -21,6 +21,7 @@ class StepPlan:
     """How this step's cycle runs; faults fill it in."""
 
     crash_at: int | None = None
+    crash_on: str = ""  # die at the first I/O call described so (e.g. "store.save_links")
     overlap: bool = False
     crash_second_at: int | None = None  # the overlapping cycle may die too
     race: list[int] = field(default_factory=list)  # people delivered during the cycle
@@ -60,6 +61,12 @@ async def crash(ctx: Ctx, plan: StepPlan) -> bool:
     return True
 
 
+async def crash_before_base(ctx: Ctx, plan: StepPlan) -> bool:
+    # The narrowest window: the writes have landed, the link rows (bases) are not saved.
+    plan.crash_on = "store.save_links"
+    return True
+
+
 async def store_outage(ctx: Ctx, plan: StepPlan) -> bool:
     # The cycle's own calls only: the world arms it right before the cycle starts.
     ctx.world.pending_outage = (ctx.rng.randint(1, 30), ctx.rng.randint(1, 40))
@@ -96,6 +103,7 @@ FAULTS: list[tuple[str, float, Arm]] = [
     ("dynamics-429", 1.0, dynamics_status("429")),
     ("dynamics-5xx", 1.0, dynamics_status("500", "502", "503", "504")),
     ("crash", 2.0, crash),
+    ("crash-before-base", 0.7, crash_before_base),
     ("store-outage", 1.0, store_outage),
     ("lease-conflict", 0.5, lease_conflict),
     ("overlapping-cycles", 1.0, overlapping_cycles),

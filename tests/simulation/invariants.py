@@ -16,6 +16,19 @@ from sync_core.planner import as_id
 from tests.simulation.model import Model, rules, same
 from tests.simulation.world import SimWorld
 
+# Engine bugs already reported, by tag: a violation carrying one is still reported, but
+# does not fail the test suite. Each has a strict xfail storyline in test_simulation.py;
+# when the engine is fixed that test passes, fails as XPASS, and its tag goes from here.
+KNOWN = {
+    "stale-base": "a run that dies (or loses Table Storage) after its writes landed but "
+    "before the link rows are saved leaves the old base; an edit made before the next "
+    "cycle then collides with the engine's own write, and for the winner side of the "
+    "field the engine's stale value overwrites it",
+    "rejection-resent": "a value Dynamics rejected is sent again, and recorded again in the "
+    "error table and the activity log, each time its pair is re-planned for any other "
+    "reason (an edit of another field on either side, a re-read after a failed cycle)",
+}
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -26,12 +39,14 @@ class Violation:
     expected: Any = None
     actual: Any = None
     detail: str = ""
+    known: str = ""  # a KNOWN tag when this is an engine bug already reported
 
     def __str__(self) -> str:
         where = f"{self.record} {self.field}".strip()
         values = f" expected {self.expected!r}, actual {self.actual!r}" if self.field else ""
         extra = f" ({self.detail})" if self.detail else ""
-        return f"[{self.invariant}] step {self.step}: {where}:{values}{extra}"
+        tag = f" [known engine bug: {self.known}]" if self.known else ""
+        return f"[{self.invariant}] step {self.step}: {where}:{values}{extra}{tag}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,7 @@ class Checker:
             f"{side} edit did not reach the other side",
         )
 
-    def merges(self) -> None:
+    def merges(self, where: str) -> None:
         for link, person, row in self.live_pairs():
             for rule in rules(link.entity):
                 if rule.direction != "both" or self._skip(link, rule.marketo):
@@ -154,12 +169,13 @@ class Checker:
                         detail = verdict.detail + ("; the loser's value won" if beaten else "")
                         self._fail(
                             verdict.invariant,
-                            verdict.step,
+                            f"{verdict.step} (seen at {where})",
                             who,
                             rule.marketo,
                             verdict.expected,
                             actual,
                             detail,
+                            known=self._stale_base(link, rule, actual),
                         )
                         continue
                 # As people saw it: a value both systems already showed counts as synced,
@@ -169,9 +185,10 @@ class Checker:
                     continue
                 self.checks["lost-update"] += 1
                 if not same(rule, actual, seen.expected):
+                    # Both sides showed a value the engine had not recorded: stale base.
                     self._fail(
                         "lost-update",
-                        seen.step,
+                        f"{seen.step} (seen at {where})",
                         who,
                         rule.marketo,
                         seen.expected,
@@ -179,7 +196,18 @@ class Checker:
                         f"{seen.detail}: overwritten by a value both sides "
                         "already showed but the engine had not recorded as synced "
                         "(a run died between its write and its base)",
+                        known="stale-base",
                     )
+
+    def _stale_base(self, link: Any, rule: Any, actual: Any) -> str:
+        """ "stale-base" when the value that won is one both sides showed after the last
+        agreement the engine recorded: its own write, taken for someone's edit."""
+        pair = (link.marketo_id, link.dynamics_id)
+        agreed = self.model.agreed.get(pair, {}).get(rule.marketo)
+        seen = self.model.seen_equal.get(pair, {}).get(rule.marketo)
+        if agreed is None or seen is None or seen[0] <= agreed[0]:
+            return ""
+        return "stale-base" if same(rule, actual, seen[1]) else ""
 
     # ---- 4. no duplicates -------------------------------------------------------------
     def duplicates(self, step: str) -> None:
@@ -268,6 +296,28 @@ class Checker:
                     "a record",
                     None,
                     f"deliveries answered {statuses}",
+                )
+
+    # ---- 6. a rejection is recorded once per rejected value ----------------------------
+    def rejections(self, step: str) -> None:
+        rows: Counter[tuple[int, str]] = Counter()
+        for row in self.world.store.table("errors"):
+            mid = as_id(row.get("marketoId"))
+            for name in json.loads(row.get("fields") or "[]"):
+                if mid is not None:
+                    rows[(mid, name)] += 1
+        for (mid, name), values in self.model.too_long.items():
+            self.checks["rejection-once"] += 1
+            if rows[(mid, name)] > len(values):
+                self._fail(
+                    "rejection-once",
+                    step,
+                    f"person {mid}",
+                    name,
+                    f"at most {len(values)} error row(s)",
+                    rows[(mid, name)],
+                    "the same rejected value was recorded again",
+                    known="rejection-resent",
                 )
 
     # ---- 5. no echo ------------------------------------------------------------------

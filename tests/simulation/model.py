@@ -57,6 +57,8 @@ class Model:
     marketo_only: set[int] = field(default_factory=set)  # people made by the marketer
     deliveries: dict[int, list[int]] = field(default_factory=dict)  # person -> statuses
     personal: set[str] = field(default_factory=set)  # every personal value made up
+    # (person, Marketo field) -> values set there that Dynamics cannot hold
+    too_long: dict[tuple[int, str], set[str]] = field(default_factory=dict)
 
     def tick(self) -> int:
         self.seq += 1

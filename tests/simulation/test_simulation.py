@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.simulation.__main__ import report
+from tests.simulation.__main__ import new_violations, report
 from tests.simulation.actions import m_set
 from tests.simulation.invariants import Checker
 from tests.simulation.model import rules
@@ -24,7 +24,7 @@ SEEDS = 300
 
 @pytest.mark.parametrize("first", range(0, SEEDS, CHUNK), ids=lambda f: f"seeds-{f}")
 def test_seeds_keep_every_promise(first: int) -> None:
-    failed = [r for r in map(run_seed, range(first, first + CHUNK)) if r.violations]
+    failed = [r for r in map(run_seed, range(first, first + CHUNK)) if new_violations(r)]
     assert not failed, "\n".join(report(r) for r in failed)
 
 
@@ -94,7 +94,7 @@ def test_collision_rule_flags_the_loser_winning() -> None:
         sim.model.edited_d(link.dynamics_id, "title", "title-bbbb0002")
         await sim.world.d_edit("contact", link.dynamics_id, {"jobtitle": "title-aaaa0001"})
         checker = Checker(sim.world, sim.model)
-        checker.merges()
+        checker.merges("end")
         return checker
 
     checker = _world_with_a_synced_contact(fn)
@@ -109,11 +109,12 @@ def test_lost_update_flags_an_edit_overwritten_without_a_collision() -> None:
         await m_set(sim.ctx, link.marketo_id, _title(), "title-cccc0003")
         await sim.world.m_edit(link.marketo_id, {"title": "title-0a1b2c3d"})  # unrecorded
         checker = Checker(sim.world, sim.model)
-        checker.merges()
+        checker.merges("end")
         return checker
 
     (v,) = _world_with_a_synced_contact(fn).violations
-    assert (v.invariant, v.step, v.expected) == ("lost-update", 1, "title-cccc0003")
+    assert (v.invariant, v.expected) == ("lost-update", "title-cccc0003")
+    assert str(v.step).startswith("1 ")
 
 
 def test_duplicates_echo_lease_and_personal_data_checks_fire() -> None:
@@ -159,3 +160,47 @@ def test_a_paused_pair_edited_in_marketo_converges_once_resumed() -> None:
         return sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == []
+
+
+# ---- engine bugs the simulation found (invariants.KNOWN), as storylines ----------------
+def _rule(name: str) -> Any:
+    return next(r for r in rules("contact") if r.marketo == name)
+
+
+@pytest.mark.xfail(strict=True, reason="known engine bug 'stale-base' (see invariants.KNOWN)")
+def test_an_edit_after_a_run_died_before_saving_its_base_is_not_overwritten() -> None:
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any]:
+        w = sim.world
+        await m_set(sim.ctx, link.marketo_id, _rule("address"), "addres-00000001")
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.save_links")
+        row = w.records("contact")[link.dynamics_id]
+        # The write landed (both systems show it); only the base was not saved.
+        assert died.outcome == "crashed" and row["address1_line1"] == "addres-00000001"
+        await m_set(sim.ctx, link.marketo_id, _rule("address"), "addres-00000002")
+        w.now += w.settings.sync_lease_seconds + 1
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        person = w.people()[link.marketo_id]
+        return person.get("address"), w.records("contact")[link.dynamics_id]["address1_line1"]
+
+    # The marketer's second edit is the only edit since the sync: it must win.
+    assert _world_with_a_synced_contact(fn) == ("addres-00000002", "addres-00000002")
+
+
+@pytest.mark.xfail(strict=True, reason="known engine bug 'rejection-resent' (see invariants.KNOWN)")
+def test_a_rejected_value_is_recorded_once_when_another_field_changes() -> None:
+    async def fn(sim: Simulation, link: Any) -> int:
+        w = sim.world
+        await m_set(sim.ctx, link.marketo_id, _rule("title"), "title-".ljust(120, "x"))
+        w.now += 300
+        await sim.cycle("rejects")
+        assert len(w.store.table("errors")) == 1  # Dynamics said no, once
+        await w.d_edit("contact", link.dynamics_id, {"telephone1": "phone-00000003"})
+        w.now += 300
+        await sim.cycle("other-field")
+        assert w.people()[link.marketo_id].get("phone") == "phone-00000003"
+        return len(w.store.table("errors"))
+
+    assert _world_with_a_synced_contact(fn) == 1

@@ -63,6 +63,7 @@ class Fate:
     """Shared by every wire and the store gate of one engine run (a cycle or a delivery)."""
 
     crash_at: int | None = None  # die at this I/O call (1-based)
+    crash_on: str = ""  # or at the first call whose description starts with this
     calls: int = 0
     dead: bool = False
 
@@ -70,7 +71,8 @@ class Fate:
         if self.dead:
             raise Crash(f"dead before {what}")
         self.calls += 1
-        if self.crash_at is not None and self.calls >= self.crash_at:
+        due = self.crash_at is not None and self.calls >= self.crash_at
+        if due or (self.crash_on and what.startswith(self.crash_on)):
             self.dead = True
             raise Crash(f"crashed at I/O call {self.calls} ({what})")
 
@@ -209,9 +211,9 @@ class SimWorld:
         await self.dyn_http.aclose()
 
     # ---- the engine -------------------------------------------------------------
-    def parts(self, run: str, crash_at: int | None = None) -> EngineRun:
+    def parts(self, run: str, crash_at: int | None = None, crash_on: str = "") -> EngineRun:
         """Wires, store gate and token provider for one engine run (one invocation)."""
-        fate = Fate(crash_at)
+        fate = Fate(crash_at, crash_on)
         wires = [Wire(self, "marketo", fate, run), Wire(self, "dynamics", fate, run)]
         token_http = httpx.AsyncClient(transport=wires[1], base_url=self.dynamics_url)
 
