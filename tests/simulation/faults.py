@@ -56,6 +56,19 @@ def dynamics_status(*kinds: str) -> Arm:
     return arm
 
 
+async def marketo_tokens_expire(ctx: Ctx, plan: StepPlan) -> bool:
+    # Every access token dies at once (601/602 on the next call): the client signs in again.
+    await ctx.world.marketo_admin("POST", "tokens/expire")
+    return True
+
+
+async def delta_links_expire(ctx: Ctx, plan: StepPlan) -> bool:
+    # Dataverse ages out change-tracking tokens: the saved delta links no longer work and
+    # the cycle must re-read both tables in full (a full reconcile), losing nothing.
+    await ctx.world.dynamics_admin("POST", "change-tracking/age", json={"days": 8})
+    return True
+
+
 async def crash(ctx: Ctx, plan: StepPlan) -> bool:
     plan.crash_at = ctx.rng.randint(1, 45)
     return True
@@ -102,6 +115,8 @@ FAULTS: list[tuple[str, float, Arm]] = [
     ("marketo-604", 0.5, marketo_code("604")),
     ("dynamics-429", 1.0, dynamics_status("429")),
     ("dynamics-5xx", 1.0, dynamics_status("500", "502", "503", "504")),
+    ("marketo-tokens-expire", 0.5, marketo_tokens_expire),
+    ("delta-links-expire", 0.5, delta_links_expire),
     ("crash", 2.0, crash),
     ("crash-before-base", 0.7, crash_before_base),
     ("store-outage", 1.0, store_outage),

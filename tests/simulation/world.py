@@ -282,10 +282,15 @@ class SimWorld:
         return self._tokens["mkto"]
 
     async def marketo(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {await self._mkto_token()}"}
-        r = await self.mkto_http.request(method, path, headers=headers, **kw)
-        r.raise_for_status()
-        body: dict[str, Any] = r.json()
+        for _ in range(2):
+            headers = {"Authorization": f"Bearer {await self._mkto_token()}"}
+            r = await self.mkto_http.request(method, path, headers=headers, **kw)
+            r.raise_for_status()
+            body: dict[str, Any] = r.json()
+            codes = {str(e.get("code")) for e in body.get("errors") or []}
+            if not codes & {"601", "602"}:
+                break
+            self._tokens.pop("mkto", None)  # a person's tool signs in again, too
         if not body.get("success"):
             raise AssertionError(f"marketer's call {method} {path} failed: {body}")
         return body
