@@ -351,8 +351,12 @@ class SimWorld:
         return str(r.json()[KEYS[entity]]).lower()
 
     async def d_edit(self, entity: str, rid: str, values: dict[str, Any]) -> bool:
-        r = await self.dynamics("PATCH", f"{SETS[entity]}({rid})", json=values)
-        if r.status_code == 404:
+        # If-Match: * makes the PATCH an update only; without it Dataverse upserts and a
+        # deleted record would come back to life, which no salesperson can do.
+        r = await self.dynamics(
+            "PATCH", f"{SETS[entity]}({rid})", json=values, headers={"If-Match": "*"}
+        )
+        if r.status_code in (404, 412):
             return False
         assert r.status_code == 204, r.text
         return True
