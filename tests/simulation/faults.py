@@ -80,6 +80,12 @@ async def crash_before_base(ctx: Ctx, plan: StepPlan) -> bool:
     return True
 
 
+async def crash_before_logs(ctx: Ctx, plan: StepPlan) -> bool:
+    # Links saved, the error rows and activities of the cycle not yet written.
+    plan.crash_on = "store.record_errors"
+    return True
+
+
 async def store_outage(ctx: Ctx, plan: StepPlan) -> bool:
     # The cycle's own calls only: the world arms it right before the cycle starts.
     ctx.world.pending_outage = (ctx.rng.randint(1, 30), ctx.rng.randint(1, 40))
@@ -119,6 +125,7 @@ FAULTS: list[tuple[str, float, Arm]] = [
     ("delta-links-expire", 0.5, delta_links_expire),
     ("crash", 2.0, crash),
     ("crash-before-base", 0.7, crash_before_base),
+    ("crash-before-logs", 0.4, crash_before_logs),
     ("store-outage", 1.0, store_outage),
     ("lease-conflict", 0.5, lease_conflict),
     ("overlapping-cycles", 1.0, overlapping_cycles),

@@ -12,21 +12,23 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sync_core.planner import as_id
+from sync_core.planner import REJECTED_BY, as_id
 from tests.simulation.model import Model, rules, same
 from tests.simulation.world import SimWorld
+
+REFUSED_MARKS = tuple(REJECTED_BY.values())  # base keys of values a side refused
 
 # Engine bugs already reported, by tag: a violation carrying one is still reported, but
 # does not fail the test suite. Each has a strict xfail storyline in test_simulation.py;
 # when the engine is fixed that test passes, fails as XPASS, and its tag goes from here.
 KNOWN = {
+    "rejection-unrecorded": "the base's refused-value mark is saved with the link rows, "
+    "the error row and the activity only at the end of the cycle; a run that dies in "
+    "between leaves a value that is never resent and never reported",
     "stale-base": "a run that dies (or loses Table Storage) after its writes landed but "
     "before the link rows are saved leaves the old base; an edit made before the next "
     "cycle then collides with the engine's own write, and for the winner side of the "
     "field the engine's stale value overwrites it",
-    "rejection-resent": "a value Dynamics rejected is sent again, and recorded again in the "
-    "error table and the activity log, each time its pair is re-planned for any other "
-    "reason (an edit of another field on either side, a re-read after a failed cycle)",
 }
 
 
@@ -92,6 +94,11 @@ class Checker:
         return out
 
     def _skip(self, link: Any, name: str) -> bool:
+        """A field the pair may rightly disagree on: a side refused its value (an error
+        row says so, or the engine's base marks the value refused; whether that refusal
+        was recorded is the rejections check's business)."""
+        if any(f"{side}{name}" in link.base for side in REFUSED_MARKS):
+            return True
         return (str(link.marketo_id), name) in self.rejected or (
             link.dynamics_id,
             name,
@@ -317,8 +324,26 @@ class Checker:
                     f"at most {len(values)} error row(s)",
                     rows[(mid, name)],
                     "the same rejected value was recorded again",
-                    known="rejection-resent",
                 )
+        # And at least once: a value the engine holds back as refused has an error row.
+        for link in self.links:
+            for key in link.base:
+                side = next((m for m in REFUSED_MARKS if key.startswith(m)), None)
+                if side is None:
+                    continue
+                name = key[len(side) :]
+                self.checks["rejection-once"] += 1
+                if rows[(link.marketo_id, name)] == 0:
+                    self._fail(
+                        "rejection-once",
+                        step,
+                        f"person {link.marketo_id} / {link.entity} {link.dynamics_id}",
+                        name,
+                        "an error row",
+                        0,
+                        "the engine holds the value back as refused, but nobody was told",
+                        known="rejection-unrecorded",
+                    )
 
     # ---- 5. no echo ------------------------------------------------------------------
     def no_echo(self, step: str, writes: list[str]) -> None:

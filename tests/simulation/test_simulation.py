@@ -162,7 +162,7 @@ def test_a_paused_pair_edited_in_marketo_converges_once_resumed() -> None:
     assert _world_with_a_synced_contact(fn) == []
 
 
-# ---- engine bugs the simulation found (invariants.KNOWN), as storylines ----------------
+# ---- engine bugs the simulation found, as storylines (xfail while in invariants.KNOWN) ---
 def _rule(name: str) -> Any:
     return next(r for r in rules("contact") if r.marketo == name)
 
@@ -189,7 +189,23 @@ def test_an_edit_after_a_run_died_before_saving_its_base_is_not_overwritten() ->
     assert _world_with_a_synced_contact(fn) == ("addres-00000002", "addres-00000002")
 
 
-@pytest.mark.xfail(strict=True, reason="known engine bug 'rejection-resent' (see invariants.KNOWN)")
+@pytest.mark.xfail(strict=True, reason="known engine bug 'rejection-unrecorded' (invariants.KNOWN)")
+def test_a_rejection_is_recorded_even_when_the_run_dies_before_its_logs() -> None:
+    async def fn(sim: Simulation, link: Any) -> int:
+        w = sim.world
+        await m_set(sim.ctx, link.marketo_id, _rule("title"), "title-".ljust(120, "x"))
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.record_errors")
+        assert died.outcome == "crashed"
+        w.now += w.settings.sync_lease_seconds + 1
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        return len(w.store.table("errors"))
+
+    assert _world_with_a_synced_contact(fn) >= 1
+
+
 def test_a_rejected_value_is_recorded_once_when_another_field_changes() -> None:
     async def fn(sim: Simulation, link: Any) -> int:
         w = sim.world
