@@ -6,7 +6,10 @@ cycles and checks both systems (and the state) afterwards.
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import pytest
 
 from tests.scenarios.world import World
 
@@ -96,6 +99,10 @@ def test_different_fields_changed_on_each_side_both_go_through(world: World):
     assert record["address1_city"] == "Paris" and record["jobtitle"] == "Countess"  # type: ignore[index]
 
 
+@pytest.mark.skipif(
+    os.environ.get("SCENARIO_PROFILE") == "hostile",
+    reason="counts API calls; in the hostile world injected faults add retries by design",
+)
 def test_second_idle_cycle_writes_nothing_and_costs_at_most_four_calls(world: World):
     # Time compressed: here cycles run back to back, in production 5 minutes apart, so
     # the feed overlap shrinks with them (a saved token is then old enough to reuse).
