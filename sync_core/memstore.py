@@ -307,12 +307,13 @@ class MemoryStateStore:
         events = list(events)
         self._enter("record_person_events")
         stamp = table_state._now()
+        tag = secrets.token_hex(3)  # two batches in one millisecond must not collide
         with self._lock:
             for n, ev in enumerate(events):
                 mid = int(ev["marketoId"])
                 row: Row = {
                     "PartitionKey": f"p{mid // BUCKET:012d}",
-                    "RowKey": f"{mid:012d}-{_newest_first(stamp)}-{n:06d}",
+                    "RowKey": f"{mid:012d}-{_newest_first(stamp)}-{n:06d}-{tag}",
                     "marketoId": mid,
                     "at": stamp.isoformat(),
                 }

@@ -501,6 +501,7 @@ class StateStore:
 
     def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
         stamp = _now()
+        tag = secrets.token_hex(3)  # two batches in one millisecond must not collide
         rows = []
         for n, ev in enumerate(events):
             mid = int(ev["marketoId"])
@@ -509,7 +510,7 @@ class StateStore:
             rows.append(
                 {
                     "PartitionKey": f"p{mid // BUCKET:012d}",
-                    "RowKey": f"{mid:012d}-{_newest_first(stamp)}-{n:06d}",
+                    "RowKey": f"{mid:012d}-{_newest_first(stamp)}-{n:06d}-{tag}",
                     "marketoId": mid,
                     "at": stamp.isoformat(),
                     **{

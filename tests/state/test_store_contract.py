@@ -212,7 +212,7 @@ def test_person_events_per_person(store: Any) -> None:
             {"marketoId": 42, "direction": "to-marketo", "fields": ["email"]},
         ]
     )
-    time.sleep(0.002)  # see the xfail below: same-millisecond batches collide
+    time.sleep(0.002)  # newest first needs a later millisecond
     store.record_person_events([{"marketoId": 41, "direction": "to-marketo", "fields": []}])
     mine = store.person_events(41)
     assert len(mine) == 2 and all(r["marketoId"] == 41 for r in mine)
@@ -221,11 +221,6 @@ def test_person_events_per_person(store: Any) -> None:
     assert len(store.person_events(42)) == 1 and store.person_events(43) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="person-log RowKey is (person, ms, index in batch): "
-    "two batches in one millisecond overwrite each other's rows",
-)
 def test_two_person_log_batches_in_one_millisecond_both_kept(
     store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
