@@ -11,12 +11,16 @@ edited the record after we read it) is simply re-planned next cycle.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sync_core import rejections
 from sync_core.access import encode_values
+from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
 from sync_core.dataverse import DataverseClient, Op
 from sync_core.errors import RecordRejected, StaleRecord, SyncError, TransientError
 from sync_core.mapping import ENTITY_SET, Entity, Mapping
@@ -26,6 +30,7 @@ from sync_core.rules import field_rules
 from sync_core.state import Link, StateStore
 
 Commit = Callable[[], Awaitable[None]]
+log = logging.getLogger("sync_core")
 
 # A record's write is resent at most this often, each time without the fields refused.
 FIELD_ROUNDS = 4
@@ -130,7 +135,7 @@ class Applier:
                     self.counts.stale += 1
                 elif isinstance(err, RecordRejected):
                     self.counts.rejected += 1
-                    self._error(w, entity, direction, sorted(pending), err)
+                    self._error(w, entity, direction, sorted(pending), err, pending)
                 else:
                     failed = True
             self.counts.collisions += len(w.plan.collisions)
@@ -143,12 +148,28 @@ class Applier:
             self.retried.update(int(r) for r in retry)
 
         async def commit() -> None:
+            # Rejections first: a link row carrying a refused-value mark is never saved
+            # before the rejection it stands for is on record.
+            await self.flush_errors()
             await asyncio.to_thread(self.store.save_links, to_save_new, new=True)
             await asyncio.to_thread(self.store.save_links, to_save)
             if retry:
                 await asyncio.to_thread(self.store.add_to_set, "retry", retry)
 
         return commit
+
+    async def flush_errors(self) -> None:
+        """Record the errors gathered so far (error table, then the person's activity
+        log). Rows a previous run already recorded (same signature) are skipped."""
+        errors, self.errors = self.errors, []
+        if not errors:
+            return
+        new = await asyncio.to_thread(self.store.record_errors, errors)
+        try:
+            await log_activities(self.marketo, SYNC_ERROR, error_entries(new))
+        except SyncError as exc:
+            # The error table has the row; a missing log line must not fail the cycle.
+            log.warning("could not write sync errors to Marketo activity logs: %s", exc)
 
     async def _write_marketo(self, items: list[PairWork]) -> dict[int, SyncError | None]:
         out: dict[int, SyncError | None] = {}
@@ -201,7 +222,9 @@ class Applier:
                 w.marks[REJECTED_BY[side] + name] = pending.pop(name)
             values.pop(name if side == "marketo" else column_of.get(name, name), None)
         self.counts.rejected += 1
-        self._error(w, entity, direction, names, err)
+        prefix = REJECTED_BY[side]
+        self._error(w, entity, direction, names, err,
+                    {n: w.marks.get(prefix + n, "") for n in names})  # fmt: skip
         extra = w.extra_marketo if side == "marketo" else w.extra_dynamics
         return bool(values or extra)
 
@@ -273,8 +296,16 @@ class Applier:
         )  # fmt: skip
 
     def _error(
-        self, w: PairWork, entity: Entity, direction: str, fields: list[str], err: RecordRejected
+        self,
+        w: PairWork,
+        entity: Entity,
+        direction: str,
+        fields: list[str],
+        err: RecordRejected,
+        values: dict[str, str],
     ) -> None:
+        """`values`: the refused value's hash per field, so a run that repeats the same
+        refusal (it died before its link rows) records it once, not twice."""
         self.errors.append(
             {
                 "operation": "update",
@@ -285,6 +316,7 @@ class Applier:
                 "message": err.message,
                 "marketoId": w.link.marketo_id,
                 "dynamicsId": w.link.dynamics_id,
+                "signature": signature(w.link.marketo_id, direction, err.code, values),
             }
         )
         # The person's own history shows the rejection too (`explain` reads it).
@@ -306,3 +338,9 @@ def _forget_rejections(base: dict[str, str], names: Iterable[str]) -> None:
     for name in names:
         for prefix in REJECTED_BY.values():
             base.pop(prefix + name, None)
+
+
+def signature(marketo_id: int, direction: str, code: str, values: dict[str, str]) -> str:
+    """A stable name for one refusal of these values (hashes only, no personal data)."""
+    text = json.dumps([marketo_id, direction, code, sorted(values.items())])
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from sync_core.access import decode_row, field_access, invalidate
-from sync_core.activitylog import SYNC_ERROR, activity_log_state, error_entries, log_activities
+from sync_core.activitylog import activity_log_state
 from sync_core.apply import Applier, Counts, PairWork
 from sync_core.dataverse import ChangePage, DataverseClient
 from sync_core.errors import (
@@ -198,14 +198,7 @@ class Cycle:
         return summary
 
     async def _flush_logs(self) -> None:
-        if self.applier.errors:
-            errors, self.applier.errors = self.applier.errors, []
-            await self._io(self.store.record_errors, errors)
-            try:
-                await log_activities(self.marketo, SYNC_ERROR, error_entries(errors))
-            except SyncError as exc:
-                # The error table has the row; a missing log line must not fail the cycle.
-                log.warning("could not write sync errors to Marketo activity logs: %s", exc)
+        await self.applier.flush_errors()
         if self.applier.events:
             await self._io(self.store.record_person_events, self.applier.events)
             self.applier.events = []

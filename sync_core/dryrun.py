@@ -263,8 +263,10 @@ class DryRunStore:
     def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
         self.cycle = summary
 
-    def record_errors(self, rows: Any) -> None:
+    def record_errors(self, rows: Any) -> list[dict[str, Any]]:
+        rows = list(rows)
         self._capture.errors.extend(rows)
+        return rows
 
     def record_person_events(self, events: Any) -> None:
         self._capture.events.extend(events)

@@ -283,16 +283,24 @@ class MemoryStateStore:
         with self._lock:
             return self._partition("cycles", "cycle")[:limit]
 
-    def record_errors(self, rows: Iterable[dict[str, Any]]) -> None:
+    def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         rows = list(rows)
         self._enter("record_errors")
         stamp = table_state._now()
+        added = []
         with self._lock:
             for n, row in enumerate(rows):
+                sig = row.get("signature")
+                if sig:
+                    if self._get("state", "errorsig", sig) is not None:
+                        continue
+                    self._put("state", {"PartitionKey": "errorsig", "RowKey": sig})
+                added.append(row)
                 key = f"{_newest_first(stamp)}-{n:05d}-{secrets.token_hex(3)}"
                 entity = {"PartitionKey": "error", "RowKey": key, "at": stamp.isoformat()}
                 entity.update(self._flat(row))
                 self._put("errors", entity)
+        return added
 
     def list_errors(self, since: datetime | None = None) -> list[dict[str, Any]]:
         self._enter("list_errors")

@@ -463,10 +463,20 @@ class StateStore:
         params = {"bound": _newest_first(since) + "~"}
         return [dict(r) for r in self._t("cycles").query_entities(query, parameters=params)]
 
-    def record_errors(self, rows: Iterable[dict[str, Any]]) -> None:
+    def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add error rows; return those added. A row with a `signature` another run
+        already recorded is skipped (the same refusal met again after a crash)."""
         stamp = _now()
         entities = []
+        added = []
         for n, row in enumerate(rows):
+            sig = row.get("signature")
+            if sig:
+                try:
+                    self._t("state").create_entity({"PartitionKey": "errorsig", "RowKey": sig})
+                except ResourceExistsError:
+                    continue
+            added.append(row)
             entities.append(
                 {
                     "PartitionKey": "error",
@@ -479,6 +489,7 @@ class StateStore:
                 }
             )
         self._write("errors", entities)
+        return added
 
     def list_errors(
         self, since: datetime | None = None, limit: int | None = None

@@ -22,9 +22,6 @@ REFUSED_MARKS = tuple(REJECTED_BY.values())  # base keys of values a side refuse
 # does not fail the test suite. Each has a strict xfail storyline in test_simulation.py;
 # when the engine is fixed that test passes, fails as XPASS, and its tag goes from here.
 KNOWN = {
-    "rejection-unrecorded": "the base's refused-value mark is saved with the link rows, "
-    "the error row and the activity only at the end of the cycle; a run that dies in "
-    "between leaves a value that is never resent and never reported",
     "stale-base": "a run that dies (or loses Table Storage) after its writes landed but "
     "before the link rows are saved leaves the old base; an edit made before the next "
     "cycle then collides with the engine's own write, and for the winner side of the "
@@ -342,7 +339,6 @@ class Checker:
                         "an error row",
                         0,
                         "the engine holds the value back as refused, but nobody was told",
-                        known="rejection-unrecorded",
                     )
 
     # ---- 5. no echo ------------------------------------------------------------------

@@ -189,7 +189,6 @@ def test_an_edit_after_a_run_died_before_saving_its_base_is_not_overwritten() ->
     assert _world_with_a_synced_contact(fn) == ("addres-00000002", "addres-00000002")
 
 
-@pytest.mark.xfail(strict=True, reason="known engine bug 'rejection-unrecorded' (invariants.KNOWN)")
 def test_a_rejection_is_recorded_even_when_the_run_dies_before_its_logs() -> None:
     async def fn(sim: Simulation, link: Any) -> int:
         w = sim.world
