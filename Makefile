@@ -51,10 +51,17 @@ unit: setup
 iac: $(IAC_STAMP) $(VENV_STAMP)
 	$(PY) scripts/checkov_gate.py
 
+# The same end-to-end scenarios again in worlds as slow and limited as production and
+# as faulty as a bad day (compressed time; emulators/README.md, "World profiles").
+WORLD_SCENARIOS := tests/scenarios/test_delta_sync.py tests/scenarios/test_merges.py \
+	tests/scenarios/test_mass_change.py
+
 test: setup $(IAC_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+	SCENARIO_PROFILE=production $(PY) -m pytest -q $(WORLD_SCENARIOS)
+	SCENARIO_PROFILE=hostile SCENARIO_SEED=7 $(PY) -m pytest -q $(WORLD_SCENARIOS)
 	$(PY) scripts/checkov_gate.py
 
 bench: setup

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync_core import rejections
+from sync_core import journal, rejections
 from sync_core.access import encode_values
 from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
 from sync_core.dataverse import DataverseClient, Op
@@ -30,6 +30,7 @@ from sync_core.rules import field_rules
 from sync_core.state import Link, StateStore
 
 Commit = Callable[[], Awaitable[None]]
+JOURNAL_MARKS = (*journal.LANDED_ON.values(), journal.READ_ETAG)
 log = logging.getLogger("sync_core")
 
 # A record's write is resent at most this often, each time without the fields refused.
@@ -99,6 +100,14 @@ class Applier:
         later in the cycle reads these rows, and cursors wait for every commit."""
         mk_items = [w for w in work if w.plan.to_marketo or w.extra_marketo]
         dy_items = [w for w in work if w.plan.to_dynamics or w.extra_dynamics]
+        # Noted before anything is written: if this run dies before the commit below,
+        # the next cycle knows which of these writes may have landed.
+        noted = await journal.note(
+            self.store,
+            {w.link.marketo_id: {"d": dict(w.plan.pending_dynamics),
+                                 "m": dict(w.plan.pending_marketo), "e": w.etag or ""}
+             for w in work},
+        )  # fmt: skip
         mk_outcome, dy_outcome = await asyncio.gather(
             self._write_marketo(mk_items), self._write_dynamics(entity, dy_items)
         )
@@ -107,7 +116,8 @@ class Applier:
         to_save: list[Link] = []
         retry: list[str] = []
         for w in work:
-            base = dict(w.link.base)
+            # Journal markers served this plan; the new base replaces them.
+            base = {k: v for k, v in w.link.base.items() if not k.startswith(JOURNAL_MARKS)}
             base.update(w.plan.settled)
             _forget_rejections(base, w.plan.settled)
             base.update(w.marks)
@@ -155,6 +165,7 @@ class Applier:
             await asyncio.to_thread(self.store.save_links, to_save)
             if retry:
                 await asyncio.to_thread(self.store.add_to_set, "retry", retry)
+            await journal.clear(self.store, noted)
 
         return commit
 

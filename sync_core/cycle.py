@@ -22,6 +22,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+from sync_core import journal
 from sync_core.access import decode_row, field_access, invalidate
 from sync_core.activitylog import activity_log_state
 from sync_core.apply import Applier, Counts, PairWork
@@ -206,6 +207,8 @@ class Cycle:
     async def _run(self) -> None:
         cursors: dict[str, str | None] = {}
         await self._load_access()
+        # Writes a dead run may have landed without saving their base: mark them first.
+        await journal.recover(self.store)
         _, off = await activity_log_state(self.marketo)
         self.activity_log = f"off: {off}" if off else "on"
         mk_token, deleted_people = await self._read_marketo_feeds()

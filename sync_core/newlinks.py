@@ -17,7 +17,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from sync_core.apply import PairWork
-from sync_core.errors import RecordRejected
+from sync_core.errors import OutcomeUnknown, RecordRejected
 from sync_core.mapping import ENTITY_KEY, QUALIFIED, Entity
 from sync_core.merges import MASTER, MERGED_AWAY, merged_away_key
 from sync_core.planner import as_id, normalize, plan_pair
@@ -154,7 +154,12 @@ async def link_new_records(
             rec[m.dynamics_id_field] = did
             rec[m.dynamics_type_field] = entity
             records.append(rec)
-        results = await cycle.marketo.sync_leads("createDuplicate", records)
+        try:
+            results = await cycle.marketo.sync_leads("createDuplicate", records)
+        except OutcomeUnknown:
+            # Some creates may have landed: find them by the Dynamics id they carry and
+            # create only the rest (never a blind resend, which would duplicate people).
+            results = await _resolve_creates(cycle, to_create, records)
         refused = [
             d for d, res in zip(to_create, results, strict=True) if res.get("status") != "created"
         ]
@@ -202,6 +207,24 @@ async def link_new_records(
                 )
             )
     return work
+
+
+async def _resolve_creates(
+    cycle: Cycle, ids: list[str], records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Results for creates whose answer was lost: the people that exist, then one more
+    create for those that do not (a second lost answer stops the cycle; the intents
+    resolve them next time)."""
+    field = cycle.mapping.dynamics_id_field
+    found = await cycle.marketo.get_leads(field, ids, ["id", field])
+    made = {str(p.get(field) or "").lower(): int(p["id"]) for p in found}
+    missing = [i for i, did in enumerate(ids) if did not in made]
+    again = await cycle.marketo.sync_leads("createDuplicate", [records[i] for i in missing])
+    retried = dict(zip(missing, again, strict=True))
+    return [
+        retried[i] if i in retried else {"status": "created", "id": made[did]}
+        for i, did in enumerate(ids)
+    ]
 
 
 async def clear_intents(cycle: Cycle, entity: Entity, work: list[PairWork]) -> None:

@@ -287,7 +287,12 @@ def make_api(emu: Emulator) -> Callable[[Request], Awaitable[Response]]:
         world = emu.world
         if cfg.noise_per_hour > 0:
             world.catch_up(now, emu.log, emu.store)
-        kind = world.pick_fault(endpoint, "nextPageToken" in params) if cfg.fault_rates else None
+        aimed = not cfg.fault_users or user.client_id in cfg.fault_users
+        kind = (
+            world.pick_fault(endpoint, "nextPageToken" in params)
+            if cfg.fault_rates and aimed
+            else None
+        )
         lost = kind is not None and kind.startswith("lost")
         if kind is not None and not lost:
             return await _world_fault(emu, kind, endpoint, user.client_id, token, rid, now)

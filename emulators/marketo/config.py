@@ -125,6 +125,9 @@ class MarketoConfig:
     #: `lost-604` force one) and `token` (calls with a nextPageToken: the caller's access
     #: token expires now, 601/602).
     fault_rates: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Client ids the world's faults hit (empty: every caller). Tests keep their own
+    #: actors (the marketer's tool) out of the faults aimed at the sync.
+    fault_users: list[str] = field(default_factory=list)
     client_hold_s: float = 150.0
 
     def scaled(self, seconds: float) -> float:

@@ -7,12 +7,15 @@ lease is left behind as a dead process would leave it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
+from sync_core.entrypoints import run_cycle
 from sync_core.state import StateStore
 from tests.scenarios.test_delta_sync import linked_contact, linked_lead
 from tests.scenarios.world import World
@@ -132,6 +135,35 @@ def test_a_record_deleted_while_the_delta_token_was_dead_is_still_flagged(world:
     assert world.store().links_by_marketo([mid]) == {}
     assert world.dyn_get("lead", keep) is not None  # the lead's link is untouched
     assert world.cycle()["counts"]["deleted_in_dynamics"] == 0
+
+
+class LoseFirstCreate(httpx.AsyncHTTPTransport):
+    """The network between the sync and Marketo: the first create reaches Marketo and
+    is applied, but its answer never comes back (a timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if not self.lost and b'"createDuplicate"' in request.content:
+            self.lost += 1
+            await response.aread()
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return response
+
+
+def test_a_create_whose_answer_was_lost_is_found_not_repeated(world: World):
+    world.dyn_create("contact", lastname="Lost", emailaddress1="lost@example.com")
+    network = LoseFirstCreate()
+    summary = asyncio.run(
+        run_cycle(world.settings(), ca_bundle=world.ca_bundle, marketo_transport=network)
+    )
+    assert network.lost == 1 and summary["outcome"] == "succeeded", summary["message"]
+    assert summary["counts"]["created_in_marketo"] == 1
+    (person,) = world.people_by_email("lost@example.com")
+    assert world.store().links_by_marketo([int(person["id"])])
 
 
 def test_dynamics_429_is_waited_out(world: World):

@@ -101,6 +101,7 @@ def open_world(
                       overrides={"fault_users": ["sync-app"]})  # fmt: skip
         apply_marketo_profile(mconf, profile)
         mconf.seed, mconf.time_scale = seed, TIME_SCALE
+        mconf.fault_users = ["sync-app"]  # faults aim at the sync, not the marketer's tool
         settle = mconf.late_delay_s * TIME_SCALE
         # The admin sets the feed overlap past the instance's late-commit delay (the
         # default, 120 s, covers production's 60 s; hostile's 300 s needs more).

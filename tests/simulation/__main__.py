@@ -12,7 +12,7 @@ import sys
 import time
 from collections import Counter
 
-from tests.simulation.invariants import Violation
+from tests.simulation.invariants import KNOWN, Violation
 from tests.simulation.runner import SeedResult, replay_command, run_seed
 
 
@@ -29,8 +29,10 @@ def summarize(results: list[SeedResult], seconds: float) -> str:
         checks.update(r.checks)
         outcomes.update(r.outcomes)
     failed = [r for r in results if new_violations(r)]
-    known: Counter[str] = Counter(v.known for r in results for v in r.violations if v.known)
-    known_seeds = [r.seed for r in results if any(v.known for v in r.violations)]
+    known: Counter[str] = Counter(
+        v.known for r in results for v in r.violations if v.known in KNOWN
+    )
+    known_seeds = [r.seed for r in results if any(v.known in KNOWN for v in r.violations)]
     seeds = f"{results[0].seed}..{results[-1].seed}" if results else "-"
     return "\n".join(
         [
@@ -51,7 +53,7 @@ def summarize(results: list[SeedResult], seconds: float) -> str:
 
 def new_violations(result: SeedResult) -> list[Violation]:
     """Violations that are not an engine bug already reported (see invariants.KNOWN)."""
-    return [v for v in result.violations if not v.known]
+    return [v for v in result.violations if v.known not in KNOWN]
 
 
 def report(result: SeedResult, *, trace: bool = False) -> str:

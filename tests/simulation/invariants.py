@@ -22,10 +22,6 @@ REFUSED_MARKS = tuple(REJECTED_BY.values())  # base keys of values a side refuse
 # does not fail the test suite. Each has a strict xfail storyline in test_simulation.py;
 # when the engine is fixed that test passes, fails as XPASS, and its tag goes from here.
 KNOWN = {
-    "stale-base": "a run that dies (or loses Table Storage) after its writes landed but "
-    "before the link rows are saved leaves the old base; an edit made before the next "
-    "cycle then collides with the engine's own write, and for the winner side of the "
-    "field the engine's stale value overwrites it",
 }
 
 

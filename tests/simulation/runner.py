@@ -138,7 +138,9 @@ class Simulation:
         self.say(f"sync-person {mid} as {entity} ({label}): {status}")
         return status
 
-    def observe(self, runs: list[CycleRun]) -> None:
+    def observe(
+        self, runs: list[CycleRun], before: set[tuple[int, str, str]] | None = None
+    ) -> None:
         """After any cycle, however it ended: a field both sides agree on is synced for
         the engine once its stored base is that value (a crash after the base was saved
         does not undo the sync), and synced for a person looking at both systems as soon
@@ -161,8 +163,17 @@ class Simulation:
                 value = person.get(rule.marketo)
                 if not same(rule, value, row.get(rule.column)):
                     continue
-                seen[rule.marketo] = (self.model.seq, value)
-                if link.base.get(rule.marketo) == self.hasher(comparable(value, rule.fold_case)):
+                # A person's view counts an agreement the engine made (equal only since
+                # these runs), not two people typing the same value while no cycle read
+                # them: that is a same-field change on both sides since the last sync.
+                made_by_sync = before is None or (*pair, rule.marketo) not in before
+                known = seen.get(rule.marketo)
+                recorded = link.base.get(rule.marketo) == self.hasher(
+                    comparable(value, rule.fold_case)
+                )
+                if recorded or made_by_sync or (known is not None and same(rule, known[1], value)):
+                    seen[rule.marketo] = (self.model.seq, value)
+                if recorded:
                     agreed[rule.marketo] = (self.model.seq, value)
 
     def absorb(self, checker: Checker) -> None:
@@ -228,9 +239,24 @@ class Simulation:
                 )
         plan = await self.arm()
         self.world.now += 300  # the timer's period
+        before = self.equal_fields()
         runs = await self.run_planned(plan)
         await self.disarm()
-        self.observe(runs)
+        self.observe(runs, before)
+
+    def equal_fields(self) -> set[tuple[int, str, str]]:
+        """(person, record, field) the two systems show equal right now."""
+        checker = Checker(self.world, self.model)
+        out = set()
+        for link in checker.links:
+            person = checker.people.get(link.marketo_id)
+            row = checker.records[link.entity].get(link.dynamics_id)
+            if person is None or row is None:
+                continue
+            for rule in rules(link.entity):
+                if same(rule, person.get(rule.marketo), row.get(rule.column)):
+                    out.add((link.marketo_id, link.dynamics_id, rule.marketo))
+        return out
 
     async def arm(self) -> StepPlan:
         plan = StepPlan()

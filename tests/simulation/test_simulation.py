@@ -167,7 +167,6 @@ def _rule(name: str) -> Any:
     return next(r for r in rules("contact") if r.marketo == name)
 
 
-@pytest.mark.xfail(strict=True, reason="known engine bug 'stale-base' (see invariants.KNOWN)")
 def test_an_edit_after_a_run_died_before_saving_its_base_is_not_overwritten() -> None:
     async def fn(sim: Simulation, link: Any) -> tuple[Any, Any]:
         w = sim.world

@@ -1,0 +1,74 @@
+"""The write-ahead journal: which values a page was about to write, saved before it writes.
+
+A run that dies after its writes landed but before their link rows (the new base) were
+saved leaves the old base behind. An edit made before the next cycle then looks like a
+collision with the engine's own write, and on the winner's side of the field the engine's
+stale value overwrites that newer edit (a lost update the seeded simulation found). So
+each page first notes, per person, the hash of every value it is about to write to each
+side; the note is deleted once the page's link rows are saved. The next cycle turns any
+note left behind into markers on the links (`~d:` / `~m:` + field, and the record's etag
+as read), and the planner reads a side that now holds the noted value as "our write
+landed"; a side holding anything else landed only if the record changed since that read
+(for Marketo, which has no etag: anything but the old base; see planner.plan_pair).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sync_core.state import Link, StateStore
+
+KIND = "journal"
+LANDED_ON = {"dynamics": "~d:", "marketo": "~m:"}  # base keys: a write that may have landed
+READ_ETAG = "~e"  # the record's etag when the dead run read it: unchanged = nothing landed
+CHUNK = 100  # people per journal row (one state value holds 32K characters)
+
+
+async def note(store: StateStore, entries: dict[int, dict[str, Any]]) -> list[str]:
+    """Save the page's intended writes ({person: {"d": {field: hash}, "m": {...}, "e":
+    the record's etag as read}}); return the journal keys to clear after the commit."""
+    items = [(mid, sides) for mid, sides in entries.items() if sides["d"] or sides["m"]]
+    rows = {}
+    for i in range(0, len(items), CHUNK):
+        rows[uuid.uuid4().hex] = json.dumps(
+            {str(mid): sides for mid, sides in items[i : i + CHUNK]}, separators=(",", ":")
+        )
+    if rows:
+        await asyncio.to_thread(store.set_values, KIND, rows)  # type: ignore[arg-type]
+    return list(rows)
+
+
+async def clear(store: StateStore, keys: Iterable[str]) -> None:
+    keys = list(keys)
+    if keys:
+        await asyncio.to_thread(store.set_values, KIND, dict.fromkeys(keys))
+
+
+async def recover(store: StateStore) -> int:
+    """Turn notes a dead run left into markers on its links; return how many people."""
+    keys = await asyncio.to_thread(store.members, KIND)
+    touched = 0
+    for key in keys:
+        raw = await asyncio.to_thread(store.get_value, KIND, key)
+        data = json.loads(raw) if raw else {}
+        links = await asyncio.to_thread(store.links_by_marketo, [int(m) for m in data])
+        marked: list[Link] = []
+        for mid, sides in data.items():
+            link = links.get(int(mid))
+            if link is None:
+                continue
+            for side, short in (("dynamics", "d"), ("marketo", "m")):
+                for field, value in sides.get(short, {}).items():
+                    link.base[LANDED_ON[side] + field] = value
+            if sides.get("e"):
+                link.base[READ_ETAG] = sides["e"]
+            marked.append(link)
+        if marked:
+            await asyncio.to_thread(store.save_links, marked)
+        await clear(store, [key])
+        touched += len(marked)
+    return touched
