@@ -30,7 +30,7 @@ from sync_core.rules import field_rules
 from sync_core.state import Link, StateStore
 
 Commit = Callable[[], Awaitable[None]]
-JOURNAL_MARKS = (*journal.LANDED_ON.values(), journal.READ_ETAG)
+JOURNAL_MARKS = tuple(journal.LANDED_ON.values())
 log = logging.getLogger("sync_core")
 
 # A record's write is resent at most this often, each time without the fields refused.
@@ -105,8 +105,7 @@ class Applier:
         noted = await journal.note(
             self.store,
             {w.link.marketo_id: {"d": dict(w.plan.pending_dynamics),
-                                 "m": dict(w.plan.pending_marketo), "e": w.etag or ""}
-             for w in work},
+                                 "m": dict(w.plan.pending_marketo)} for w in work},
         )  # fmt: skip
         mk_outcome, dy_outcome = await asyncio.gather(
             self._write_marketo(mk_items), self._write_dynamics(entity, dy_items)

@@ -6,10 +6,8 @@ collision with the engine's own write, and on the winner's side of the field the
 stale value overwrites that newer edit (a lost update the seeded simulation found). So
 each page first notes, per person, the hash of every value it is about to write to each
 side; the note is deleted once the page's link rows are saved. The next cycle turns any
-note left behind into markers on the links (`~d:` / `~m:` + field, and the record's etag
-as read), and the planner reads a side that now holds the noted value as "our write
-landed"; a side holding anything else landed only if the record changed since that read
-(for Marketo, which has no etag: anything but the old base; see planner.plan_pair).
+note left behind into markers on the links (`~d:` / `~m:` + field), and the planner reads
+a side that now holds the noted value as "our write landed" (see planner.plan_pair).
 """
 
 from __future__ import annotations
@@ -24,13 +22,12 @@ from sync_core.state import Link, StateStore
 
 KIND = "journal"
 LANDED_ON = {"dynamics": "~d:", "marketo": "~m:"}  # base keys: a write that may have landed
-READ_ETAG = "~e"  # the record's etag when the dead run read it: unchanged = nothing landed
 CHUNK = 100  # people per journal row (one state value holds 32K characters)
 
 
 async def note(store: StateStore, entries: dict[int, dict[str, Any]]) -> list[str]:
-    """Save the page's intended writes ({person: {"d": {field: hash}, "m": {...}, "e":
-    the record's etag as read}}); return the journal keys to clear after the commit."""
+    """Save the page's intended writes ({person: {"d": {field: hash}, "m": {...}}});
+    return the journal keys to clear once the page is committed."""
     items = [(mid, sides) for mid, sides in entries.items() if sides["d"] or sides["m"]]
     rows = {}
     for i in range(0, len(items), CHUNK):
@@ -64,8 +61,6 @@ async def recover(store: StateStore) -> int:
             for side, short in (("dynamics", "d"), ("marketo", "m")):
                 for field, value in sides.get(short, {}).items():
                     link.base[LANDED_ON[side] + field] = value
-            if sides.get("e"):
-                link.base[READ_ETAG] = sides["e"]
             marked.append(link)
         if marked:
             await asyncio.to_thread(store.save_links, marked)

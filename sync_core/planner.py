@@ -25,7 +25,7 @@ Values = MappingT[str, Any]
 # for one field: that value is not sent again; a new value on either side is.
 REJECTED_BY = {"dynamics": "!d:", "marketo": "!m:"}
 # Base keys the write-ahead journal leaves after a dead run (journal.LANDED_ON).
-LANDED_ON_D, LANDED_ON_M, READ_ETAG = "~d:", "~m:", "~e"
+LANDED_ON_D, LANDED_ON_M = "~d:", "~m:"
 
 
 def normalize(value: Any) -> Any:
@@ -151,19 +151,14 @@ def plan_pair(
             d_cmp, m_cmp = d_val, m_val
         stored = base.get(name) if base is not None else None
         if base is not None:
-            # A write of ours a dead run may have landed (journal): the base is what it
-            # wrote if the side shows that value, or shows another one and has changed
-            # since the run read it (Dataverse: its etag moved; Marketo: no etag, so
-            # any value but the old base).
-            noted = base.get(LANDED_ON_D + name)
-            if noted is not None:
-                d_hash_now = hash_of(d_cmp)
-                moved = base.get(READ_ETAG) != dynamics.get("@odata.etag")
-                if d_hash_now == noted or (d_hash_now != stored and moved):
+            # A write of ours a dead run may have landed (journal): if the side shows the
+            # value it wrote, it landed and that value is the base. A side showing a
+            # third value stays ambiguous (landed then edited, or never landed and edited
+            # anyway) and is judged against the old base, as without the journal.
+            for marker, side_cmp in ((LANDED_ON_D, d_cmp), (LANDED_ON_M, m_cmp)):
+                noted = base.get(marker + name)
+                if noted is not None and hash_of(side_cmp) == noted:
                     stored = noted
-            noted = base.get(LANDED_ON_M + name)
-            if noted is not None and hash_of(m_cmp) != stored:
-                stored = noted
         if d_cmp == m_cmp and type(d_cmp) is type(m_cmp):
             h = hash_of(d_cmp)
             if stored != h:
