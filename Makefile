@@ -53,8 +53,7 @@ iac: $(IAC_STAMP) $(VENV_STAMP)
 
 # The same end-to-end scenarios again in worlds as slow and limited as production and
 # as faulty as a bad day (compressed time; emulators/README.md, "World profiles").
-WORLD_SCENARIOS := tests/scenarios/test_delta_sync.py tests/scenarios/test_merges.py \
-	tests/scenarios/test_mass_change.py
+WORLD_SCENARIOS := tests/scenarios/test_delta_sync.py tests/scenarios/test_merges.py
 
 test: setup $(IAC_STAMP)
 	$(PY) -m ruff check .
