@@ -30,7 +30,7 @@ from sync_core.rules import field_rules
 from sync_core.state import Link, StateStore
 
 Commit = Callable[[], Awaitable[None]]
-JOURNAL_MARKS = tuple(journal.LANDED_ON.values())
+JOURNAL_MARKS = (*journal.LANDED_ON.values(), *journal.CONFIRMED.values())
 log = logging.getLogger("sync_core")
 
 # A record's write is resent at most this often, each time without the fields refused.
@@ -111,6 +111,18 @@ class Applier:
             self._write_marketo(mk_items), self._write_dynamics(entity, dy_items)
         )
         mk_ids, dy_ids = {id(w) for w in mk_items}, {id(w) for w in dy_items}
+        # What the answers said landed, noted at once: a run dying before the commit
+        # then leaves a certainty for the next cycle, not a guess.
+        noted += await journal.note(
+            self.store,
+            {w.link.marketo_id: {
+                "d": dict(w.plan.pending_dynamics)
+                if id(w) in dy_ids and dy_outcome.get(id(w)) is None else {},
+                "m": dict(w.plan.pending_marketo)
+                if id(w) in mk_ids and mk_outcome.get(id(w)) is None else {},
+            } for w in work},
+            landed=True,
+        )  # fmt: skip
         to_save_new: list[Link] = []
         to_save: list[Link] = []
         retry: list[str] = []

@@ -6,8 +6,10 @@ collision with the engine's own write, and on the winner's side of the field the
 stale value overwrites that newer edit (a lost update the seeded simulation found). So
 each page first notes, per person, the hash of every value it is about to write to each
 side; the note is deleted once the page's link rows are saved. The next cycle turns any
-note left behind into markers on the links (`~d:` / `~m:` + field), and the planner reads
-a side that now holds the noted value as "our write landed" (see planner.plan_pair).
+note left behind into markers on the links, and the planner takes the noted value as the
+base where the write is known to have landed (its answer came back before the run died:
+`=d:` / `=m:` + field) or the side still shows it (sent, answer unknown: `~d:` / `~m:`);
+see planner.plan_pair.
 """
 
 from __future__ import annotations
@@ -22,18 +24,23 @@ from sync_core.state import Link, StateStore
 
 KIND = "journal"
 LANDED_ON = {"dynamics": "~d:", "marketo": "~m:"}  # base keys: a write that may have landed
+CONFIRMED = {"dynamics": "=d:", "marketo": "=m:"}  # ... and one whose answer said it landed
+LANDED = "_landed"  # journal row flag: these writes were answered as landed
 CHUNK = 100  # people per journal row (one state value holds 32K characters)
 
 
-async def note(store: StateStore, entries: dict[int, dict[str, Any]]) -> list[str]:
-    """Save the page's intended writes ({person: {"d": {field: hash}, "m": {...}}});
-    return the journal keys to clear once the page is committed."""
+async def note(
+    store: StateStore, entries: dict[int, dict[str, Any]], *, landed: bool = False
+) -> list[str]:
+    """Save the page's writes ({person: {"d": {field: hash}, "m": {...}}}): before they
+    are sent, or with `landed` once their answers said they landed. Return the journal
+    keys to clear once the page is committed."""
     items = [(mid, sides) for mid, sides in entries.items() if sides["d"] or sides["m"]]
     rows = {}
     for i in range(0, len(items), CHUNK):
-        rows[uuid.uuid4().hex] = json.dumps(
-            {str(mid): sides for mid, sides in items[i : i + CHUNK]}, separators=(",", ":")
-        )
+        chunk: dict[str, Any] = {str(mid): sides for mid, sides in items[i : i + CHUNK]}
+        chunk[LANDED] = landed
+        rows[uuid.uuid4().hex] = json.dumps(chunk, separators=(",", ":"))
     if rows:
         await asyncio.to_thread(store.set_values, KIND, rows)  # type: ignore[arg-type]
     return list(rows)
@@ -52,6 +59,7 @@ async def recover(store: StateStore) -> int:
     for key in keys:
         raw = await asyncio.to_thread(store.get_value, KIND, key)
         data = json.loads(raw) if raw else {}
+        markers = CONFIRMED if data.pop(LANDED, False) else LANDED_ON
         links = await asyncio.to_thread(store.links_by_marketo, [int(m) for m in data])
         marked: list[Link] = []
         for mid, sides in data.items():
@@ -60,7 +68,7 @@ async def recover(store: StateStore) -> int:
                 continue
             for side, short in (("dynamics", "d"), ("marketo", "m")):
                 for field, value in sides.get(short, {}).items():
-                    link.base[LANDED_ON[side] + field] = value
+                    link.base[markers[side] + field] = value
             marked.append(link)
         if marked:
             await asyncio.to_thread(store.save_links, marked)

@@ -26,6 +26,7 @@ Values = MappingT[str, Any]
 REJECTED_BY = {"dynamics": "!d:", "marketo": "!m:"}
 # Base keys the write-ahead journal leaves after a dead run (journal.LANDED_ON).
 LANDED_ON_D, LANDED_ON_M = "~d:", "~m:"
+CONFIRMED_D, CONFIRMED_M = "=d:", "=m:"
 
 
 def normalize(value: Any) -> Any:
@@ -158,6 +159,10 @@ def plan_pair(
             for marker, side_cmp in ((LANDED_ON_D, d_cmp), (LANDED_ON_M, m_cmp)):
                 noted = base.get(marker + name)
                 if noted is not None and hash_of(side_cmp) == noted:
+                    stored = noted
+            # Answered as landed before the run died: that value is the base for sure.
+            for marker in (CONFIRMED_D, CONFIRMED_M):
+                if (noted := base.get(marker + name)) is not None:
                     stored = noted
         if d_cmp == m_cmp and type(d_cmp) is type(m_cmp):
             h = hash_of(d_cmp)

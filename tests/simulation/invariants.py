@@ -161,7 +161,14 @@ class Checker:
                 if not same(rule, actual, row.get(rule.column)):
                     continue  # reported by convergence
                 who = f"person {link.marketo_id} / {link.entity} {link.dynamics_id}"
-                verdict = self._verdict(link, rule, seen=False)
+                # Judge against the last sync: the one the engine recorded, or a later one
+                # its own writes made (both sides showed it) that a dead run did not record
+                # but its write-ahead journal lets the next cycle know about.
+                pair = (link.marketo_id, link.dynamics_id)
+                agreed_at = self.model.agreed.get(pair, {}).get(rule.marketo)
+                seen_at = self.model.seen_equal.get(pair, {}).get(rule.marketo)
+                later = seen_at is not None and (agreed_at is None or seen_at[0] > agreed_at[0])
+                verdict = self._verdict(link, rule, seen=later)
                 if verdict is not None:
                     self.checks[verdict.invariant] += 1
                     if not same(rule, actual, verdict.expected):
