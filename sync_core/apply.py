@@ -104,8 +104,9 @@ class Applier:
         # the next cycle knows which of these writes may have landed.
         noted = await journal.note(
             self.store,
-            {w.link.marketo_id: {"d": dict(w.plan.pending_dynamics),
-                                 "m": dict(w.plan.pending_marketo)} for w in work},
+            {w.link.marketo_id: {"d": _sent(w.plan.pending_dynamics, w.plan.read_target),
+                                 "m": _sent(w.plan.pending_marketo, w.plan.read_target)}
+             for w in work},
         )  # fmt: skip
         mk_outcome, dy_outcome = await asyncio.gather(
             self._write_marketo(mk_items), self._write_dynamics(entity, dy_items)
@@ -366,3 +367,8 @@ def signature(marketo_id: int, direction: str, code: str, values: dict[str, str]
     """A stable name for one refusal of these values (hashes only, no personal data)."""
     text = json.dumps([marketo_id, direction, code, sorted(values.items())])
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _sent(pending: dict[str, str], read: dict[str, str]) -> dict[str, str]:
+    """Journal entries of writes about to be sent: "hash written|hash as read"."""
+    return {name: f"{value}|{read.get(name, '')}" for name, value in pending.items()}

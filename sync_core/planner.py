@@ -107,6 +107,9 @@ class PairPlan:
     truncated: list[str] = field(default_factory=list)
     # (direction, Marketo name) of changes the mass-change guard holds back.
     held: list[tuple[str, str]] = field(default_factory=list)
+    # Hash of each written field's target value as read (the write-ahead journal tells
+    # "not landed" from "landed, then edited" with it).
+    read_target: dict[str, str] = field(default_factory=dict)
 
     @property
     def idle(self) -> bool:
@@ -152,14 +155,16 @@ def plan_pair(
             d_cmp, m_cmp = d_val, m_val
         stored = base.get(name) if base is not None else None
         if base is not None:
-            # A write of ours a dead run may have landed (journal): if the side shows the
-            # value it wrote, it landed and that value is the base. A side showing a
-            # third value stays ambiguous (landed then edited, or never landed and edited
-            # anyway) and is judged against the old base, as without the journal.
+            # A write of ours a dead run may have sent (journal: "written|as read"). The
+            # side shows the value written: it landed. It shows the value the run read:
+            # it did not. A third value: it landed and someone edited it since (an edit
+            # between the run's read and its write would have failed the If-Match).
             for marker, side_cmp in ((LANDED_ON_D, d_cmp), (LANDED_ON_M, m_cmp)):
                 noted = base.get(marker + name)
-                if noted is not None and hash_of(side_cmp) == noted:
-                    stored = noted
+                if noted is not None:
+                    written, _, as_read = noted.partition("|")
+                    if hash_of(side_cmp) != as_read:
+                        stored = written
             # Answered as landed before the run died: that value is the base for sure.
             for marker in (CONFIRMED_D, CONFIRMED_M):
                 if (noted := base.get(marker + name)) is not None:
@@ -201,6 +206,7 @@ def plan_pair(
                 continue
             plan.to_marketo[name] = d_val
             plan.pending_marketo[name] = d_hash
+            plan.read_target[name] = m_hash
             if cut and long_d:
                 plan.truncated.append(name)
         elif source == "marketo" and rule.direction != "to-marketo":
@@ -212,6 +218,7 @@ def plan_pair(
                 continue
             plan.to_dynamics[rule.column] = m_val
             plan.pending_dynamics[name] = m_hash
+            plan.read_target[name] = d_hash
             if cut and long_m:
                 plan.truncated.append(name)
     return plan
