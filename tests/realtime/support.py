@@ -97,7 +97,9 @@ def snapshot(world: World) -> dict[str, Any]:
         "marketo_writes": sum(
             int(mstats["endpoints"].get(name, {}).get("calls", 0)) for name in MARKETO_WRITES
         ),
-        "marketo_activities": int(mstats["activities"]),
+        # Background activity (the production world's emails, visits) is not ours.
+        "marketo_activities": int(mstats["activities"])
+        - int(mstats.get("backgroundActivities", 0)),
         "dynamics_writes": sum(
             int(v["calls"])
             for k, v in dstats.items()
