@@ -145,7 +145,36 @@ async def log_activities(
         for lead_id, primary, attrs in entries
     ]
     results = await marketo.add_activities(records)
+    stale = [rec for rec, r in zip(records, results, strict=False) if _unknown_type(r)]
+    if stale:
+        # Our type was deleted and re-created (new id) since it was cached: look it up
+        # again and resend only the lines Marketo skipped, so none is logged twice.
+        forget(marketo.base_url)
+        ids, _ = await activity_log_state(marketo)
+        if api_name in ids:
+            for rec in stale:
+                rec["activityTypeId"] = ids[api_name]
+            results = [r for r in results if not _unknown_type(r)]
+            results += await marketo.add_activities(stale)
     return sum(1 for r in results if r.get("status") == "added")
+
+
+def _unknown_type(result: dict[str, Any]) -> bool:
+    return result.get("status") == "skipped" and any(
+        str(r.get("code")) == "1003" and "activityTypeId" in str(r.get("message"))
+        # Custom-activity skips carry `errors`; other Marketo skips carry `reasons`.
+        for r in (result.get("errors") or []) + (result.get("reasons") or [])
+    )
+
+
+def forget(base_url: str | None = None) -> None:
+    """Drop what this process remembers about a Marketo instance's activity types (all
+    instances when None): after an admin re-runs setup, or when a different instance
+    answers at the same URL."""
+    for key in [k for k in _IDS if base_url in (None, k[0])]:
+        del _IDS[key]
+    for url in [u for u in _OFF if base_url in (None, u)]:
+        del _OFF[url]
 
 
 def error_entries(errors: list[dict[str, Any]]) -> list[tuple[int, str, dict[str, Any]]]:

@@ -28,3 +28,17 @@ def test_an_activity_log_that_cannot_be_set_up_is_reported_in_every_summary(worl
     assert first["activityLog"].startswith("off: the Marketo activity types could not be created")
     assert "Activity Metadata" in first["activityLog"]
     assert world.cycle()["activityLog"] == first["activityLog"]
+
+
+def test_activity_types_recreated_after_a_cycle_cached_them_still_get_the_log_line(world: World):
+    world.setup()
+    _, mid = linked_contact(world)
+    world.marketo_edit(mid, title="y" * 150)
+    assert world.cycle()["counts"]["rejected"] == 1  # this process now knows the type's id
+    # An admin deletes the type and runs setup again: the type comes back with a new id.
+    world.marketo("POST", "/rest/v1/activities/external/type/msdynSyncError/delete.json")
+    world.setup()
+    world.marketo_edit(mid, title="z" * 150)
+    assert world.cycle()["counts"]["rejected"] == 1
+    log = world.marketo_admin("GET", f"people/{mid}/activities")
+    assert sum("0x80044331" in str(a) for a in log) == 2
