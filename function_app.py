@@ -10,7 +10,6 @@ only translates between the Functions bindings and `sync_core.entrypoints`.
 from __future__ import annotations
 
 import logging
-import os
 
 import azure.functions as func
 
@@ -19,22 +18,25 @@ import sync_core.entrypoints as entrypoints
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 # OpenTelemetry to Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set.
 entrypoints.configure_telemetry()
+# The composition root of this worker process: the timer and every webhook delivery
+# share its store and its Marketo and Dataverse rate limiters.
+worker = entrypoints.Worker()
 
-# Read at indexing time so an app setting can change the beat without a code change;
-# the default is the native connector's 5-minute cycle.
-SCHEDULE = os.environ.get("SYNC_SCHEDULE") or "0 */5 * * * *"
 
-
-@app.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
+# `%SYNC_SCHEDULE%` is resolved by the host from the app setting (the Bicep sets it to
+# the native connector's 5-minute beat); a missing setting stops the function indexing.
+@app.timer_trigger(
+    schedule="%SYNC_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True
+)
 async def sync_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.info("sync_timer is past due; running the missed cycle now")
-    await entrypoints.run_scheduled_cycle()
+    await entrypoints.run_scheduled_cycle(worker)
 
 
 @app.route(route="sync-person", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 async def sync_person(req: func.HttpRequest) -> func.HttpResponse:
-    reply = await entrypoints.sync_person(req.get_body(), dict(req.headers))
+    reply = await entrypoints.sync_person(req.get_body(), dict(req.headers), worker)
     return func.HttpResponse(
         reply.body, status_code=reply.status, headers=reply.headers, mimetype="application/json"
     )
@@ -42,11 +44,11 @@ async def sync_person(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def sync_status(req: func.HttpRequest) -> func.HttpResponse:
-    reply = await entrypoints.status_document()
+    reply = await entrypoints.status_document(worker)
     return func.HttpResponse(reply.body, status_code=reply.status, mimetype="application/json")
 
 
 @app.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def sync_dashboard(req: func.HttpRequest) -> func.HttpResponse:
-    page = await entrypoints.dashboard()
+    page = await entrypoints.dashboard(worker)
     return func.HttpResponse(page.html, status_code=page.status, mimetype="text/html")

@@ -69,6 +69,7 @@ def sync_env(storage: str, marketo: str, dynamics: str, ca_bundle: str) -> dict[
         "DYNAMICS_CLIENT_SECRET": "sync-app-secret",
         "SYNC_STORAGE_CONNECTION": storage,
         "SYNC_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SYNC_SCHEDULE": "0 */5 * * * *",  # the timer binding reads %SYNC_SCHEDULE%
         # The emulator's self-made CA: trusted through the standard variables that
         # requests (azure-identity) and httpx read, so no code knows about emulators.
         "REQUESTS_CA_BUNDLE": ca_bundle,

@@ -70,6 +70,9 @@ param dynamicsClientSecret string = ''
 // Sync
 // ---------------------------------------------------------------------------------------------
 
+@description('NCRONTAB schedule of the sync timer, in UTC: {second} {minute} {hour} {day} {month} {day-of-week}. The default is the 5-minute beat of the native connector.')
+param syncSchedule string = '0 */5 * * * *'
+
 @description('Prefix of the state table names (letters and digits, must start with a letter).')
 @minLength(3)
 @maxLength(40)
@@ -277,6 +280,8 @@ var appSettings = {
   // Table endpoint, not a connection string: the code then authenticates with the identity.
   SYNC_STORAGE_ACCOUNT_URL: storage.outputs.tableEndpoint
   SYNC_TABLE_PREFIX: tablePrefix
+  // The timer binding reads it as %SYNC_SCHEDULE%: without it the function does not index.
+  SYNC_SCHEDULE: syncSchedule
   SYNC_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.webhookSecretUri})'
   SYNC_HASH_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.hashKeySecretUri})'
 }

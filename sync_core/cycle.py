@@ -19,10 +19,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sync_core import journal
+from sync_core import journal, quota
 from sync_core.access import decode_row, field_access, invalidate
 from sync_core.activitylog import activity_log_state
 from sync_core.apply import Applier, Counts, PairWork
@@ -48,9 +48,6 @@ from sync_core.state import Link, StateStore
 log = logging.getLogger("sync_core")
 MARKETO_CURSOR = "marketo-activities"
 PAUSED = "paused"  # state set: linked records held back by their sync filter
-# Marketo's quota day starts at midnight US Central; a fixed UTC-6 is close enough for a
-# budget (it never under-counts by more than the hour of DST).
-QUOTA_TZ = timezone(timedelta(hours=-6))
 UNKNOWN_COLUMN = "0x80060888"  # Dataverse: a $select/$filter names a column that is gone
 # modifiedon fallback: re-read this many seconds before the watermark every cycle, and
 # keep at most this many (id, modifiedon) pairs from that window to skip re-processing.
@@ -155,8 +152,9 @@ class Cycle:
         if not await self._io(self.store.acquire_lease, self.id, self.lease_seconds):
             summary.update(outcome="skipped", message="another cycle holds the lease")
             return self._finish(summary, clock, record=False)
-        quota_day = datetime.now(QUOTA_TZ).date().isoformat()
-        used = int(await self._io(self.store.get_value, "quota", quota_day) or 0)
+        quota_day = quota.quota_day()
+        # Everything the API user spent today, the webhook's calls included.
+        used = int(await self._io(self.store.get_value, quota.KIND, quota_day) or 0)
         self.marketo.budget = max(0, int(self.daily_quota * self.quota_share) - used)
         try:
             await self._run()
@@ -174,8 +172,9 @@ class Cycle:
                 # Writes that landed before a failure still get their link rows.
                 await self._settle()
                 await self._flush_logs()
+                # Added, never set: webhook deliveries count into the same row meanwhile.
                 await self._io(
-                    self.store.set_values, "quota", {quota_day: str(used + self.marketo.calls)}
+                    self.store.add_to_value, quota.KIND, quota_day, self.marketo.calls
                 )
             finally:
                 await self._io(self.store.release_lease, self.id)

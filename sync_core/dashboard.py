@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sync_core.cycle import QUOTA_TZ
 from sync_core.health import build_status, cycle_view
+from sync_core.quota import QUOTA_TZ
 from sync_core.runtime import build_store
 from sync_core.settings import Settings
 from sync_core.state import StateStore

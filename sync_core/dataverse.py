@@ -94,6 +94,12 @@ def _error_of(status: int, text: str, retry_after: str | None = None) -> SyncErr
     return RecordRejected(code, message)
 
 
+def dataverse_limiter(time_scale: float = 1.0) -> SlidingWindow:
+    """6,000 requests per 300 s and 52 concurrent per user: stay a little under both.
+    One per process, shared by the timer and the webhook (the limits are per user)."""
+    return SlidingWindow(calls=5500, period=300.0 * time_scale, concurrent=16)
+
+
 class DataverseClient:
     def __init__(
         self,
@@ -115,10 +121,7 @@ class DataverseClient:
         self._token = token
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, verify=verify)
         self._retry = retry or RetryPolicy().scaled(time_scale)
-        # 6000 requests per 300 s and 52 concurrent per user; stay a little under both.
-        self._limiter = limiter or SlidingWindow(
-            calls=5500, period=300.0 * time_scale, concurrent=16
-        )
+        self._limiter = limiter or dataverse_limiter(time_scale)
         self.calls = 0
 
     async def aclose(self) -> None:

@@ -205,7 +205,7 @@ class DryRunStore:
         {"get_value", "get_cursor", "set_values", "set_cursors", "hash_key", "acquire_lease",
          "release_lease", "save_links", "close_links", "add_to_set", "remove_from_set",
          "record_cycle", "record_errors", "record_person_events", "ensure_tables",
-         "ensure_link_counts"}
+         "ensure_link_counts", "add_to_value"}
     )  # fmt: skip
     # get_value / get_cursor / hash_key are listed as writes: they must see the overlay.
 
@@ -234,6 +234,11 @@ class DryRunStore:
 
     def set_cursors(self, values: dict[str, str | None]) -> None:
         self.set_values("cursor", values)
+
+    def add_to_value(self, kind: str, name: str, amount: int) -> int:
+        total = int(self.get_value(kind, name) or 0) + amount
+        self._values[(kind, name)] = str(total)
+        return total
 
     def hash_key(self, configured: str = "") -> bytes:
         if configured:

@@ -19,9 +19,10 @@ from typing import Any
 
 from sync_core.access import TTL_SECONDS
 from sync_core.activitylog import TYPES, type_ids
-from sync_core.cycle import MARKETO_CURSOR, QUOTA_TZ
+from sync_core.cycle import MARKETO_CURSOR
 from sync_core.errors import ConfigError, SyncError
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, load_mapping
+from sync_core.quota import QUOTA_TZ
 from sync_core.runtime import build_clients, build_store
 from sync_core.settings import Settings
 from sync_core.state import StateStore

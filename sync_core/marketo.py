@@ -51,6 +51,12 @@ class Activity:
     attributes: dict[str, Any]
 
 
+def marketo_limiter(time_scale: float = 1.0) -> SlidingWindow:
+    """Half the instance's 100 calls per 20 s and 5 of its 10 concurrent: the documented
+    share for one integration. One per process, shared by the timer and the webhook."""
+    return SlidingWindow(calls=50, period=RATE_WINDOW_S * time_scale, concurrent=5)
+
+
 class MarketoClient:
     def __init__(
         self,
@@ -69,10 +75,9 @@ class MarketoClient:
         self._client_id = client_id
         self._secret = client_secret
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
-        # Half the instance's 100/20 s: the documented share for one integration.
         # `time_scale` shrinks every window and wait for compressed-time test worlds.
         window = RATE_WINDOW_S * time_scale
-        self._limiter = limiter or SlidingWindow(calls=50, period=window, concurrent=5)
+        self._limiter = limiter or marketo_limiter(time_scale)
         self._retry = retry or RetryPolicy().scaled(time_scale)
         self.budget = budget
         self.rate_limit_wait = window  # a 606 means the window is full: wait it out

@@ -117,6 +117,15 @@ class MemoryStateStore:
                 else:
                     self._put("state", {"PartitionKey": kind, "RowKey": safe_key(k), "value": v})
 
+    def add_to_value(self, kind: str, name: str, amount: int) -> int:
+        self._enter("add_to_value")
+        with self._lock:
+            row = self._get("state", kind, safe_key(name))
+            total = (int(row["value"] or 0) if row else 0) + amount
+            row = {"PartitionKey": kind, "RowKey": safe_key(name), "value": str(total)}
+            self._put("state", row)
+        return total
+
     def get_cursor(self, name: str) -> str | None:
         return self.get_value("cursor", name)
 

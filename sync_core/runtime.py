@@ -19,9 +19,10 @@ import httpx
 
 from sync_core.dataverse import DataverseClient, TokenProvider
 from sync_core.errors import AuthFailed, ConfigError
-from sync_core.http import RetryPolicy
+from sync_core.http import RetryPolicy, SlidingWindow
 from sync_core.mapping import Mapping, load_mapping
 from sync_core.marketo import MarketoClient
+from sync_core.pacing import ExecutionPacer
 from sync_core.planner import Hasher
 from sync_core.settings import Settings
 from sync_core.state import StateStore
@@ -99,11 +100,13 @@ class Runtime:
     marketo: MarketoClient
     dataverse: DataverseClient
     hasher: Hasher
+    owns_store: bool = True  # False when the worker's shared store is lent to this run
 
     async def aclose(self) -> None:
         await self.marketo.aclose()
         await self.dataverse.aclose()
-        self.store.close()
+        if self.owns_store:
+            self.store.close()
 
 
 def build_store(settings: Settings) -> StateStore:
@@ -126,6 +129,9 @@ def build_clients(
     ca_bundle: str | None = None,
     retry: RetryPolicy | None = None,
     dynamics_token: TokenProvider | None = None,
+    marketo_limiter: SlidingWindow | None = None,
+    dataverse_limiter: SlidingWindow | None = None,
+    pacer: ExecutionPacer | None = None,
 ) -> tuple[MarketoClient, DataverseClient]:
     """Both API clients, authenticated as production does (CA bundle from the standard
     variables unless given). `dynamics_token` replaces the Entra ID credential, for a
@@ -142,6 +148,7 @@ def build_clients(
         transport=marketo_transport,
         timeout=timeout,
         retry=retry,
+        limiter=marketo_limiter,
         time_scale=settings.sync_time_scale,
     )
     dataverse = DataverseClient(
@@ -153,6 +160,8 @@ def build_clients(
         timeout=timeout,
         retry=retry,
         page_size=settings.sync_dynamics_page_size,
+        limiter=dataverse_limiter,
+        pacer=pacer,
         time_scale=settings.sync_time_scale,
     )
     return marketo, dataverse

@@ -136,6 +136,32 @@ class StateStore:
             if v is None:
                 self._t("state").delete_entity(kind, safe_key(k))
 
+    def add_to_value(self, kind: str, name: str, amount: int) -> int:
+        """Add to an integer row and return the new total, ETag-guarded: the timer and
+        every webhook delivery (in any worker) count into the same Marketo quota row."""
+        table, key = self._t("state"), safe_key(name)
+        for _ in range(50):
+            try:
+                row = table.get_entity(kind, key)
+            except ResourceNotFoundError:
+                try:
+                    table.create_entity({"PartitionKey": kind, "RowKey": key, "value": str(amount)})
+                    return amount
+                except ResourceExistsError:
+                    continue
+            total = int(row["value"] or 0) + amount
+            try:
+                table.update_entity(
+                    {"PartitionKey": kind, "RowKey": key, "value": str(total)},
+                    mode=UpdateMode.REPLACE,
+                    etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return total
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # another writer counted in between: read again
+        raise ResourceModifiedError(f"{kind}/{name}: 50 writers in a row counted first")
+
     def get_cursor(self, name: str) -> str | None:
         return self.get_value("cursor", name)
 

@@ -24,7 +24,7 @@ import pytest
 
 import sync_core.runtime as runtime
 from emulators.functions import create_host
-from sync_core.cycle import QUOTA_TZ
+from sync_core.quota import QUOTA_TZ
 from tests.scenarios.world import World, open_world
 from tests.support.browser import dump_dom, screenshot
 from tests.support.functions import fresh_function_app

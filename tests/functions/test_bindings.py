@@ -17,10 +17,10 @@ def functions() -> dict[str, dict]:
     }
 
 
-def test_timer_runs_every_five_minutes_without_startup_run():
+def test_timer_reads_its_schedule_from_the_app_setting_without_startup_run():
     (binding,) = functions()["sync_timer"]["bindings"]
     assert binding["type"] == "timerTrigger"
-    assert binding["schedule"] == "0 */5 * * * *"
+    assert binding["schedule"] == "%SYNC_SCHEDULE%"
     assert binding["runOnStartup"] is False
     assert binding["useMonitor"] is True
 

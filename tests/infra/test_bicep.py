@@ -305,6 +305,13 @@ def test_dynamics_secret_is_optional_and_falls_back_to_the_identity() -> None:
     assert re.search(r"^param dynamicsTenantId string = tenant\(\)\.tenantId$", _code(MAIN), re.M)
 
 
+def test_timer_schedule_is_an_app_setting_with_the_code_default() -> None:
+    # function_app.py binds the timer to %SYNC_SCHEDULE%: a missing setting means no timer.
+    m = re.search(r"^param syncSchedule string = '([^']*)'$", _code(MAIN), re.M)
+    assert m and m.group(1) == Settings.model_fields["sync_schedule"].default
+    assert _app_settings()["SYNC_SCHEDULE"] == "syncSchedule"
+
+
 def test_table_prefix_default_matches_the_code_and_names_are_valid() -> None:
     m = re.search(r"^param tablePrefix string = '([^']*)'$", _code(MAIN), re.M)
     assert m

@@ -1,7 +1,11 @@
 """Marketo waits 30 s for a webhook and the person is usually about to get an email:
 the create must be quick. With 100 ms added to every call on both emulated APIs (the
 top of the 50-100 ms range real APIs show), p95 stays under 2 s with 5 deliveries in
-flight (Marketo runs up to 20 webhook calls at once)."""
+flight (Marketo runs up to 20 webhook calls at once).
+
+A delivery makes three Marketo calls (read, write-back, activity); 12 deliveries stay
+within one window of the sync's Marketo share (50 calls per 20 s), so what is measured
+is the latency, not the pacing (tests/realtime/test_pacing.py covers a larger burst)."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tests.realtime.support import Webhook
 from tests.scenarios.world import World
 
-DELIVERIES = 25
+DELIVERIES = 12
 IN_FLIGHT = 5
 LATENCY_S = 0.1
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 import sync_core.realtime as realtime
+import sync_core.syncperson as syncperson
 from tests.realtime.support import (
     Webhook,
     activities,
@@ -138,7 +139,7 @@ def test_a_slow_dynamics_gets_a_503_before_marketo_gives_up_and_a_safe_retry(
 def test_a_delivery_waiting_on_another_for_too_long_is_a_503(
     world: World, hook: Webhook, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(realtime, "LEASE_WAIT_SECONDS", 0.3)
+    monkeypatch.setattr(syncperson, "LEASE_WAIT_SECONDS", 0.3)
     mid = person(world)
     world.dynamics_admin("PUT", "latency", json={"endpoint": "PATCH leads", "latency_ms": 1200})
     first: list[int] = []
@@ -148,5 +149,5 @@ def test_a_delivery_waiting_on_another_for_too_long_is_a_503(
     r = hook.sync(mid)
     slow.join()
     assert first == [200]
-    assert_unavailable(r, retry_after=realtime.RETRY_AFTER_BUSY)
+    assert_unavailable(r, retry_after=syncperson.RETRY_AFTER_BUSY)
     assert len(dynamics_records(world, "lead", mid)) == 1

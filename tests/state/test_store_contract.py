@@ -88,6 +88,24 @@ def test_lease_has_one_owner_among_racing_threads(store: Any) -> None:
     assert sum(results.values()) == 1
 
 
+def test_counter_adds_up_across_racing_threads(store: Any) -> None:
+    # The timer and webhook deliveries in several workers count into one quota row.
+    barrier = threading.Barrier(6)
+
+    def count() -> None:
+        barrier.wait()
+        for _ in range(5):
+            store.add_to_value("quota", "2026-12-01", 3)
+
+    threads = [threading.Thread(target=count) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get_value("quota", "2026-12-01") == str(6 * 5 * 3)
+    assert store.add_to_value("quota", "2026-12-01", 10) == 100
+
+
 def test_links_by_both_ids_with_base(store: Any) -> None:
     did = str(uuid.uuid4()).upper()
     store.save_links([Link(12345, "contact", did, {"email": "h1"})], new=True)

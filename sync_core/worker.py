@@ -1,0 +1,116 @@
+"""The composition root of one Functions worker process: the parts the timer and every
+webhook delivery in that process share.
+
+Built once per process (and again only if the settings it was built from change): the
+settings, the mapping, the state store with its tables checked and its hash key read,
+and the rate limiters of both APIs. Each unit of work then gets its own pair of HTTP
+clients over those shared limiters, with the retry policy that unit needs (the webhook's
+is short: Marketo waits 30 s for it).
+
+What it prevents: the timer and concurrent deliveries in one worker each pacing
+themselves as if alone (two Marketo windows of 50 calls per 20 s are the instance's
+whole 100; Dataverse counts its 6,000 requests and 52 in flight per user, not per
+call site), and every delivery paying three Table Storage round trips (tables, hash
+key) and a mapping parse before it can start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sync_core.dataverse import dataverse_limiter
+from sync_core.http import RetryPolicy, SlidingWindow
+from sync_core.mapping import Mapping as SyncMapping
+from sync_core.mapping import load_mapping
+from sync_core.marketo import marketo_limiter
+from sync_core.pacing import ExecutionPacer
+from sync_core.planner import Hasher
+from sync_core.runtime import Runtime, build_clients, build_store
+from sync_core.settings import Settings, load_settings
+from sync_core.state import StateStore
+
+
+@dataclass
+class _Shared:
+    settings: Settings
+    mapping: SyncMapping
+    store: StateStore
+    hasher: Hasher
+
+
+@dataclass
+class _Limits:
+    loop: asyncio.AbstractEventLoop  # asyncio primitives belong to the loop they wait on
+    marketo: SlidingWindow
+    dataverse: SlidingWindow
+    pacer: ExecutionPacer
+
+
+class Worker:
+    """One per process (function_app.py makes it); safe for concurrent invocations."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
+        self._shared: _Shared | None = None
+        self._limits: _Limits | None = None
+        self._lock = threading.Lock()
+
+    def settings(self) -> Settings:
+        """Read on every invocation: cheap, and a bad setting is named every time."""
+        return load_settings(dict(self._environ) if self._environ is not None else None)
+
+    async def _parts(self, settings: Settings) -> _Shared:
+        shared = self._shared
+        if shared is not None and shared.settings == settings:
+            return shared
+        # Table Storage is synchronous (azure-data-tables): keep it off the event loop.
+        return await asyncio.to_thread(self._build, settings)
+
+    def _build(self, settings: Settings) -> _Shared:
+        with self._lock:  # concurrent first invocations build once
+            if self._shared is not None and self._shared.settings == settings:
+                return self._shared
+            store = build_store(settings)
+            store.ensure_tables()
+            hasher = Hasher(store.hash_key(settings.sync_hash_key.get_secret_value()))
+            mapping = load_mapping(settings.sync_mapping_file)
+            self._shared = _Shared(settings, mapping, store, hasher)
+            self._limits = None
+            return self._shared
+
+    def _limiters(self, settings: Settings) -> _Limits:
+        loop = asyncio.get_running_loop()
+        if self._limits is None or self._limits.loop is not loop:
+            scale = settings.sync_time_scale
+            self._limits = _Limits(
+                loop, marketo_limiter(scale), dataverse_limiter(scale),
+                ExecutionPacer(time_scale=scale),
+            )  # fmt: skip
+        return self._limits
+
+    @asynccontextmanager
+    async def runtime(
+        self, settings: Settings | None = None, *, retry: RetryPolicy | None = None, **options: Any
+    ) -> AsyncIterator[Runtime]:
+        """A runtime over the shared parts; its clients are closed on exit, the store
+        (shared) is not. `options` go to build_clients (transports, CA bundle)."""
+        settings = settings or self.settings()
+        shared = await self._parts(settings)
+        limits = self._limiters(settings)
+        marketo, dataverse = build_clients(
+            settings, retry=retry, marketo_limiter=limits.marketo,
+            dataverse_limiter=limits.dataverse, pacer=limits.pacer, **options,
+        )  # fmt: skip
+        rt = Runtime(
+            settings, shared.mapping, shared.store, marketo, dataverse, shared.hasher,
+            owns_store=False,
+        )  # fmt: skip
+        try:
+            yield rt
+        finally:
+            await rt.aclose()
