@@ -18,8 +18,8 @@ import sync_core.entrypoints as entrypoints
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 # OpenTelemetry to Application Insights when APPLICATIONINSIGHTS_CONNECTION_STRING is set.
 entrypoints.configure_telemetry()
-# The composition root of this worker process: the timer and every webhook delivery
-# share its store and its Marketo and Dataverse rate limiters.
+# The composition root of this worker process: every invocation it serves shares its
+# store and its Marketo and Dataverse rate limiters.
 worker = entrypoints.Worker()
 
 

@@ -7,11 +7,16 @@ and the rate limiters of both APIs. Each unit of work then gets its own pair of 
 clients over those shared limiters, with the retry policy that unit needs (the webhook's
 is short: Marketo waits 30 s for it).
 
-What it prevents: the timer and concurrent deliveries in one worker each pacing
-themselves as if alone (two Marketo windows of 50 calls per 20 s are the instance's
-whole 100; Dataverse counts its 6,000 requests and 52 in flight per user, not per
-call site), and every delivery paying three Table Storage round trips (tables, hash
-key) and a mapping parse before it can start.
+What it prevents: concurrent work in one worker each pacing itself as if alone (20
+deliveries with a Marketo window of 50 calls per 20 s each are 20 calls at once and far
+more than the instance's 100 per window; Dataverse counts its 6,000 requests and 52 in
+flight per user, not per call site), and every delivery paying three Table Storage
+round trips (tables, hash key) and a mapping parse before it can start.
+
+Which work shares a worker depends on the plan: on Flex Consumption the HTTP functions
+scale as one group and the timer as its own, so the deliveries an instance serves share
+its limiters and the timer paces alone; on a Premium or Dedicated plan the timer joins
+them. Across instances the APIs' own throttling answers (606, 429) are the guard.
 """
 
 from __future__ import annotations
