@@ -1,4 +1,4 @@
-"""Webhook deliveries and the timer in one worker share its Marketo pacing and quota.
+"""Webhook deliveries served by one worker share its Marketo pacing; each call counts.
 
 Marketo allows 100 calls per 20 s and 10 at once for the whole instance; the sync keeps
 to half of each. A burst of deliveries, each with its own client, used to pace itself as
