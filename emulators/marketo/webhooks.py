@@ -13,15 +13,14 @@ import asyncio
 import json
 import re
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from emulators.marketo.activities import CALL_WEBHOOK
+from emulators.marketo.core import Core
 from emulators.marketo.fields import INVALID, coerce, iso, render
-
-if TYPE_CHECKING:
-    from emulators.marketo.state import Emulator
+from emulators.marketo.people import update_person
 
 _TOKEN = re.compile(r"\{\{\s*(lead|system)\.([^}]+?)\s*\}\}", re.IGNORECASE)
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -47,7 +46,7 @@ def _lookup_path(doc: Any, path: str) -> Any:
 
 
 class Webhooks:
-    def __init__(self, emu: Emulator, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, emu: Core, client: httpx.AsyncClient | None = None) -> None:
         self.emu = emu
         self.defs: dict[int, dict[str, Any]] = {}
         self.next_id = 1
@@ -191,8 +190,6 @@ class Webhooks:
         return record
 
     def _apply_mappings(self, d: dict[str, Any], lead_id: int, text: str) -> list[str]:
-        from emulators.marketo.leads import update_person
-
         if d["responseType"] != "json":
             return []  # XML response mappings are not emulated
         try:
