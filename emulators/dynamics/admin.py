@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from emulators.dynamics import security
+from emulators.dynamics.org import Org
 from emulators.dynamics.seed import seed
 from emulators.dynamics.serverlogic import parse_rule
 from emulators.dynamics.state import EndpointBehaviour, FieldPermission, State
@@ -33,7 +34,7 @@ def _user_id(state: State, ref: str) -> str:
     return u.systemuserid
 
 
-def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, Any]:
+def handle_admin(app: Org, method: str, path: str, body: bytes) -> tuple[int, Any]:
     state: State = app.state
     data: Any = json.loads(body) if body.strip() else {}
     parts = [p for p in path.split("/") if p]

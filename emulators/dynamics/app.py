@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
-import dataclasses
 import json
 import logging
 import time
@@ -21,55 +19,25 @@ from urllib.parse import parse_qsl, unquote
 
 from emulators.dynamics import faults, worldrun
 from emulators.dynamics.admin import AdminError, handle_admin
-from emulators.dynamics.auth import OAuthError, TokenService, openid_configuration
+from emulators.dynamics.auth import OAuthError, openid_configuration
 from emulators.dynamics.batch import BatchRunner
 from emulators.dynamics.config import DynamicsConfig
 from emulators.dynamics.errors import DataverseError, throttled
 from emulators.dynamics.messages import API_PREFIX, ApiRequest, ApiResponse
-from emulators.dynamics.seed import seed
-from emulators.dynamics.serverlogic import load_rules
-from emulators.dynamics.state import EndpointBehaviour, EndpointStats, State
-from emulators.dynamics.throttle import Throttle, retry_after_header
-from emulators.dynamics.timing import Dice, latency_ms
-from emulators.dynamics.webapi import WebApi
+from emulators.dynamics.org import Org
+from emulators.dynamics.state import EndpointBehaviour, EndpointStats
+from emulators.dynamics.throttle import retry_after_header
+from emulators.dynamics.timing import latency_ms
 
 Scope = dict[str, Any]
 
 
-class DynamicsApp:
+class DynamicsApp(Org):
+    """The org behind the HTTP surface: Entra stand-in, Web API pipeline, admin API."""
+
     def __init__(self, config: DynamicsConfig | None = None) -> None:
-        self.cfg = config or DynamicsConfig()
-        self.state = State(self.cfg)
-        load_rules(self.state)
-        self.dice = Dice(self.cfg.world)
-        self.schedule = faults.Schedule(self.cfg.world)
-        self.tokens = TokenService(self.cfg, self.dice)
-        self.throttle = Throttle(self.cfg.limits, self.cfg.world)
-        # Admin `reset` restores these knobs too, so one test's limits never leak into the next.
-        self._initial_limits = dataclasses.replace(self.cfg.limits)
-        self._initial_expiry = self.cfg.expire_change_tracking_in_days
-        self._initial_world = copy.deepcopy(self.cfg.world)
-        self.webapi = WebApi(self.state)
+        super().__init__(config)
         self.batch = BatchRunner(self.webapi.handle, self.cfg.max_batch_operations)
-        if self.cfg.seed_contacts or self.cfg.seed_leads:
-            seed(self.state, self.cfg.seed_contacts, self.cfg.seed_leads, self.cfg.seed)
-
-    def reset(self) -> None:
-        for f in dataclasses.fields(self.cfg.limits):
-            setattr(self.cfg.limits, f.name, getattr(self._initial_limits, f.name))
-        self.cfg.expire_change_tracking_in_days = self._initial_expiry
-        for f in dataclasses.fields(self.cfg.world):
-            setattr(self.cfg.world, f.name,
-                    copy.deepcopy(getattr(self._initial_world, f.name)))
-        self.state.reset()
-        load_rules(self.state)
-        self.world_changed()
-
-    def world_changed(self) -> None:
-        """After a profile switch or reset: fresh limit windows, random streams, schedule."""
-        self.throttle.reset()
-        self.dice.reset()
-        self.schedule.reset()
 
     # -- ASGI plumbing ----------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulators.dynamics.config import DynamicsConfig, UserConfig
+from emulators.dynamics.roles import Role, load_roles
 from emulators.dynamics.schema import Table, build_tables
-from emulators.dynamics.security import Role, load_roles
 from emulators.dynamics.store import TableStore
 
 
@@ -81,7 +81,7 @@ class State:
     stats: dict[str, EndpointStats] = field(default_factory=dict)
     # Seconds added to "now" when judging delta-token age (admin: age tokens).
     ct_clock_offset: float = 0.0
-    # Security roles by name and the role names each systemuserid holds (security.py).
+    # Security roles by name and the role names each systemuserid holds (roles.py).
     roles: dict[str, Role] = field(default_factory=dict)
     user_roles: dict[str, list[str]] = field(default_factory=dict)
     # Nesting of synchronous plug-in steps in the current request (serverlogic.py).

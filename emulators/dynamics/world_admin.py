@@ -7,18 +7,16 @@ without a restart that would lose the data and tokens the sync holds.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulators.dynamics import faults
+from emulators.dynamics.org import Org
 from emulators.dynamics.profiles import apply_profile, describe, set_knobs
-
-if TYPE_CHECKING:
-    from emulators.dynamics.app import DynamicsApp
 
 ROUTES = ("profile", "world", "events")
 
 
-def handle_world_admin(app: DynamicsApp, method: str, parts: list[str],
+def handle_world_admin(app: Org, method: str, parts: list[str],
                        data: Any) -> tuple[int, Any] | None:
     """Answer a world route, or None when `parts` is not one of ours."""
     head = parts[0] if parts else ""
