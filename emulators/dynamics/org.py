@@ -44,8 +44,7 @@ class Org:
             setattr(self.cfg.limits, f.name, getattr(self._initial_limits, f.name))
         self.cfg.expire_change_tracking_in_days = self._initial_expiry
         for f in dataclasses.fields(self.cfg.world):
-            setattr(self.cfg.world, f.name,
-                    copy.deepcopy(getattr(self._initial_world, f.name)))
+            setattr(self.cfg.world, f.name, copy.deepcopy(getattr(self._initial_world, f.name)))
         self.state.reset()
         load_rules(self.state)
         self.world_changed()

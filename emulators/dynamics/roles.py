@@ -17,9 +17,17 @@ from emulators.dynamics.config import PRIVILEGE_OPS, DynamicsConfig
 _NS = uuid.UUID("6f1c8a52-4d0e-4c43-9a53-d3a1f4b0e002")
 
 # Depth names accepted in config/admin calls -> PrivilegeDepth value (privilegedepth.md).
-DEPTHS = {"user": 0, "basic": 0, "businessunit": 1, "local": 1,
-          "parentchildbusinessunit": 2, "parent:childbusinessunit": 2, "deep": 2,
-          "organization": 3, "global": 3}
+DEPTHS = {
+    "user": 0,
+    "basic": 0,
+    "businessunit": 1,
+    "local": 1,
+    "parentchildbusinessunit": 2,
+    "parent:childbusinessunit": 2,
+    "deep": 2,
+    "organization": 3,
+    "global": 3,
+}
 DEPTH_NAMES = ("Basic", "Local", "Deep", "Global")
 
 
@@ -33,8 +41,10 @@ def parse_depth(raw: Any) -> int:
         return raw
     key = str(raw).replace(" ", "").replace("_", "").lower()
     if key not in DEPTHS:
-        raise ValueError(f"unknown privilege depth {raw!r} (User, BusinessUnit, "
-                         "ParentChildBusinessUnit, Organization)")
+        raise ValueError(
+            f"unknown privilege depth {raw!r} (User, BusinessUnit, "
+            "ParentChildBusinessUnit, Organization)"
+        )
     return DEPTHS[key]
 
 
@@ -57,12 +67,17 @@ class Role:
         tables: dict[str, dict[str, str]] = {}
         for (table, op), depth in sorted(self.privileges.items()):
             tables.setdefault(table, {})[op] = DEPTH_NAMES[depth]
-        return {"name": self.name, "roleid": self.role_id, "privileges": tables,
-                "global_privileges": sorted(self.global_privileges)}
+        return {
+            "name": self.name,
+            "roleid": self.role_id,
+            "privileges": tables,
+            "global_privileges": sorted(self.global_privileges),
+        }
 
 
-def make_role(name: str, privileges: dict[str, dict[str, Any]],
-              global_privileges: Any = ()) -> Role:
+def make_role(
+    name: str, privileges: dict[str, dict[str, Any]], global_privileges: Any = ()
+) -> Role:
     role = Role(name, str(uuid.uuid5(_NS, "role/" + name)))
     for table, ops in privileges.items():
         for op, depth in ops.items():

@@ -30,11 +30,14 @@ from emulators.dynamics.roles import (
 from emulators.dynamics.state import State
 
 # Object type codes and display names shown in the PrivilegeDenied text.
-_OTC = {"account": (1, "Account"), "contact": (2, "Contact"), "lead": (4, "Lead"),
-        "systemuser": (8, "User")}
+_OTC = {
+    "account": (1, "Account"),
+    "contact": (2, "Contact"),
+    "lead": (4, "Lead"),
+    "systemuser": (8, "User"),
+}
 # Privilege names use the schema name; systemuser's privileges are prv<Op>User.
-_PRV_ENTITY = {"account": "Account", "contact": "Contact", "lead": "Lead",
-               "systemuser": "User"}
+_PRV_ENTITY = {"account": "Account", "contact": "Contact", "lead": "Lead", "systemuser": "User"}
 
 
 def privilege_name(table: str, op: str) -> str:
@@ -42,8 +45,7 @@ def privilege_name(table: str, op: str) -> str:
 
 
 def _user_roles(state: State, user: UserConfig) -> list[Role]:
-    return [state.roles[n] for n in state.user_roles.get(user.systemuserid, [])
-            if n in state.roles]
+    return [state.roles[n] for n in state.user_roles.get(user.systemuserid, []) if n in state.roles]
 
 
 def depth(state: State, user: UserConfig, table: str, op: str) -> int | None:
@@ -56,37 +58,52 @@ def depth(state: State, user: UserConfig, table: str, op: str) -> int | None:
     return best
 
 
-def privilege_denied(state: State, user: UserConfig, table: str | None,
-                     name: str) -> DataverseError:
+def privilege_denied(
+    state: State, user: UserConfig, table: str | None, name: str
+) -> DataverseError:
     """403 PrivilegeDenied in the shape Dataverse answers (observed text, see README)."""
     roles = _user_roles(state, user)
     count = sum(len(r.privileges) + len(r.global_privileges) for r in roles)
-    head = (f"Principal user (Id={user.systemuserid}, type=8, roleCount={len(roles)}, "
-            f"privilegeCount={count}, accessMode='0 Read-Write', "
-            f"AADObjectId='{user.object_id}', businessUnitId={state.cfg.business_unit_id}), "
-            f"is missing {name} privilege (Id={privilege_id(name)})")
+    head = (
+        f"Principal user (Id={user.systemuserid}, type=8, roleCount={len(roles)}, "
+        f"privilegeCount={count}, accessMode='0 Read-Write', "
+        f"AADObjectId='{user.object_id}', businessUnitId={state.cfg.business_unit_id}), "
+        f"is missing {name} privilege (Id={privilege_id(name)})"
+    )
     if table is not None:
         otc, label = _OTC.get(table, (10000, table))
         head += f" on OTC={otc} for entity '{table}' (LocalizedName='{label}')"
-    return DataverseError(403, "0x80040220",
-                          f"{head}. context.Caller={user.systemuserid}. Consider adding "
-                          "missed privilege to one of the principal (user/team) roles.")
+    return DataverseError(
+        403,
+        "0x80040220",
+        f"{head}. context.Caller={user.systemuserid}. Consider adding "
+        "missed privilege to one of the principal (user/team) roles.",
+    )
 
 
 def access_denied(user: UserConfig, table: str, op: str, rid: str) -> DataverseError:
     """403 when the privilege is held at User depth but the row belongs to someone else
     (client-errors.md: the privilege check passed, the access check failed)."""
-    return DataverseError(403, "0x80048306",
-                          f"Principal with ID {user.systemuserid} does not have "
-                          f"{op}Access right(s) for record with ID {rid} of entity {table}.")
+    return DataverseError(
+        403,
+        "0x80048306",
+        f"Principal with ID {user.systemuserid} does not have "
+        f"{op}Access right(s) for record with ID {rid} of entity {table}.",
+    )
 
 
 def _owned(row: dict[str, Any] | None, user: UserConfig) -> bool:
     return row is None or row.get("ownerid", user.systemuserid) == user.systemuserid
 
 
-def require(state: State, user: UserConfig, table: str, op: str,
-            row: dict[str, Any] | None = None, rid: str = "") -> None:
+def require(
+    state: State,
+    user: UserConfig,
+    table: str,
+    op: str,
+    row: dict[str, Any] | None = None,
+    rid: str = "",
+) -> None:
     """Raise unless `user` may do `op` on `table` (and on `row`, if given)."""
     d = depth(state, user, table, op)
     if d is None:
@@ -117,8 +134,14 @@ def read_filter(state: State, user: UserConfig, table: str) -> Any:
     return lambda row: row.get("ownerid") == uid
 
 
-def check_write(state: State, user: UserConfig, table: str, existing: dict[str, Any] | None,
-                changes: dict[str, Any], rid: str) -> None:
+def check_write(
+    state: State,
+    user: UserConfig,
+    table: str,
+    existing: dict[str, Any] | None,
+    changes: dict[str, Any],
+    rid: str,
+) -> None:
     """Create or Write on the table, plus Append / AppendTo for each lookup being set."""
     if existing is None:
         require(state, user, table, "Create")
@@ -143,9 +166,15 @@ def user_privileges(state: State, user: UserConfig) -> list[dict[str, Any]]:
             best[name] = max(d, best.get(name, -1))
         for name in role.global_privileges:
             best[name] = 3
-    return [{"BusinessUnitId": state.cfg.business_unit_id, "Depth": DEPTH_NAMES[d],
-             "PrivilegeId": privilege_id(name), "PrivilegeName": name}
-            for name, d in sorted(best.items())]
+    return [
+        {
+            "BusinessUnitId": state.cfg.business_unit_id,
+            "Depth": DEPTH_NAMES[d],
+            "PrivilegeId": privilege_id(name),
+            "PrivilegeName": name,
+        }
+        for name, d in sorted(best.items())
+    ]
 
 
 # -- admin API (`/_emulator/security/...`) --------------------------------------------
@@ -154,12 +183,14 @@ def admin(state: State, method: str, parts: list[str], data: Any) -> tuple[int, 
     roles); PUT|DELETE /security/privileges (grant / revoke one privilege)."""
     sub = parts[0] if parts else ""
     if sub == "" and method == "GET":
-        return 200, {"roles": [r.as_dict() for r in state.roles.values()],
-                     "users": {_ref(state, uid): names
-                               for uid, names in state.user_roles.items()}}
+        return 200, {
+            "roles": [r.as_dict() for r in state.roles.values()],
+            "users": {_ref(state, uid): names for uid, names in state.user_roles.items()},
+        }
     if sub == "roles" and method in ("PUT", "POST"):
-        role = make_role(data["name"], data.get("privileges") or {},
-                         data.get("global_privileges") or ())
+        role = make_role(
+            data["name"], data.get("privileges") or {}, data.get("global_privileges") or ()
+        )
         state.roles[role.name] = role
         for ref in data.get("users") or ():
             names = state.user_roles.setdefault(_uid(state, ref), [])
@@ -182,11 +213,13 @@ def admin(state: State, method: str, parts: list[str], data: Any) -> tuple[int, 
     raise KeyError(f"no security route {method} {'/'.join(parts)}")
 
 
-def grant_privilege(state: State, user: str, table: str | None, privilege: str,
-                    depth: str = "Organization") -> None:
+def grant_privilege(
+    state: State, user: str, table: str | None, privilege: str, depth: str = "Organization"
+) -> None:
     """Grant in code (e.g. a scheduled world event); `table` None = a global privilege."""
-    _grant(state, {"user": user, "table": table, "privilege": privilege, "depth": depth},
-           revoke=False)
+    _grant(
+        state, {"user": user, "table": table, "privilege": privilege, "depth": depth}, revoke=False
+    )
 
 
 def revoke_privilege(state: State, user: str, table: str | None, privilege: str) -> None:

@@ -60,8 +60,12 @@ class EndpointStats:
     execution_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "throttled": self.throttled, "errors": self.errors,
-                "execution_ms": round(self.execution_ms, 3)}
+        return {
+            "calls": self.calls,
+            "throttled": self.throttled,
+            "errors": self.errors,
+            "execution_ms": round(self.execution_ms, 3),
+        }
 
 
 @dataclass
@@ -115,11 +119,17 @@ class State:
         for u in self.cfg.users:
             first, _, last = u.fullname.rpartition(" ")
             row: dict[str, Any] = {
-                "systemuserid": u.systemuserid, "fullname": u.fullname, "firstname": first,
-                "lastname": last, "domainname": f"{u.client_id}@emulator.local",
+                "systemuserid": u.systemuserid,
+                "fullname": u.fullname,
+                "firstname": first,
+                "lastname": last,
+                "domainname": f"{u.client_id}@emulator.local",
                 "internalemailaddress": f"{u.client_id}@emulator.local",
-                "applicationid": None, "azureactivedirectoryobjectid": u.object_id,
-                "isdisabled": False, "createdon": now, "modifiedon": now,
+                "applicationid": None,
+                "azureactivedirectoryobjectid": u.object_id,
+                "isdisabled": False,
+                "createdon": now,
+                "modifiedon": now,
                 "versionnumber": self.next_version(),
             }
             store.put(u.systemuserid, {k: v for k, v in row.items() if v is not None}, None)

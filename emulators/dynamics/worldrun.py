@@ -65,11 +65,17 @@ class _Drop(Exception):
 
 async def run(app: Org, req: ApiRequest, endpoint: str, user_id: str) -> Outcome:
     world, state = app.cfg.world, app.state
-    targeted = not world.fault_users or req.user.client_id in world.fault_users or \
-        req.user.systemuserid in world.fault_users
+    targeted = (
+        not world.fault_users
+        or req.user.client_id in world.fault_users
+        or req.user.systemuserid in world.fault_users
+    )
     try:
-        kind = faults.pre_fault(world, app.dice, endpoint, req.method,
-                                "$deltatoken" in req.query) if targeted else None
+        kind = (
+            faults.pre_fault(world, app.dice, endpoint, req.method, "$deltatoken" in req.query)
+            if targeted
+            else None
+        )
         if kind is not None:
             await _pre_fault(app, kind, user_id, req)
     except DataverseError as e:

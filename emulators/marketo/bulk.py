@@ -47,7 +47,7 @@ async def create(call: Call) -> dict[str, Any]:
     flt = body.get("filter")
     if not isinstance(flt, dict) or len(flt) != 1:
         raise ApiError("1003", "Exactly one filter is required")
-    (fname, fval), = flt.items()
+    ((fname, fval),) = flt.items()
     if fname in ("staticListName", "staticListId", "smartListName", "smartListId"):
         raise ApiError("1035", f"Unsupported filter type for this subscription: {fname}")
     if fname not in ("createdAt", "updatedAt") or not isinstance(fval, dict):
@@ -61,11 +61,15 @@ async def create(call: Call) -> dict[str, Any]:
     now = emu.now()
     job: dict[str, Any] = {
         "exportId": str(uuid.uuid4()),
-        "format": fmt, "status": "Created", "createdAt": iso(now),
-        "_owner": call.user.client_id, "_fields": list(fields),
+        "format": fmt,
+        "status": "Created",
+        "createdAt": iso(now),
+        "_owner": call.user.client_id,
+        "_fields": list(fields),
         "_headers": dict(body.get("columnHeaderNames") or {}),
         "_filter": (fname, int(start.timestamp()), int(end.timestamp())),
-        "_queued": None, "_started": None,
+        "_queued": None,
+        "_started": None,
     }
     emu.bulk.jobs[job["exportId"]] = job
     return success(call.rid, [public(job)])
@@ -108,8 +112,11 @@ async def list_jobs(call: Call) -> dict[str, Any]:
     bulk = call.emu.bulk
     bulk.advance()
     wanted = {s.lower() for s in call.list_param("status")}
-    jobs = [public(j) for j in bulk.jobs.values()
-            if j["_owner"] == call.user.client_id and (not wanted or j["status"].lower() in wanted)]
+    jobs = [
+        public(j)
+        for j in bulk.jobs.values()
+        if j["_owner"] == call.user.client_id and (not wanted or j["status"].lower() in wanted)
+    ]
     return success(call.rid, jobs)
 
 
@@ -133,9 +140,14 @@ async def file(call: Call) -> Response:
             return plain(416, "Invalid Range")
         last = min(last, len(data) - 1)
         if first > last:
-            return Response(b"", status_code=416,
-                            headers={"Content-Range": f"bytes */{len(data)}"})
-        return Response(data[first : last + 1], status_code=206, media_type="text/csv",
-                        headers={"Accept-Ranges": "bytes",
-                                 "Content-Range": f"bytes {first}-{last}/{len(data)}"})
+            return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        return Response(
+            data[first : last + 1],
+            status_code=206,
+            media_type="text/csv",
+            headers={
+                "Accept-Ranges": "bytes",
+                "Content-Range": f"bytes {first}-{last}/{len(data)}",
+            },
+        )
     return Response(data, media_type="text/csv", headers={"Accept-Ranges": "bytes"})

@@ -19,8 +19,19 @@ from emulators.marketo.envelope import ApiError, success
 from emulators.marketo.fields import parse_datetime
 from emulators.marketo.state import Call
 
-ATTR_TYPES = {"string", "boolean", "integer", "float", "link", "email", "currency", "date",
-              "datetime", "phone", "text"}
+ATTR_TYPES = {
+    "string",
+    "boolean",
+    "integer",
+    "float",
+    "link",
+    "email",
+    "currency",
+    "date",
+    "datetime",
+    "phone",
+    "text",
+}
 _API_NAME = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9_]{1,255}$")
 
 
@@ -66,11 +77,23 @@ async def create_type(call: Call) -> dict[str, Any]:
     if live >= emu.config.max_custom_activity_types:
         raise ApiError("1027", "Max custom activity type limit reached")
     now = emu.now()
-    ver = {"name": str(body["name"]), "description": str(body.get("description") or ""),
-           "triggerName": str(body["triggerName"]), "filterName": str(body["filterName"]),
-           "primaryAttribute": _primary(body["primaryAttribute"]), "attributes": []}
-    t = {"id": ct.next_id, "apiName": api_name, "createdAt": now, "updatedAt": now,
-         "approved": None, "draft": ver, "deleted": False}
+    ver = {
+        "name": str(body["name"]),
+        "description": str(body.get("description") or ""),
+        "triggerName": str(body["triggerName"]),
+        "filterName": str(body["filterName"]),
+        "primaryAttribute": _primary(body["primaryAttribute"]),
+        "attributes": [],
+    }
+    t = {
+        "id": ct.next_id,
+        "apiName": api_name,
+        "createdAt": now,
+        "updatedAt": now,
+        "approved": None,
+        "draft": ver,
+        "deleted": False,
+    }
     ct.next_id += 1
     ct.types[api_name] = t
     ct.by_id[ct.next_id - 1] = t
@@ -147,8 +170,11 @@ async def attributes_create(call: Call) -> dict[str, Any]:
             raise ApiError("1003", f"Invalid dataType '{dtype}'")
         if a.get("isPrimary"):
             raise ApiError("1003", "Unset isPrimary on the current primary attribute first")
-        item = {"apiName": str(a["apiName"]), "name": str(a.get("name") or a["apiName"]),
-                "dataType": dtype}
+        item = {
+            "apiName": str(a["apiName"]),
+            "name": str(a.get("name") or a["apiName"]),
+            "dataType": dtype,
+        }
         if a.get("description"):
             item["description"] = str(a["description"])
         draft["attributes"].append(item)
@@ -209,8 +235,9 @@ def _add_one(call: Call, rec: Any) -> dict[str, Any]:
         return _skip(1004, "Lead not found", rec)
     dt = parse_datetime(str(rec["activityDate"]))
     if dt is None:
-        return _skip(1001, f"Invalid value '{rec['activityDate']}'. Required of type 'datetime'",
-                     rec)
+        return _skip(
+            1001, f"Invalid value '{rec['activityDate']}'. Required of type 'datetime'", rec
+        )
     attrs_in = rec.get("attributes") or []
     if not isinstance(attrs_in, list):
         return _skip(1003, "'attributes' must be an array", rec)
@@ -228,13 +255,27 @@ def _add_one(call: Call, rec: Any) -> dict[str, Any]:
             return _skip(1006, f"Field '{a.get('apiName') or a.get('name')}' not found", rec)
         attrs.append((spec["name"], a.get("value"), spec["apiName"]))
     date_text = dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    act = emu.log.add(emu.now_ms(), lead_id, type_id, None, str(rec["primaryAttributeValue"]),
-                      attrs, activity_date=date_text, activity_ms=int(dt.timestamp()) * 1000)
-    return {"id": act.id, "marketoGUID": str(act.id), "status": "added", "leadId": lead_id,
-            "activityTypeId": type_id, "activityDate": date_text,
-            "primaryAttributeValue": str(rec["primaryAttributeValue"]),
-            "attributes": [{"name": x[0], "value": x[1], "apiName": x[2]} for x in attrs],
-            "errors": []}
+    act = emu.log.add(
+        emu.now_ms(),
+        lead_id,
+        type_id,
+        None,
+        str(rec["primaryAttributeValue"]),
+        attrs,
+        activity_date=date_text,
+        activity_ms=int(dt.timestamp()) * 1000,
+    )
+    return {
+        "id": act.id,
+        "marketoGUID": str(act.id),
+        "status": "added",
+        "leadId": lead_id,
+        "activityTypeId": type_id,
+        "activityDate": date_text,
+        "primaryAttributeValue": str(rec["primaryAttributeValue"]),
+        "attributes": [{"name": x[0], "value": x[1], "apiName": x[2]} for x in attrs],
+        "errors": [],
+    }
 
 
 async def add_activities(call: Call) -> dict[str, Any]:

@@ -49,15 +49,27 @@ class CustomTypes:
             if ver is None or t["deleted"]:
                 continue
             p = ver["primaryAttribute"]
-            out.append({
-                "id": t["id"], "apiName": t["apiName"], "name": ver["name"],
-                "description": ver.get("description", ""),
-                "primaryAttribute": {"apiName": p["apiName"], "name": p["name"],
-                                     "dataType": p.get("dataType", "string")},
-                "attributes": [{"apiName": a["apiName"], "name": a["name"],
-                                "dataType": a.get("dataType", "string")}
-                               for a in ver["attributes"]],
-            })
+            out.append(
+                {
+                    "id": t["id"],
+                    "apiName": t["apiName"],
+                    "name": ver["name"],
+                    "description": ver.get("description", ""),
+                    "primaryAttribute": {
+                        "apiName": p["apiName"],
+                        "name": p["name"],
+                        "dataType": p.get("dataType", "string"),
+                    },
+                    "attributes": [
+                        {
+                            "apiName": a["apiName"],
+                            "name": a["name"],
+                            "dataType": a.get("dataType", "string"),
+                        }
+                        for a in ver["attributes"]
+                    ],
+                }
+            )
         return out
 
     def get(self, api_name: str) -> dict[str, Any]:

@@ -42,9 +42,18 @@ def create_person(
     now = emu.now()
     lead_id = emu.store.insert(values, int(now))
     emu.log.add(
-        int(now * 1000), lead_id, NEW_LEAD, None, person_name(emu.store.people[lead_id]),
-        (("Api Method Name", method), ("Created Date", iso(now)[:10]),
-         ("Modifying User", modifier), ("Request Id", rid), ("Source Type", SOURCE)),
+        int(now * 1000),
+        lead_id,
+        NEW_LEAD,
+        None,
+        person_name(emu.store.people[lead_id]),
+        (
+            ("Api Method Name", method),
+            ("Created Date", iso(now)[:10]),
+            ("Modifying User", modifier),
+            ("Request Id", rid),
+            ("Source Type", SOURCE),
+        ),
     )
     emu.webhooks.on_person_created(lead_id, modifier)
     return lead_id
@@ -123,9 +132,19 @@ async def create_fields(call: Call) -> dict[str, Any]:
             fid = max(f.id for f in schema.fields) + 1
             dtype = str(it.get("dataType") or "string")
             length = it.get("length") or (255 if dtype == "string" else None)
-            schema.add(FieldDef(fid, name, str(it.get("displayName") or name), dtype,
-                                length, True, False, dtype in ("string", "email", "integer"),
-                                True))
+            schema.add(
+                FieldDef(
+                    fid,
+                    name,
+                    str(it.get("displayName") or name),
+                    dtype,
+                    length,
+                    True,
+                    False,
+                    dtype in ("string", "email", "integer"),
+                    True,
+                )
+            )
             out.append({"name": name, "status": "created"})
     return success(call.rid, out)
 
@@ -309,9 +328,17 @@ def delete_person(emu: Emulator, lead_id: int, modifier: str, rid: str) -> bool:
     if person is None:
         return False
     emu.log.add(
-        emu.now_ms(), lead_id, DELETE_LEAD, lead_id, person_name(person),
-        (("Api Method Name", "deleteLead"), ("Modifying User", modifier),
-         ("Remove from CRM", "false"), ("Request Id", rid)),
+        emu.now_ms(),
+        lead_id,
+        DELETE_LEAD,
+        lead_id,
+        person_name(person),
+        (
+            ("Api Method Name", "deleteLead"),
+            ("Modifying User", modifier),
+            ("Remove from CRM", "false"),
+            ("Request Id", rid),
+        ),
     )
     emu.store.delete(lead_id)
     return True
@@ -380,9 +407,17 @@ async def merge(call: Call) -> dict[str, Any]:
     if filled:
         wp["updatedAt"] = int(emu.now())
     emu.log.add(
-        emu.now_ms(), winner, MERGE_LEADS, winner, person_name(wp),
-        (("Merge IDs", ",".join(str(x) for x in losers)), ("Merge Source", SOURCE),
-         ("Merge Fields", ",".join(filled)), ("Modifying User", call.user.email)),
+        emu.now_ms(),
+        winner,
+        MERGE_LEADS,
+        winner,
+        person_name(wp),
+        (
+            ("Merge IDs", ",".join(str(x) for x in losers)),
+            ("Merge Source", SOURCE),
+            ("Merge Fields", ",".join(filled)),
+            ("Modifying User", call.user.email),
+        ),
     )
     call.records = len(losers) + 1
     return {"requestId": call.rid, "success": True, "errors": [], "warnings": []}

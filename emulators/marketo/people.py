@@ -50,10 +50,20 @@ def update_person(
         standard = standard or not f.custom
         new_t, old_t = as_text(value), as_text(old)
         emu.log.add(
-            now_ms, lead_id, CHANGE_DATA_VALUE, f.id, f.display_name,
-            (("Api Method Name", method), ("Modifying User", modifier),
-             ("New Value", new_t), ("Old Value", old_t), ("Reason", reason or f"{method} API"),
-             ("Request Id", rid), ("Source", source)),
+            now_ms,
+            lead_id,
+            CHANGE_DATA_VALUE,
+            f.id,
+            f.display_name,
+            (
+                ("Api Method Name", method),
+                ("Modifying User", modifier),
+                ("New Value", new_t),
+                ("Old Value", old_t),
+                ("Reason", reason or f"{method} API"),
+                ("Request Id", rid),
+                ("Source", source),
+            ),
             change=(f.id, f.name, new_t, old_t),
         )
     if changed:

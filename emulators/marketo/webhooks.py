@@ -95,8 +95,9 @@ class Webhooks:
         f = self.emu.schema.lookup_loose(name)
         return None if f is None else render(f.name, person.get(f.name))
 
-    def render(self, text: str, person: dict[str, Any], encoding: str | None,
-               quote: bool = True) -> str:
+    def render(
+        self, text: str, person: dict[str, Any], encoding: str | None, quote: bool = True
+    ) -> str:
         def sub(m: re.Match[str]) -> str:
             v = self._value(person, m.group(1), m.group(2))
             if encoding == "json":
@@ -120,8 +121,9 @@ class Webhooks:
         for d in self.defs.values():
             if d["trigger"] != "personCreated":
                 continue
-            if modifier and any(modifier.startswith(u + "@") or modifier == u
-                                for u in d["excludeUsers"]):
+            if modifier and any(
+                modifier.startswith(u + "@") or modifier == u for u in d["excludeUsers"]
+            ):
                 continue
             try:
                 loop = asyncio.get_running_loop()
@@ -156,11 +158,13 @@ class Webhooks:
         headers = {k: self.render(v, person, None) for k, v in d["headers"].items()}
         content: bytes | None = None
         if d["method"] != "GET" and d["template"]:
-            content = self.render(d["template"], person, d["requestTokenEncoding"],
-                                  d["quoteStrings"]).encode()
+            content = self.render(
+                d["template"], person, d["requestTokenEncoding"], d["quoteStrings"]
+            ).encode()
             headers.setdefault(
                 "Content-Type",
-                "application/json" if d["requestTokenEncoding"] == "json"
+                "application/json"
+                if d["requestTokenEncoding"] == "json"
                 else "application/x-www-form-urlencoded",
             )
         record.update(url=url, method=d["method"], requestBody=(content or b"").decode())
@@ -170,8 +174,13 @@ class Webhooks:
         code: int | None = None
         text = ""
         try:
-            resp = await self.client.request(d["method"], url, content=content, headers=headers,
-                                             timeout=emu.config.scaled(emu.config.webhook_timeout_s))
+            resp = await self.client.request(
+                d["method"],
+                url,
+                content=content,
+                headers=headers,
+                timeout=emu.config.scaled(emu.config.webhook_timeout_s),
+            )
             code, text = resp.status_code, resp.text
             if not 200 <= code < 300:
                 error_type = f"HTTP {code} {resp.reason_phrase}".strip()
@@ -183,9 +192,18 @@ class Webhooks:
         if error_type is None and d["responseMappings"]:
             record["mapped"] = self._apply_mappings(d, lead_id, text)
         if lead_id in emu.store.people:
-            emu.log.add(emu.now_ms(), lead_id, CALL_WEBHOOK, d["id"], d["name"],
-                        (("Error Type", error_type), ("Response", text[:2048] or None),
-                         ("Response Code", code)))
+            emu.log.add(
+                emu.now_ms(),
+                lead_id,
+                CALL_WEBHOOK,
+                d["id"],
+                d["name"],
+                (
+                    ("Error Type", error_type),
+                    ("Response", text[:2048] or None),
+                    ("Response Code", code),
+                ),
+            )
         self.calls.append(record)
         return record
 
@@ -208,5 +226,13 @@ class Webhooks:
             changes[f.name] = v
         if not changes or lead_id not in self.emu.store.people:
             return []
-        return update_person(self.emu, lead_id, changes, None, "callWebhook", "",
-                             reason=f"Webhook: {d['name']}", source="Webhook")
+        return update_person(
+            self.emu,
+            lead_id,
+            changes,
+            None,
+            "callWebhook",
+            "",
+            reason=f"Webhook: {d['name']}",
+            source="Webhook",
+        )
