@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from emulators.dynamics import security
+from emulators.dynamics.org import Org
 from emulators.dynamics.seed import seed
 from emulators.dynamics.serverlogic import parse_rule
 from emulators.dynamics.state import EndpointBehaviour, FieldPermission, State
@@ -33,15 +34,29 @@ def _user_id(state: State, ref: str) -> str:
     return u.systemuserid
 
 
-def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, Any]:
+def handle_admin(app: Org, method: str, path: str, body: bytes) -> tuple[int, Any]:
     state: State = app.state
     data: Any = json.loads(body) if body.strip() else {}
     parts = [p for p in path.split("/") if p]
     head = parts[0] if parts else ""
     if head == "" and method == "GET":
-        return 200, {"endpoints": ["reset", "seed", "stats", "latency", "faults", "limits",
-                                   "rules", "field-security", "security", "change-tracking",
-                                   "tokens", "users", *ROUTES]}
+        return 200, {
+            "endpoints": [
+                "reset",
+                "seed",
+                "stats",
+                "latency",
+                "faults",
+                "limits",
+                "rules",
+                "field-security",
+                "security",
+                "change-tracking",
+                "tokens",
+                "users",
+                *ROUTES,
+            ]
+        }
     if head in ROUTES:
         answer = handle_world_admin(app, method, parts, data)
         if answer is not None:
@@ -50,8 +65,12 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
         app.reset()
         return 200, {"reset": True}
     if head == "seed" and method == "POST":
-        return 200, seed(state, int(data.get("contacts", 0)), int(data.get("leads", 0)),
-                         int(data.get("seed", state.cfg.seed)))
+        return 200, seed(
+            state,
+            int(data.get("contacts", 0)),
+            int(data.get("leads", 0)),
+            int(data.get("seed", state.cfg.seed)),
+        )
     if head == "stats":
         if method == "GET":
             return 200, {k: v.as_dict() for k, v in sorted(state.stats.items())}
@@ -107,10 +126,17 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
     if head == "field-security":
         if method == "GET":
             return 200, {
-                "secured": sorted(f"{t.logical_name}.{c.name}" for t in state.tables.values()
-                                  for c in t.columns.values() if c.secured),
-                "permissions": [{"user": u, "table": t, "column": c, **asdict(p)}
-                                for (u, t, c), p in state.field_permissions.items()]}
+                "secured": sorted(
+                    f"{t.logical_name}.{c.name}"
+                    for t in state.tables.values()
+                    for c in t.columns.values()
+                    if c.secured
+                ),
+                "permissions": [
+                    {"user": u, "table": t, "column": c, **asdict(p)}
+                    for (u, t, c), p in state.field_permissions.items()
+                ],
+            }
         if method in ("PUT", "POST"):
             table = state.tables.get(data.get("table", ""))
             col = table.columns.get(data.get("column", "")) if table else None
@@ -121,14 +147,17 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
                     raise AdminError(400, "0x80060896: alternate-key columns can't be secured")
                 col.secured = bool(data["secured"])
             for ref, perm in (data.get("permissions") or {}).items():
-                state.field_permissions[(_user_id(state, ref), table.logical_name, col.name)] = \
-                    FieldPermission(bool(perm.get("read")), bool(perm.get("create")),
-                                    bool(perm.get("update")))
+                state.field_permissions[(_user_id(state, ref), table.logical_name, col.name)] = (
+                    FieldPermission(
+                        bool(perm.get("read")), bool(perm.get("create")), bool(perm.get("update"))
+                    )
+                )
             return 200, {"table": table.logical_name, "column": col.name, "secured": col.secured}
     if head == "change-tracking" and method in ("PUT", "POST"):
         if len(parts) > 1 and parts[1] == "age":
             state.ct_clock_offset += state.cfg.world.scale(
-                float(data.get("days", 0)) * 86400 + float(data.get("seconds", 0)))
+                float(data.get("days", 0)) * 86400 + float(data.get("seconds", 0))
+            )
             return 200, {"offset_seconds": state.ct_clock_offset}
         table = state.tables.get(data.get("table", ""))
         if table is None:
@@ -142,10 +171,16 @@ def handle_admin(app: Any, method: str, path: str, body: bytes) -> tuple[int, An
         user = state.users_by_client.get(data.get("client_id", ""))
         if user is None:
             raise AdminError(404, "unknown client")
-        token, life = app.tokens.issue(user, data.get("audience", ""), state.cfg.tenant_id,
-                                       lifetime=int(data.get("expires_in", 3599)))
+        token, life = app.tokens.issue(
+            user,
+            data.get("audience", ""),
+            state.cfg.tenant_id,
+            lifetime=int(data.get("expires_in", 3599)),
+        )
         return 200, {"access_token": token, "expires_in": life}
     if head == "users" and method == "GET":
-        return 200, [{"client_id": u.client_id, "systemuserid": u.systemuserid,
-                      "fullname": u.fullname} for u in state.cfg.users]
+        return 200, [
+            {"client_id": u.client_id, "systemuserid": u.systemuserid, "fullname": u.fullname}
+            for u in state.cfg.users
+        ]
     raise AdminError(404, f"no admin route {method} /_emulator/{path}")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
-import dataclasses
 import json
 import logging
 import time
@@ -21,55 +19,25 @@ from urllib.parse import parse_qsl, unquote
 
 from emulators.dynamics import faults, worldrun
 from emulators.dynamics.admin import AdminError, handle_admin
-from emulators.dynamics.auth import OAuthError, TokenService, openid_configuration
+from emulators.dynamics.auth import OAuthError, openid_configuration
 from emulators.dynamics.batch import BatchRunner
 from emulators.dynamics.config import DynamicsConfig
 from emulators.dynamics.errors import DataverseError, throttled
 from emulators.dynamics.messages import API_PREFIX, ApiRequest, ApiResponse
-from emulators.dynamics.seed import seed
-from emulators.dynamics.serverlogic import load_rules
-from emulators.dynamics.state import EndpointBehaviour, EndpointStats, State
-from emulators.dynamics.throttle import Throttle, retry_after_header
-from emulators.dynamics.timing import Dice, latency_ms
-from emulators.dynamics.webapi import WebApi
+from emulators.dynamics.org import Org
+from emulators.dynamics.state import EndpointBehaviour, EndpointStats
+from emulators.dynamics.throttle import retry_after_header
+from emulators.dynamics.timing import latency_ms
 
 Scope = dict[str, Any]
 
 
-class DynamicsApp:
+class DynamicsApp(Org):
+    """The org behind the HTTP surface: Entra stand-in, Web API pipeline, admin API."""
+
     def __init__(self, config: DynamicsConfig | None = None) -> None:
-        self.cfg = config or DynamicsConfig()
-        self.state = State(self.cfg)
-        load_rules(self.state)
-        self.dice = Dice(self.cfg.world)
-        self.schedule = faults.Schedule(self.cfg.world)
-        self.tokens = TokenService(self.cfg, self.dice)
-        self.throttle = Throttle(self.cfg.limits, self.cfg.world)
-        # Admin `reset` restores these knobs too, so one test's limits never leak into the next.
-        self._initial_limits = dataclasses.replace(self.cfg.limits)
-        self._initial_expiry = self.cfg.expire_change_tracking_in_days
-        self._initial_world = copy.deepcopy(self.cfg.world)
-        self.webapi = WebApi(self.state)
+        super().__init__(config)
         self.batch = BatchRunner(self.webapi.handle, self.cfg.max_batch_operations)
-        if self.cfg.seed_contacts or self.cfg.seed_leads:
-            seed(self.state, self.cfg.seed_contacts, self.cfg.seed_leads, self.cfg.seed)
-
-    def reset(self) -> None:
-        for f in dataclasses.fields(self.cfg.limits):
-            setattr(self.cfg.limits, f.name, getattr(self._initial_limits, f.name))
-        self.cfg.expire_change_tracking_in_days = self._initial_expiry
-        for f in dataclasses.fields(self.cfg.world):
-            setattr(self.cfg.world, f.name,
-                    copy.deepcopy(getattr(self._initial_world, f.name)))
-        self.state.reset()
-        load_rules(self.state)
-        self.world_changed()
-
-    def world_changed(self) -> None:
-        """After a profile switch or reset: fresh limit windows, random streams, schedule."""
-        self.throttle.reset()
-        self.dice.reset()
-        self.schedule.reset()
 
     # -- ASGI plumbing ----------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -96,17 +64,23 @@ class DynamicsApp:
         qs = scope.get("query_string", b"").decode("latin-1")
         method: str = scope["method"]
         if path.startswith(API_PREFIX) or path + "/" == API_PREFIX:
-            resp = await self._api(method, path[len(API_PREFIX):], qs, headers, body, base)
+            resp = await self._api(method, path[len(API_PREFIX) :], qs, headers, body, base)
         elif path.startswith("/_emulator"):
-            resp = self._admin(method, path[len("/_emulator"):], body)
+            resp = self._admin(method, path[len("/_emulator") :], body)
         else:
             resp = await self._identity(method, path, headers, body, base)
         if resp.drop:
             await _drop_connection(send)
             return
-        await send({"type": "http.response.start", "status": resp.status,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1"))
-                                for k, v in resp.headers.items()]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": resp.status,
+                "headers": [
+                    (k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": resp.body})
 
     # -- Web API pipeline --------------------------------------------------------------
@@ -114,8 +88,9 @@ class DynamicsApp:
         b = self.state.behaviours
         return b.get(endpoint) or b.get("*")
 
-    async def _api(self, method: str, path: str, qs: str, headers: dict[str, str],
-                   body: bytes, base: str) -> ApiResponse:
+    async def _api(
+        self, method: str, path: str, qs: str, headers: dict[str, str], body: bytes, base: str
+    ) -> ApiResponse:
         path = unquote(path)
         endpoint = self.webapi.endpoint_name(method, path)
         stats = self.state.stats.get(endpoint)
@@ -179,14 +154,21 @@ class DynamicsApp:
         if beh.fault == "429":
             lim = self.throttle.limits
             scale = self.cfg.world.time_scale
-            raise throttled("requests", retry_after_header(beh.retry_after * scale, scale),
-                            lim.max_requests, lim.window_seconds)
+            raise throttled(
+                "requests",
+                retry_after_header(beh.retry_after * scale, scale),
+                lim.max_requests,
+                lim.window_seconds,
+            )
         if beh.fault == "timeout":
             await asyncio.sleep(self.cfg.world.scale(self.cfg.fault_timeout_seconds))
             raise DataverseError(504, "", "The operation has timed out (injected fault).")
         status = int(beh.fault or 500)
-        raise DataverseError(status, "0x80040216" if status == 500 else "",
-                             f"An unexpected error occurred (injected {status} fault).")
+        raise DataverseError(
+            status,
+            "0x80040216" if status == 500 else "",
+            f"An unexpected error occurred (injected {status} fault).",
+        )
 
     # -- admin ------------------------------------------------------------------------
     def _admin(self, method: str, path: str, body: bytes) -> ApiResponse:
@@ -196,19 +178,24 @@ class DynamicsApp:
             status, payload = e.status, {"error": str(e)}
         except (ValueError, KeyError, TypeError) as e:
             status, payload = 400, {"error": f"bad admin request: {e!r}"}
-        return ApiResponse(status, {"Content-Type": "application/json"},
-                           json.dumps(payload).encode())
+        return ApiResponse(
+            status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+        )
 
     # -- Entra ID stand-in ------------------------------------------------------------
-    async def _identity(self, method: str, path: str, headers: dict[str, str], body: bytes,
-                        base: str) -> ApiResponse:
+    async def _identity(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, base: str
+    ) -> ApiResponse:
         parts = [p for p in path.split("/") if p]
         if not parts:
-            return ApiResponse(200, {"Content-Type": "application/json"},
-                               b'{"service":"dynamics-emulator"}')
+            return ApiResponse(
+                200, {"Content-Type": "application/json"}, b'{"service":"dynamics-emulator"}'
+            )
         tenant, rest = parts[0], "/".join(parts[1:])
-        if method == "GET" and rest in ("v2.0/.well-known/openid-configuration",
-                                        ".well-known/openid-configuration"):
+        if method == "GET" and rest in (
+            "v2.0/.well-known/openid-configuration",
+            ".well-known/openid-configuration",
+        ):
             doc = openid_configuration(base, tenant, v2=rest.startswith("v2.0"))
             return ApiResponse(200, {"Content-Type": "application/json"}, json.dumps(doc).encode())
         if method == "GET" and rest in ("discovery/v2.0/keys", "discovery/keys"):
@@ -225,15 +212,21 @@ class DynamicsApp:
             kind = faults.choose(world, self.dice, "POST token", "POST", ("500", "503"))
             if kind is not None:
                 stats.errors += 1
-                return ApiResponse(int(kind), {"Content-Type": "application/json"},
-                                   b'{"error":"temporarily_unavailable"}')
+                return ApiResponse(
+                    int(kind),
+                    {"Content-Type": "application/json"},
+                    b'{"error":"temporarily_unavailable"}',
+                )
             if beh is not None and beh.fault and beh.remaining != 0:
                 if beh.remaining is not None:
                     beh.remaining -= 1
                 stats.errors += 1
                 code = 503 if beh.fault in ("timeout", "429") else int(beh.fault)
-                return ApiResponse(code, {"Content-Type": "application/json"},
-                                   b'{"error":"temporarily_unavailable"}')
+                return ApiResponse(
+                    code,
+                    {"Content-Type": "application/json"},
+                    b'{"error":"temporarily_unavailable"}',
+                )
             form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
             basic = None
             auth = headers.get("authorization", "")
@@ -241,17 +234,26 @@ class DynamicsApp:
                 cid, _, sec = base64.b64decode(auth[6:]).decode().partition(":")
                 basic = (unquote(cid), unquote(sec))
             try:
-                payload = self.tokens.token_endpoint(tenant, form, basic, base,
-                                                     v2=rest.startswith("oauth2/v2.0"))
+                payload = self.tokens.token_endpoint(
+                    tenant, form, basic, base, v2=rest.startswith("oauth2/v2.0")
+                )
                 status = 200
             except OAuthError as e:
                 stats.errors += 1
                 status, payload = e.status, e.payload
-            return ApiResponse(status, {"Content-Type": "application/json; charset=utf-8",
-                                        "Cache-Control": "no-store, no-cache"},
-                               json.dumps(payload).encode())
-        return ApiResponse(404, {"Content-Type": "application/json"},
-                           json.dumps({"error": "not_found", "path": path}).encode())
+            return ApiResponse(
+                status,
+                {
+                    "Content-Type": "application/json; charset=utf-8",
+                    "Cache-Control": "no-store, no-cache",
+                },
+                json.dumps(payload).encode(),
+            )
+        return ApiResponse(
+            404,
+            {"Content-Type": "application/json"},
+            json.dumps({"error": "not_found", "path": path}).encode(),
+        )
 
 
 def _error_response(e: DataverseError) -> ApiResponse:
@@ -271,9 +273,13 @@ async def _drop_connection(send: Any) -> None:
     # ASGI has no "abort": promise a body, send none, return. The server then closes the
     # connection and the client sees it cut mid-response, as with a dropped connection.
     logging.getLogger("uvicorn.error").addFilter(_QUIET)
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", b"1024"),
-                            (b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"1024"), (b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": b"{", "more_body": True})
 
 

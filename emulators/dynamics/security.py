@@ -1,4 +1,4 @@
-"""Security roles: table privileges at a depth, the PrivilegeDenied error, RetrieveUserPrivileges.
+"""Security roles at work: privilege checks, the PrivilegeDenied error, RetrieveUserPrivileges.
 
 A user holds roles; a role grants, per table, Create/Read/Write/Delete/Append/AppendTo/
 Assign/Share at User (Basic), Business Unit (Local), Parent:Child BU (Deep) or Organization
@@ -9,103 +9,43 @@ change-tracks.
 
 The emulator has one business unit, so Local and Deep reach every row; only User depth
 narrows what a user sees or writes (rows it owns), and change tracking asks for
-Organization depth.
+Organization depth. The roles themselves (parsing, ids, loading from config) are in
+roles.py, below the org state that holds them.
 """
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from emulators.dynamics.config import PRIVILEGE_OPS, DynamicsConfig, UserConfig
+from emulators.dynamics.config import UserConfig
 from emulators.dynamics.errors import DataverseError
+from emulators.dynamics.roles import (
+    DEPTH_NAMES,
+    Role,
+    make_role,
+    parse_depth,
+    parse_op,
+    privilege_id,
+)
+from emulators.dynamics.state import State
 
-if TYPE_CHECKING:
-    from emulators.dynamics.state import State
-
-_NS = uuid.UUID("6f1c8a52-4d0e-4c43-9a53-d3a1f4b0e002")
-
-# Depth names accepted in config/admin calls -> PrivilegeDepth value (privilegedepth.md).
-DEPTHS = {"user": 0, "basic": 0, "businessunit": 1, "local": 1,
-          "parentchildbusinessunit": 2, "parent:childbusinessunit": 2, "deep": 2,
-          "organization": 3, "global": 3}
-DEPTH_NAMES = ("Basic", "Local", "Deep", "Global")
 # Object type codes and display names shown in the PrivilegeDenied text.
-_OTC = {"account": (1, "Account"), "contact": (2, "Contact"), "lead": (4, "Lead"),
-        "systemuser": (8, "User")}
+_OTC = {
+    "account": (1, "Account"),
+    "contact": (2, "Contact"),
+    "lead": (4, "Lead"),
+    "systemuser": (8, "User"),
+}
 # Privilege names use the schema name; systemuser's privileges are prv<Op>User.
-_PRV_ENTITY = {"account": "Account", "contact": "Contact", "lead": "Lead",
-               "systemuser": "User"}
+_PRV_ENTITY = {"account": "Account", "contact": "Contact", "lead": "Lead", "systemuser": "User"}
 
 
 def privilege_name(table: str, op: str) -> str:
     return f"prv{op}{_PRV_ENTITY.get(table, table)}"
 
 
-def privilege_id(name: str) -> str:
-    """Deterministic, so ids survive reset (clients may cache them)."""
-    return str(uuid.uuid5(_NS, name.lower()))
-
-
-def parse_depth(raw: Any) -> int:
-    if isinstance(raw, int) and 0 <= raw <= 3:
-        return raw
-    key = str(raw).replace(" ", "").replace("_", "").lower()
-    if key not in DEPTHS:
-        raise ValueError(f"unknown privilege depth {raw!r} (User, BusinessUnit, "
-                         "ParentChildBusinessUnit, Organization)")
-    return DEPTHS[key]
-
-
-def parse_op(raw: str) -> str:
-    for op in PRIVILEGE_OPS:
-        if op.lower() == str(raw).lower():
-            return op
-    raise ValueError(f"unknown privilege {raw!r} ({', '.join(PRIVILEGE_OPS)})")
-
-
-@dataclass
-class Role:
-    name: str
-    role_id: str
-    # (table logical name, op) -> depth 0..3
-    privileges: dict[tuple[str, str], int] = field(default_factory=dict)
-    global_privileges: set[str] = field(default_factory=set)
-
-    def as_dict(self) -> dict[str, Any]:
-        tables: dict[str, dict[str, str]] = {}
-        for (table, op), depth in sorted(self.privileges.items()):
-            tables.setdefault(table, {})[op] = DEPTH_NAMES[depth]
-        return {"name": self.name, "roleid": self.role_id, "privileges": tables,
-                "global_privileges": sorted(self.global_privileges)}
-
-
-def make_role(name: str, privileges: dict[str, dict[str, Any]],
-              global_privileges: Any = ()) -> Role:
-    role = Role(name, str(uuid.uuid5(_NS, "role/" + name)))
-    for table, ops in privileges.items():
-        for op, depth in ops.items():
-            if depth is not None:
-                role.privileges[(table, parse_op(op))] = parse_depth(depth)
-    role.global_privileges = set(global_privileges)
-    return role
-
-
-def load_roles(cfg: DynamicsConfig) -> tuple[dict[str, Role], dict[str, list[str]]]:
-    roles: dict[str, Role] = {}
-    holders: dict[str, list[str]] = {}
-    ids = {u.client_id: u.systemuserid for u in cfg.users}
-    for rc in cfg.roles:
-        roles[rc.name] = make_role(rc.name, rc.privileges, rc.global_privileges)
-        for ref in rc.users:
-            holders.setdefault(ids.get(ref, ref), []).append(rc.name)
-    return roles, holders
-
-
 def _user_roles(state: State, user: UserConfig) -> list[Role]:
-    return [state.roles[n] for n in state.user_roles.get(user.systemuserid, [])
-            if n in state.roles]
+    return [state.roles[n] for n in state.user_roles.get(user.systemuserid, []) if n in state.roles]
 
 
 def depth(state: State, user: UserConfig, table: str, op: str) -> int | None:
@@ -118,37 +58,52 @@ def depth(state: State, user: UserConfig, table: str, op: str) -> int | None:
     return best
 
 
-def privilege_denied(state: State, user: UserConfig, table: str | None,
-                     name: str) -> DataverseError:
+def privilege_denied(
+    state: State, user: UserConfig, table: str | None, name: str
+) -> DataverseError:
     """403 PrivilegeDenied in the shape Dataverse answers (observed text, see README)."""
     roles = _user_roles(state, user)
     count = sum(len(r.privileges) + len(r.global_privileges) for r in roles)
-    head = (f"Principal user (Id={user.systemuserid}, type=8, roleCount={len(roles)}, "
-            f"privilegeCount={count}, accessMode='0 Read-Write', "
-            f"AADObjectId='{user.object_id}', businessUnitId={state.cfg.business_unit_id}), "
-            f"is missing {name} privilege (Id={privilege_id(name)})")
+    head = (
+        f"Principal user (Id={user.systemuserid}, type=8, roleCount={len(roles)}, "
+        f"privilegeCount={count}, accessMode='0 Read-Write', "
+        f"AADObjectId='{user.object_id}', businessUnitId={state.cfg.business_unit_id}), "
+        f"is missing {name} privilege (Id={privilege_id(name)})"
+    )
     if table is not None:
         otc, label = _OTC.get(table, (10000, table))
         head += f" on OTC={otc} for entity '{table}' (LocalizedName='{label}')"
-    return DataverseError(403, "0x80040220",
-                          f"{head}. context.Caller={user.systemuserid}. Consider adding "
-                          "missed privilege to one of the principal (user/team) roles.")
+    return DataverseError(
+        403,
+        "0x80040220",
+        f"{head}. context.Caller={user.systemuserid}. Consider adding "
+        "missed privilege to one of the principal (user/team) roles.",
+    )
 
 
 def access_denied(user: UserConfig, table: str, op: str, rid: str) -> DataverseError:
     """403 when the privilege is held at User depth but the row belongs to someone else
     (client-errors.md: the privilege check passed, the access check failed)."""
-    return DataverseError(403, "0x80048306",
-                          f"Principal with ID {user.systemuserid} does not have "
-                          f"{op}Access right(s) for record with ID {rid} of entity {table}.")
+    return DataverseError(
+        403,
+        "0x80048306",
+        f"Principal with ID {user.systemuserid} does not have "
+        f"{op}Access right(s) for record with ID {rid} of entity {table}.",
+    )
 
 
 def _owned(row: dict[str, Any] | None, user: UserConfig) -> bool:
     return row is None or row.get("ownerid", user.systemuserid) == user.systemuserid
 
 
-def require(state: State, user: UserConfig, table: str, op: str,
-            row: dict[str, Any] | None = None, rid: str = "") -> None:
+def require(
+    state: State,
+    user: UserConfig,
+    table: str,
+    op: str,
+    row: dict[str, Any] | None = None,
+    rid: str = "",
+) -> None:
     """Raise unless `user` may do `op` on `table` (and on `row`, if given)."""
     d = depth(state, user, table, op)
     if d is None:
@@ -179,8 +134,14 @@ def read_filter(state: State, user: UserConfig, table: str) -> Any:
     return lambda row: row.get("ownerid") == uid
 
 
-def check_write(state: State, user: UserConfig, table: str, existing: dict[str, Any] | None,
-                changes: dict[str, Any], rid: str) -> None:
+def check_write(
+    state: State,
+    user: UserConfig,
+    table: str,
+    existing: dict[str, Any] | None,
+    changes: dict[str, Any],
+    rid: str,
+) -> None:
     """Create or Write on the table, plus Append / AppendTo for each lookup being set."""
     if existing is None:
         require(state, user, table, "Create")
@@ -205,9 +166,15 @@ def user_privileges(state: State, user: UserConfig) -> list[dict[str, Any]]:
             best[name] = max(d, best.get(name, -1))
         for name in role.global_privileges:
             best[name] = 3
-    return [{"BusinessUnitId": state.cfg.business_unit_id, "Depth": DEPTH_NAMES[d],
-             "PrivilegeId": privilege_id(name), "PrivilegeName": name}
-            for name, d in sorted(best.items())]
+    return [
+        {
+            "BusinessUnitId": state.cfg.business_unit_id,
+            "Depth": DEPTH_NAMES[d],
+            "PrivilegeId": privilege_id(name),
+            "PrivilegeName": name,
+        }
+        for name, d in sorted(best.items())
+    ]
 
 
 # -- admin API (`/_emulator/security/...`) --------------------------------------------
@@ -216,12 +183,14 @@ def admin(state: State, method: str, parts: list[str], data: Any) -> tuple[int, 
     roles); PUT|DELETE /security/privileges (grant / revoke one privilege)."""
     sub = parts[0] if parts else ""
     if sub == "" and method == "GET":
-        return 200, {"roles": [r.as_dict() for r in state.roles.values()],
-                     "users": {_ref(state, uid): names
-                               for uid, names in state.user_roles.items()}}
+        return 200, {
+            "roles": [r.as_dict() for r in state.roles.values()],
+            "users": {_ref(state, uid): names for uid, names in state.user_roles.items()},
+        }
     if sub == "roles" and method in ("PUT", "POST"):
-        role = make_role(data["name"], data.get("privileges") or {},
-                         data.get("global_privileges") or ())
+        role = make_role(
+            data["name"], data.get("privileges") or {}, data.get("global_privileges") or ()
+        )
         state.roles[role.name] = role
         for ref in data.get("users") or ():
             names = state.user_roles.setdefault(_uid(state, ref), [])
@@ -244,11 +213,13 @@ def admin(state: State, method: str, parts: list[str], data: Any) -> tuple[int, 
     raise KeyError(f"no security route {method} {'/'.join(parts)}")
 
 
-def grant_privilege(state: State, user: str, table: str | None, privilege: str,
-                    depth: str = "Organization") -> None:
+def grant_privilege(
+    state: State, user: str, table: str | None, privilege: str, depth: str = "Organization"
+) -> None:
     """Grant in code (e.g. a scheduled world event); `table` None = a global privilege."""
-    _grant(state, {"user": user, "table": table, "privilege": privilege, "depth": depth},
-           revoke=False)
+    _grant(
+        state, {"user": user, "table": table, "privilege": privilege, "depth": depth}, revoke=False
+    )
 
 
 def revoke_privilege(state: State, user: str, table: str | None, privilege: str) -> None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulators.dynamics.config import DynamicsConfig, UserConfig
+from emulators.dynamics.roles import Role, load_roles
 from emulators.dynamics.schema import Table, build_tables
-from emulators.dynamics.security import Role, load_roles
 from emulators.dynamics.store import TableStore
 
 
@@ -60,8 +60,12 @@ class EndpointStats:
     execution_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "throttled": self.throttled, "errors": self.errors,
-                "execution_ms": round(self.execution_ms, 3)}
+        return {
+            "calls": self.calls,
+            "throttled": self.throttled,
+            "errors": self.errors,
+            "execution_ms": round(self.execution_ms, 3),
+        }
 
 
 @dataclass
@@ -81,7 +85,7 @@ class State:
     stats: dict[str, EndpointStats] = field(default_factory=dict)
     # Seconds added to "now" when judging delta-token age (admin: age tokens).
     ct_clock_offset: float = 0.0
-    # Security roles by name and the role names each systemuserid holds (security.py).
+    # Security roles by name and the role names each systemuserid holds (roles.py).
     roles: dict[str, Role] = field(default_factory=dict)
     user_roles: dict[str, list[str]] = field(default_factory=dict)
     # Nesting of synchronous plug-in steps in the current request (serverlogic.py).
@@ -115,11 +119,17 @@ class State:
         for u in self.cfg.users:
             first, _, last = u.fullname.rpartition(" ")
             row: dict[str, Any] = {
-                "systemuserid": u.systemuserid, "fullname": u.fullname, "firstname": first,
-                "lastname": last, "domainname": f"{u.client_id}@emulator.local",
+                "systemuserid": u.systemuserid,
+                "fullname": u.fullname,
+                "firstname": first,
+                "lastname": last,
+                "domainname": f"{u.client_id}@emulator.local",
                 "internalemailaddress": f"{u.client_id}@emulator.local",
-                "applicationid": None, "azureactivedirectoryobjectid": u.object_id,
-                "isdisabled": False, "createdon": now, "modifiedon": now,
+                "applicationid": None,
+                "azureactivedirectoryobjectid": u.object_id,
+                "isdisabled": False,
+                "createdon": now,
+                "modifiedon": now,
                 "versionnumber": self.next_version(),
             }
             store.put(u.systemuserid, {k: v for k, v in row.items() if v is not None}, None)

@@ -7,31 +7,37 @@ without a restart that would lose the data and tokens the sync holds.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulators.dynamics import faults
+from emulators.dynamics.org import Org
 from emulators.dynamics.profiles import apply_profile, describe, set_knobs
-
-if TYPE_CHECKING:
-    from emulators.dynamics.app import DynamicsApp
 
 ROUTES = ("profile", "world", "events")
 
 
-def handle_world_admin(app: DynamicsApp, method: str, parts: list[str],
-                       data: Any) -> tuple[int, Any] | None:
+def handle_world_admin(
+    app: Org, method: str, parts: list[str], data: Any
+) -> tuple[int, Any] | None:
     """Answer a world route, or None when `parts` is not one of ours."""
     head = parts[0] if parts else ""
     world = app.cfg.world
     if head == "profile":
         if method in ("PUT", "POST"):
-            apply_profile(world, str(data.get("profile", world.profile)), data.get("seed"),
-                          data.get("timeScale", data.get("time_scale")),
-                          data.get("knobs"))
+            apply_profile(
+                world,
+                str(data.get("profile", world.profile)),
+                data.get("seed"),
+                data.get("timeScale", data.get("time_scale")),
+                data.get("knobs"),
+            )
             app.world_changed()
         if method in ("GET", "PUT", "POST"):
-            return 200, {"profile": world.profile, "seed": world.seed,
-                         "timeScale": world.time_scale}
+            return 200, {
+                "profile": world.profile,
+                "seed": world.seed,
+                "timeScale": world.time_scale,
+            }
     if head == "world":
         if method in ("PUT", "POST", "PATCH"):
             set_knobs(world, dict(data))
@@ -41,8 +47,11 @@ def handle_world_admin(app: DynamicsApp, method: str, parts: list[str],
             return 200, describe(world)
     if head == "events":
         if method == "GET":
-            return 200, {"scheduled": world.events, "fired": app.schedule.log,
-                         "requests": app.schedule.requests}
+            return 200, {
+                "scheduled": world.events,
+                "fired": app.schedule.log,
+                "requests": app.schedule.requests,
+            }
         if method == "POST":
             event = dict(data)
             if "at_request" in event or "after_seconds" in event:

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from emulators.dynamics import faults
 from emulators.dynamics.batch import BatchRunner
 from emulators.dynamics.errors import DataverseError
 from emulators.dynamics.messages import ApiRequest, ApiResponse
+from emulators.dynamics.org import Org
 from emulators.dynamics.timing import Meter, RequestTimedOut, jitter, latency_ms
-
-if TYPE_CHECKING:
-    from emulators.dynamics.app import DynamicsApp
 
 
 @dataclass
@@ -46,7 +43,7 @@ def timed_out_error() -> DataverseError:
     return DataverseError(500, "0x80044151", "SQL timeout expired.")
 
 
-async def _pre_fault(app: DynamicsApp, kind: str, user_id: str, req: ApiRequest) -> None:
+async def _pre_fault(app: Org, kind: str, user_id: str, req: ApiRequest) -> None:
     world = app.cfg.world
     if kind.startswith("429-"):
         raise app.throttle.inject(user_id, kind[4:])
@@ -66,13 +63,19 @@ class _Drop(Exception):
     pass
 
 
-async def run(app: DynamicsApp, req: ApiRequest, endpoint: str, user_id: str) -> Outcome:
+async def run(app: Org, req: ApiRequest, endpoint: str, user_id: str) -> Outcome:
     world, state = app.cfg.world, app.state
-    targeted = not world.fault_users or req.user.client_id in world.fault_users or \
-        req.user.systemuserid in world.fault_users
+    targeted = (
+        not world.fault_users
+        or req.user.client_id in world.fault_users
+        or req.user.systemuserid in world.fault_users
+    )
     try:
-        kind = faults.pre_fault(world, app.dice, endpoint, req.method,
-                                "$deltatoken" in req.query) if targeted else None
+        kind = (
+            faults.pre_fault(world, app.dice, endpoint, req.method, "$deltatoken" in req.query)
+            if targeted
+            else None
+        )
         if kind is not None:
             await _pre_fault(app, kind, user_id, req)
     except DataverseError as e:

@@ -4,125 +4,26 @@ export-size quota (1029).
 
 Job states advance lazily whenever a bulk endpoint is touched, after
 `bulk_processing_s`; the file is a snapshot taken when processing starts, so clients
-see the same "status says Completed, fetch the file" flow as in production.
+see the same "status says Completed, fetch the file" flow as in production. These are
+the endpoints; the jobs and files are kept by `BulkJobs` (bulk_jobs.py).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
+from emulators.marketo.bulk_jobs import FORMATS
 from emulators.marketo.envelope import ApiError, plain, success
 from emulators.marketo.fields import iso, parse_datetime
-from emulators.marketo.limits import next_quota_reset
-from emulators.marketo.store import TOUCHED
-
-if TYPE_CHECKING:
-    from emulators.marketo.state import Call, Emulator
-
-FORMATS = {"CSV": ",", "TSV": "\t", "SSV": " "}
+from emulators.marketo.state import Call
 
 
-class BulkJobs:
-    def __init__(self, emu: Emulator) -> None:
-        self.emu = emu
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.files: dict[str, bytes] = {}
-        self.bytes_today = 0
-        self.quota_resets_at = 0.0
-
-    def _roll(self, now: float) -> None:
-        if now >= self.quota_resets_at:
-            self.bytes_today = 0
-            self.quota_resets_at = next_quota_reset(now)
-
-    def advance(self) -> None:
-        """Move jobs along: queued → processing (≤ N at once) → completed."""
-        now = self.emu.now()
-        cfg = self.emu.config
-        self._roll(now)
-        takes = cfg.scaled(cfg.bulk_processing_s)
-        for job in self.jobs.values():
-            if job["status"] == "Processing" and now - job["_started"] >= takes:
-                self._complete(job, now)
-        processing = sum(1 for j in self.jobs.values() if j["status"] == "Processing")
-        for job in sorted(self.jobs.values(), key=lambda j: j["_queued"] or 0):
-            if job["status"] != "Queued" or processing >= cfg.bulk_max_processing:
-                continue
-            if now - job["_queued"] < takes / 2:
-                continue
-            job["status"] = "Processing"
-            job["_started"] = now
-            job["startedAt"] = iso(now)
-            job["_snapshot"] = self._render(job)
-            processing += 1
-            if now - job["_started"] >= takes:
-                self._complete(job, now)
-                processing -= 1
-
-    def _render(self, job: dict[str, Any]) -> bytes:
-        emu = self.emu
-        fields: list[str] = job["_fields"]
-        flt = job["_filter"]
-        name, lo, hi = flt
-        rows = []
-        for person in emu.store.iter_people():
-            if name == "createdAt":
-                ts = person["createdAt"]
-            else:
-                ts = max(person["updatedAt"], person.get(TOUCHED, 0))
-            if lo <= ts <= hi:  # both bounds inclusive, like Marketo's
-                rows.append(person)
-        rows.sort(key=lambda p: p["id"])
-        buf = io.StringIO()
-        w = csv.writer(buf, delimiter=FORMATS[job["format"]], lineterminator="\n")
-        headers = job["_headers"]
-        w.writerow([headers.get(f, f) for f in fields])
-        for p in rows:
-            out = []
-            for f in fields:
-                v = p.get(f)
-                if v is None:
-                    out.append("null")
-                elif f in ("createdAt", "updatedAt"):
-                    out.append(iso(v))
-                elif isinstance(v, bool):
-                    out.append("true" if v else "false")
-                else:
-                    out.append(v)
-            w.writerow(out)
-        job["numberOfRecords"] = len(rows)
-        return buf.getvalue().encode()
-
-    def _complete(self, job: dict[str, Any], now: float) -> None:
-        data: bytes = job.pop("_snapshot", b"")
-        if self.bytes_today + len(data) > self.emu.config.bulk_daily_quota_bytes:
-            job["status"] = "Failed"
-            job["errorMsg"] = self.quota_message()
-        else:
-            job["status"] = "Completed"
-            self.bytes_today += len(data)
-            self.files[job["exportId"]] = data
-            job["fileSize"] = len(data)
-            job["fileChecksum"] = "sha256:" + hashlib.sha256(data).hexdigest()
-        job["finishedAt"] = iso(now)
-
-    def quota_message(self) -> str:
-        mb = self.emu.config.bulk_daily_quota_bytes // (1024 * 1024)
-        return f"Export daily quota {mb}MB exceeded"
-
-    def visible(self, call: Call) -> dict[str, Any]:
-        job = self.jobs.get(call.path["exportId"])
-        # Only the creating API user can see a job (bulk-extract.md).
-        if job is None or job["_owner"] != call.user.client_id:
-            raise ApiError("1003", f"Export Id {call.path['exportId']} not found")
-        return job
+def _visible(call: Call) -> dict[str, Any]:
+    return call.emu.bulk.visible(call.path["exportId"], call.user.client_id)
 
 
 def public(job: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +47,7 @@ async def create(call: Call) -> dict[str, Any]:
     flt = body.get("filter")
     if not isinstance(flt, dict) or len(flt) != 1:
         raise ApiError("1003", "Exactly one filter is required")
-    (fname, fval), = flt.items()
+    ((fname, fval),) = flt.items()
     if fname in ("staticListName", "staticListId", "smartListName", "smartListId"):
         raise ApiError("1035", f"Unsupported filter type for this subscription: {fname}")
     if fname not in ("createdAt", "updatedAt") or not isinstance(fval, dict):
@@ -160,11 +61,15 @@ async def create(call: Call) -> dict[str, Any]:
     now = emu.now()
     job: dict[str, Any] = {
         "exportId": str(uuid.uuid4()),
-        "format": fmt, "status": "Created", "createdAt": iso(now),
-        "_owner": call.user.client_id, "_fields": list(fields),
+        "format": fmt,
+        "status": "Created",
+        "createdAt": iso(now),
+        "_owner": call.user.client_id,
+        "_fields": list(fields),
         "_headers": dict(body.get("columnHeaderNames") or {}),
         "_filter": (fname, int(start.timestamp()), int(end.timestamp())),
-        "_queued": None, "_started": None,
+        "_queued": None,
+        "_started": None,
     }
     emu.bulk.jobs[job["exportId"]] = job
     return success(call.rid, [public(job)])
@@ -173,7 +78,7 @@ async def create(call: Call) -> dict[str, Any]:
 async def enqueue(call: Call) -> dict[str, Any]:
     bulk = call.emu.bulk
     bulk.advance()
-    job = bulk.visible(call)
+    job = _visible(call)
     if job["status"] != "Created":
         raise ApiError("1029", "Job already queued")
     queued = sum(1 for j in bulk.jobs.values() if j["status"] in ("Queued", "Processing"))
@@ -190,13 +95,13 @@ async def enqueue(call: Call) -> dict[str, Any]:
 
 async def status(call: Call) -> dict[str, Any]:
     call.emu.bulk.advance()
-    return success(call.rid, [public(call.emu.bulk.visible(call))])
+    return success(call.rid, [public(_visible(call))])
 
 
 async def cancel(call: Call) -> dict[str, Any]:
     bulk = call.emu.bulk
     bulk.advance()
-    job = bulk.visible(call)
+    job = _visible(call)
     if job["status"] in ("Created", "Queued", "Processing"):
         job["status"] = "Cancelled"
         job.pop("_snapshot", None)
@@ -207,8 +112,11 @@ async def list_jobs(call: Call) -> dict[str, Any]:
     bulk = call.emu.bulk
     bulk.advance()
     wanted = {s.lower() for s in call.list_param("status")}
-    jobs = [public(j) for j in bulk.jobs.values()
-            if j["_owner"] == call.user.client_id and (not wanted or j["status"].lower() in wanted)]
+    jobs = [
+        public(j)
+        for j in bulk.jobs.values()
+        if j["_owner"] == call.user.client_id and (not wanted or j["status"].lower() in wanted)
+    ]
     return success(call.rid, jobs)
 
 
@@ -232,9 +140,14 @@ async def file(call: Call) -> Response:
             return plain(416, "Invalid Range")
         last = min(last, len(data) - 1)
         if first > last:
-            return Response(b"", status_code=416,
-                            headers={"Content-Range": f"bytes */{len(data)}"})
-        return Response(data[first : last + 1], status_code=206, media_type="text/csv",
-                        headers={"Accept-Ranges": "bytes",
-                                 "Content-Range": f"bytes {first}-{last}/{len(data)}"})
+            return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        return Response(
+            data[first : last + 1],
+            status_code=206,
+            media_type="text/csv",
+            headers={
+                "Accept-Ranges": "bytes",
+                "Content-Range": f"bytes {first}-{last}/{len(data)}",
+            },
+        )
     return Response(data, media_type="text/csv", headers={"Accept-Ranges": "bytes"})

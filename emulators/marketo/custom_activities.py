@@ -3,85 +3,36 @@
 The sync writes its Dynamics errors into the person's activity log through these;
 the draft/approve split matters because only approved types accept activities, and
 the 10-type / 20-attribute caps (1027/1028) are enforced so a setup script that
-recreates types on every deploy fails here before it fails in production.
+recreates types on every deploy fails here before it fails in production. These are
+the endpoints; the types are kept by `CustomTypes` (custom_types.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import re
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emulators.marketo.envelope import ApiError, success
-from emulators.marketo.fields import iso, parse_datetime
+from emulators.marketo.fields import parse_datetime
+from emulators.marketo.state import Call
 
-if TYPE_CHECKING:
-    from emulators.marketo.state import Call, Emulator
-
-ATTR_TYPES = {"string", "boolean", "integer", "float", "link", "email", "currency", "date",
-              "datetime", "phone", "text"}
+ATTR_TYPES = {
+    "string",
+    "boolean",
+    "integer",
+    "float",
+    "link",
+    "email",
+    "currency",
+    "date",
+    "datetime",
+    "phone",
+    "text",
+}
 _API_NAME = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9_]{1,255}$")
-FIRST_CUSTOM_TYPE_ID = 100001
-
-
-class CustomTypes:
-    def __init__(self, emu: Emulator) -> None:
-        self.emu = emu
-        self.types: dict[str, dict[str, Any]] = {}
-        self.by_id: dict[int, dict[str, Any]] = {}
-        self.next_id = FIRST_CUSTOM_TYPE_ID
-
-    # -- views ---------------------------------------------------------------------
-    @staticmethod
-    def status(t: dict[str, Any]) -> str:
-        if t["deleted"]:
-            return "deleted"
-        if t["approved"] is None:
-            return "draft"
-        return "approved with draft" if t["draft"] is not None else "approved"
-
-    def view(self, t: dict[str, Any], draft: bool = False) -> dict[str, Any]:
-        ver = (t["draft"] or t["approved"]) if draft else (t["approved"] or t["draft"])
-        out: dict[str, Any] = {"id": t["id"], "apiName": t["apiName"], **copy.deepcopy(ver)}
-        out["status"] = self.status(t)
-        out["createdAt"] = iso(t["createdAt"])
-        out["updatedAt"] = iso(t["updatedAt"])
-        return out
-
-    def as_activity_types(self) -> list[dict[str, Any]]:
-        out = []
-        for t in self.types.values():
-            ver = t["approved"]
-            if ver is None or t["deleted"]:
-                continue
-            p = ver["primaryAttribute"]
-            out.append({
-                "id": t["id"], "apiName": t["apiName"], "name": ver["name"],
-                "description": ver.get("description", ""),
-                "primaryAttribute": {"apiName": p["apiName"], "name": p["name"],
-                                     "dataType": p.get("dataType", "string")},
-                "attributes": [{"apiName": a["apiName"], "name": a["name"],
-                                "dataType": a.get("dataType", "string")}
-                               for a in ver["attributes"]],
-            })
-        return out
-
-    def get(self, api_name: str) -> dict[str, Any]:
-        t = self.types.get(api_name)
-        if t is None or t["deleted"]:
-            raise ApiError("1013", f"Activity type '{api_name}' not found")
-        return t
-
-    def editable(self, t: dict[str, Any]) -> dict[str, Any]:
-        """The draft to edit, started from the approved version when there is none."""
-        if t["draft"] is None:
-            t["draft"] = copy.deepcopy(t["approved"])
-        t["updatedAt"] = self.emu.now()
-        draft: dict[str, Any] = t["draft"]
-        return draft
 
 
 def _primary(spec: Any) -> dict[str, Any]:
@@ -126,11 +77,23 @@ async def create_type(call: Call) -> dict[str, Any]:
     if live >= emu.config.max_custom_activity_types:
         raise ApiError("1027", "Max custom activity type limit reached")
     now = emu.now()
-    ver = {"name": str(body["name"]), "description": str(body.get("description") or ""),
-           "triggerName": str(body["triggerName"]), "filterName": str(body["filterName"]),
-           "primaryAttribute": _primary(body["primaryAttribute"]), "attributes": []}
-    t = {"id": ct.next_id, "apiName": api_name, "createdAt": now, "updatedAt": now,
-         "approved": None, "draft": ver, "deleted": False}
+    ver = {
+        "name": str(body["name"]),
+        "description": str(body.get("description") or ""),
+        "triggerName": str(body["triggerName"]),
+        "filterName": str(body["filterName"]),
+        "primaryAttribute": _primary(body["primaryAttribute"]),
+        "attributes": [],
+    }
+    t = {
+        "id": ct.next_id,
+        "apiName": api_name,
+        "createdAt": now,
+        "updatedAt": now,
+        "approved": None,
+        "draft": ver,
+        "deleted": False,
+    }
     ct.next_id += 1
     ct.types[api_name] = t
     ct.by_id[ct.next_id - 1] = t
@@ -207,8 +170,11 @@ async def attributes_create(call: Call) -> dict[str, Any]:
             raise ApiError("1003", f"Invalid dataType '{dtype}'")
         if a.get("isPrimary"):
             raise ApiError("1003", "Unset isPrimary on the current primary attribute first")
-        item = {"apiName": str(a["apiName"]), "name": str(a.get("name") or a["apiName"]),
-                "dataType": dtype}
+        item = {
+            "apiName": str(a["apiName"]),
+            "name": str(a.get("name") or a["apiName"]),
+            "dataType": dtype,
+        }
         if a.get("description"):
             item["description"] = str(a["description"])
         draft["attributes"].append(item)
@@ -269,8 +235,9 @@ def _add_one(call: Call, rec: Any) -> dict[str, Any]:
         return _skip(1004, "Lead not found", rec)
     dt = parse_datetime(str(rec["activityDate"]))
     if dt is None:
-        return _skip(1001, f"Invalid value '{rec['activityDate']}'. Required of type 'datetime'",
-                     rec)
+        return _skip(
+            1001, f"Invalid value '{rec['activityDate']}'. Required of type 'datetime'", rec
+        )
     attrs_in = rec.get("attributes") or []
     if not isinstance(attrs_in, list):
         return _skip(1003, "'attributes' must be an array", rec)
@@ -288,13 +255,27 @@ def _add_one(call: Call, rec: Any) -> dict[str, Any]:
             return _skip(1006, f"Field '{a.get('apiName') or a.get('name')}' not found", rec)
         attrs.append((spec["name"], a.get("value"), spec["apiName"]))
     date_text = dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    act = emu.log.add(emu.now_ms(), lead_id, type_id, None, str(rec["primaryAttributeValue"]),
-                      attrs, activity_date=date_text, activity_ms=int(dt.timestamp()) * 1000)
-    return {"id": act.id, "marketoGUID": str(act.id), "status": "added", "leadId": lead_id,
-            "activityTypeId": type_id, "activityDate": date_text,
-            "primaryAttributeValue": str(rec["primaryAttributeValue"]),
-            "attributes": [{"name": x[0], "value": x[1], "apiName": x[2]} for x in attrs],
-            "errors": []}
+    act = emu.log.add(
+        emu.now_ms(),
+        lead_id,
+        type_id,
+        None,
+        str(rec["primaryAttributeValue"]),
+        attrs,
+        activity_date=date_text,
+        activity_ms=int(dt.timestamp()) * 1000,
+    )
+    return {
+        "id": act.id,
+        "marketoGUID": str(act.id),
+        "status": "added",
+        "leadId": lead_id,
+        "activityTypeId": type_id,
+        "activityDate": date_text,
+        "primaryAttributeValue": str(rec["primaryAttributeValue"]),
+        "attributes": [{"name": x[0], "value": x[1], "apiName": x[2]} for x in attrs],
+        "errors": [],
+    }
 
 
 async def add_activities(call: Call) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import asyncio
 from typing import Any
 
 from emulators.marketo.activities import (
-    CHANGE_DATA_VALUE,
     DELETE_LEAD,
     MERGE_LEADS,
     NEW_LEAD,
@@ -24,79 +23,40 @@ from emulators.marketo.fields import (
     DEFAULT_READ_FIELDS,
     INVALID,
     FieldDef,
-    as_text,
     coerce,
     iso,
     render,
     type_name,
 )
-from emulators.marketo.state import PARTITIONS, Call, Emulator
-from emulators.marketo.store import TOUCHED
+from emulators.marketo.people import SOURCE, person_name, update_person
+from emulators.marketo.state import Call, Emulator
 
 ACTIONS = ("createOnly", "updateOnly", "createOrUpdate", "createDuplicate")
-SOURCE = "Web service API"
+PARTITIONS = [{"id": 1, "name": "Default", "description": "Initial system lead partition"}]
 
 
-# -- shared write helpers (also used by webhooks and merge) ---------------------
-def person_name(person: dict[str, Any]) -> str:
-    name = " ".join(p for p in (person.get("firstName"), person.get("lastName")) if p)
-    return name or str(person.get("email") or person.get("id"))
-
-
+# -- write helpers ---------------------------------------------------------------
 def create_person(
     emu: Emulator, values: dict[str, Any], modifier: str, method: str, rid: str
 ) -> int:
     now = emu.now()
     lead_id = emu.store.insert(values, int(now))
     emu.log.add(
-        int(now * 1000), lead_id, NEW_LEAD, None, person_name(emu.store.people[lead_id]),
-        (("Api Method Name", method), ("Created Date", iso(now)[:10]),
-         ("Modifying User", modifier), ("Request Id", rid), ("Source Type", SOURCE)),
+        int(now * 1000),
+        lead_id,
+        NEW_LEAD,
+        None,
+        person_name(emu.store.people[lead_id]),
+        (
+            ("Api Method Name", method),
+            ("Created Date", iso(now)[:10]),
+            ("Modifying User", modifier),
+            ("Request Id", rid),
+            ("Source Type", SOURCE),
+        ),
     )
     emu.webhooks.on_person_created(lead_id, modifier)
     return lead_id
-
-
-def update_person(
-    emu: Emulator,
-    lead_id: int,
-    changes: dict[str, Any],
-    modifier: str | None,
-    method: str,
-    rid: str,
-    reason: str | None = None,
-    source: str = SOURCE,
-) -> list[str]:
-    """Apply already-coerced values; log one Change Data Value per changed field."""
-    person = emu.store.people[lead_id]
-    now = emu.now()
-    now_ms = int(now * 1000)
-    changed: list[str] = []
-    standard = False
-    for name, value in changes.items():
-        old = person.get(name)
-        if old == value and type(old) is type(value):
-            continue
-        f = emu.schema.by_name[name]
-        emu.store.set_field(lead_id, name, value)
-        changed.append(name)
-        standard = standard or not f.custom
-        new_t, old_t = as_text(value), as_text(old)
-        emu.log.add(
-            now_ms, lead_id, CHANGE_DATA_VALUE, f.id, f.display_name,
-            (("Api Method Name", method), ("Modifying User", modifier),
-             ("New Value", new_t), ("Old Value", old_t), ("Reason", reason or f"{method} API"),
-             ("Request Id", rid), ("Source", source)),
-            change=(f.id, f.name, new_t, old_t),
-        )
-    if changed:
-        if standard:
-            # Marketo's visible updatedAt follows standard fields only (bulk-lead-extract.md).
-            person["updatedAt"] = int(now)
-            person.pop(TOUCHED, None)
-        else:
-            person[TOUCHED] = int(now)
-    return changed
 
 
 def read_person(emu: Emulator, person: dict[str, Any], fields: list[str]) -> dict[str, Any]:
@@ -172,9 +132,19 @@ async def create_fields(call: Call) -> dict[str, Any]:
             fid = max(f.id for f in schema.fields) + 1
             dtype = str(it.get("dataType") or "string")
             length = it.get("length") or (255 if dtype == "string" else None)
-            schema.add(FieldDef(fid, name, str(it.get("displayName") or name), dtype,
-                                length, True, False, dtype in ("string", "email", "integer"),
-                                True))
+            schema.add(
+                FieldDef(
+                    fid,
+                    name,
+                    str(it.get("displayName") or name),
+                    dtype,
+                    length,
+                    True,
+                    False,
+                    dtype in ("string", "email", "integer"),
+                    True,
+                )
+            )
             out.append({"name": name, "status": "created"})
     return success(call.rid, out)
 
@@ -358,9 +328,17 @@ def delete_person(emu: Emulator, lead_id: int, modifier: str, rid: str) -> bool:
     if person is None:
         return False
     emu.log.add(
-        emu.now_ms(), lead_id, DELETE_LEAD, lead_id, person_name(person),
-        (("Api Method Name", "deleteLead"), ("Modifying User", modifier),
-         ("Remove from CRM", "false"), ("Request Id", rid)),
+        emu.now_ms(),
+        lead_id,
+        DELETE_LEAD,
+        lead_id,
+        person_name(person),
+        (
+            ("Api Method Name", "deleteLead"),
+            ("Modifying User", modifier),
+            ("Remove from CRM", "false"),
+            ("Request Id", rid),
+        ),
     )
     emu.store.delete(lead_id)
     return True
@@ -429,9 +407,17 @@ async def merge(call: Call) -> dict[str, Any]:
     if filled:
         wp["updatedAt"] = int(emu.now())
     emu.log.add(
-        emu.now_ms(), winner, MERGE_LEADS, winner, person_name(wp),
-        (("Merge IDs", ",".join(str(x) for x in losers)), ("Merge Source", SOURCE),
-         ("Merge Fields", ",".join(filled)), ("Modifying User", call.user.email)),
+        emu.now_ms(),
+        winner,
+        MERGE_LEADS,
+        winner,
+        person_name(wp),
+        (
+            ("Merge IDs", ",".join(str(x) for x in losers)),
+            ("Merge Source", SOURCE),
+            ("Merge Fields", ",".join(filled)),
+            ("Modifying User", call.user.email),
+        ),
     )
     call.records = len(losers) + 1
     return {"requestId": call.rid, "success": True, "errors": [], "warnings": []}

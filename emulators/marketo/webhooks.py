@@ -13,15 +13,14 @@ import asyncio
 import json
 import re
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from emulators.marketo.activities import CALL_WEBHOOK
+from emulators.marketo.core import Core
 from emulators.marketo.fields import INVALID, coerce, iso, render
-
-if TYPE_CHECKING:
-    from emulators.marketo.state import Emulator
+from emulators.marketo.people import update_person
 
 _TOKEN = re.compile(r"\{\{\s*(lead|system)\.([^}]+?)\s*\}\}", re.IGNORECASE)
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -47,7 +46,7 @@ def _lookup_path(doc: Any, path: str) -> Any:
 
 
 class Webhooks:
-    def __init__(self, emu: Emulator, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, emu: Core, client: httpx.AsyncClient | None = None) -> None:
         self.emu = emu
         self.defs: dict[int, dict[str, Any]] = {}
         self.next_id = 1
@@ -96,8 +95,9 @@ class Webhooks:
         f = self.emu.schema.lookup_loose(name)
         return None if f is None else render(f.name, person.get(f.name))
 
-    def render(self, text: str, person: dict[str, Any], encoding: str | None,
-               quote: bool = True) -> str:
+    def render(
+        self, text: str, person: dict[str, Any], encoding: str | None, quote: bool = True
+    ) -> str:
         def sub(m: re.Match[str]) -> str:
             v = self._value(person, m.group(1), m.group(2))
             if encoding == "json":
@@ -121,8 +121,9 @@ class Webhooks:
         for d in self.defs.values():
             if d["trigger"] != "personCreated":
                 continue
-            if modifier and any(modifier.startswith(u + "@") or modifier == u
-                                for u in d["excludeUsers"]):
+            if modifier and any(
+                modifier.startswith(u + "@") or modifier == u for u in d["excludeUsers"]
+            ):
                 continue
             try:
                 loop = asyncio.get_running_loop()
@@ -157,11 +158,13 @@ class Webhooks:
         headers = {k: self.render(v, person, None) for k, v in d["headers"].items()}
         content: bytes | None = None
         if d["method"] != "GET" and d["template"]:
-            content = self.render(d["template"], person, d["requestTokenEncoding"],
-                                  d["quoteStrings"]).encode()
+            content = self.render(
+                d["template"], person, d["requestTokenEncoding"], d["quoteStrings"]
+            ).encode()
             headers.setdefault(
                 "Content-Type",
-                "application/json" if d["requestTokenEncoding"] == "json"
+                "application/json"
+                if d["requestTokenEncoding"] == "json"
                 else "application/x-www-form-urlencoded",
             )
         record.update(url=url, method=d["method"], requestBody=(content or b"").decode())
@@ -171,8 +174,13 @@ class Webhooks:
         code: int | None = None
         text = ""
         try:
-            resp = await self.client.request(d["method"], url, content=content, headers=headers,
-                                             timeout=emu.config.scaled(emu.config.webhook_timeout_s))
+            resp = await self.client.request(
+                d["method"],
+                url,
+                content=content,
+                headers=headers,
+                timeout=emu.config.scaled(emu.config.webhook_timeout_s),
+            )
             code, text = resp.status_code, resp.text
             if not 200 <= code < 300:
                 error_type = f"HTTP {code} {resp.reason_phrase}".strip()
@@ -184,15 +192,22 @@ class Webhooks:
         if error_type is None and d["responseMappings"]:
             record["mapped"] = self._apply_mappings(d, lead_id, text)
         if lead_id in emu.store.people:
-            emu.log.add(emu.now_ms(), lead_id, CALL_WEBHOOK, d["id"], d["name"],
-                        (("Error Type", error_type), ("Response", text[:2048] or None),
-                         ("Response Code", code)))
+            emu.log.add(
+                emu.now_ms(),
+                lead_id,
+                CALL_WEBHOOK,
+                d["id"],
+                d["name"],
+                (
+                    ("Error Type", error_type),
+                    ("Response", text[:2048] or None),
+                    ("Response Code", code),
+                ),
+            )
         self.calls.append(record)
         return record
 
     def _apply_mappings(self, d: dict[str, Any], lead_id: int, text: str) -> list[str]:
-        from emulators.marketo.leads import update_person
-
         if d["responseType"] != "json":
             return []  # XML response mappings are not emulated
         try:
@@ -211,5 +226,13 @@ class Webhooks:
             changes[f.name] = v
         if not changes or lead_id not in self.emu.store.people:
             return []
-        return update_person(self.emu, lead_id, changes, None, "callWebhook", "",
-                             reason=f"Webhook: {d['name']}", source="Webhook")
+        return update_person(
+            self.emu,
+            lead_id,
+            changes,
+            None,
+            "callWebhook",
+            "",
+            reason=f"Webhook: {d['name']}",
+            source="Webhook",
+        )
