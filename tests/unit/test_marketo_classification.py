@@ -74,7 +74,8 @@ OK = envelope(True, result=[{"id": 1, "status": "updated"}])
 def test_expired_token_is_refreshed_and_the_call_repeated():
     result, seen, sleeps = run([envelope(False, "602"), OK])
     assert result == [{"id": 1, "status": "updated"}]
-    assert seen == ["token", "updateOnly", "token", "updateOnly"] and sleeps == [0]
+    # Renewed and resent by the auth flow, below the retry loop: nothing waited.
+    assert seen == ["token", "updateOnly", "token", "updateOnly"] and sleeps == []
 
 
 def test_rate_limit_waits_out_the_window():
