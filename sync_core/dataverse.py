@@ -1,11 +1,13 @@
 """Dataverse (Dynamics 365) Web API client: auth, change tracking, reads and $batch.
 
-Every response is classified once, here: 429 waits `Retry-After`; 5xx/timeouts back
-off; 412 means "changed since read" (StaleRecord, re-plan next cycle, never overwrite);
-other 4xx is the server's 'no' for that record (RecordRejected with Dataverse's hex
-code). A 401 is handled below the retry loop, by `DataverseAuth`: the token renewed
-once, the request resent once. Writes go through `$batch` with
-`odata.continue-on-error`, so one rejected row does not sink its neighbours.
+Every response is classified once, here, by Dataverse's documented error code where
+one exists: 429 waits `Retry-After`; 5xx/timeouts back off (for a request that must
+not run twice: OutcomeUnknown); 412 means "changed since read" (StaleRecord, re-plan
+next cycle, never overwrite); other 4xx is the server's 'no' for that record
+(RecordRejected with Dataverse's hex code). A 401 is handled below the retry loop, by
+`DataverseAuth`: the token renewed once, the request resent once. Writes go through
+`$batch` with `odata.continue-on-error`, so one rejected row does not sink its
+neighbours.
 """
 
 from __future__ import annotations
@@ -43,8 +45,11 @@ PAGE_SIZE = 5000
 BATCH_OPS = 1000
 TokenProvider = Callable[[bool], Awaitable[str]]
 _TRANSIENT = {408, 502, 503, 504}
-# "SQL timeout expired": the request ran past the 2-minute limit and was rolled back.
+# Error codes (web service error codes reference). "SQL timeout expired": the request
+# ran past the 2-minute limit and was rolled back.
 SQL_TIMEOUT = "0x80044151"
+EXPIRED_VERSION_STAMP = "0x80044352"  # change-tracking token too old: full sync needed
+VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch: If-Match failed
 
 
 @dataclass(slots=True)
@@ -86,10 +91,11 @@ def _error_of(status: int, text: str, retry_after: str | None = None) -> SyncErr
         return Throttled(f"Dataverse {code}: {message}", retry_after=float(retry_after or 5))
     if status >= 500 or status in _TRANSIENT:
         return TransientError(f"Dataverse HTTP {status} {code}: {message}")
-    if status == 412 and code in ("0x80060882", "HTTP412"):
+    if status == 412 and code in (VERSION_MISMATCH, "HTTP412"):
         return StaleRecord(message)
-    if "Version stamp associated with the client has expired" in message:
+    if code == EXPIRED_VERSION_STAMP:
         return DeltaExpired(message)
+    # No documented code of its own (seen as the generic 0x80040203): only the text tells.
     if "Change tracking is not enabled" in message:
         return ChangeTrackingOff(message)
     return RecordRejected(code, message)
@@ -190,12 +196,12 @@ class DataverseClient:
                         method, url, headers=all_headers, json=json, content=content,
                         auth=self._auth,
                     )  # fmt: skip
-                except httpx.TimeoutException as exc:
+                except httpx.HTTPError as exc:
                     if not idempotent:
                         # Outcome unknown: the caller must re-resolve before any retry.
-                        raise OutcomeUnknown(f"timeout on {method} {url}; outcome unknown") from exc
-                    raise transport_error(exc) from exc
-                except httpx.HTTPError as exc:
+                        raise OutcomeUnknown(
+                            f"no answer to {method} {url} ({exc!r}); outcome unknown"
+                        ) from exc
                     raise transport_error(exc) from exc
             # A request resent after a token renewal counts as the call it is.
             self.calls += len(resp.history)
@@ -203,7 +209,11 @@ class DataverseClient:
                 # DataverseAuth has already renewed the token once and resent the request.
                 raise AuthFailed("Dataverse rejected the sync identity's token twice (401)")
             if resp.status_code >= 400:
-                raise _error_of(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+                error = _error_of(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+                if not idempotent and type(error) is TransientError:
+                    # A 5xx may come after the write ran: as unknown as no answer at all.
+                    raise OutcomeUnknown(f"{error}; outcome unknown") from error
+                raise error
             return resp
 
         return await self._retry.run(attempt)

@@ -16,6 +16,7 @@ from typing import Any
 
 from sync_core import telemetry
 from sync_core.cycle import QUOTA_TZ
+from sync_core.errors import CycleFailed
 from sync_core.progress import Progress, watching
 from sync_core.runtime import Runtime, build_runtime, new_cycle
 from sync_core.settings import Settings, load_settings
@@ -32,10 +33,6 @@ class Reply:
     @property
     def body(self) -> bytes:
         return json.dumps(self.payload).encode()
-
-
-class CycleFailed(RuntimeError):
-    """Raised to the Functions host so a failed cycle shows as a failed invocation."""
 
 
 async def run_cycle(

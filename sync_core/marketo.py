@@ -22,12 +22,12 @@ from typing import Any
 import httpx
 
 from sync_core.errors import (
+    AccessDenied,
     AuthFailed,
     ConfigError,
     OutcomeUnknown,
     QuotaExhausted,
     StopCycle,
-    SyncError,
     Throttled,
     TransientError,
 )
@@ -254,7 +254,7 @@ class MarketoClient:
             if code == "607":
                 raise QuotaExhausted(f"Marketo daily quota reached (607): {message}")
             if code == "603":
-                raise AuthFailed(f"Marketo access denied (603): {message}")
+                raise AccessDenied(f"Marketo access denied (603): {message}")
             if code == "702":
                 return {**body, "result": []}
             raise StopCycle(f"Marketo {code} on {path}: {message}")
@@ -313,7 +313,8 @@ class MarketoClient:
         body = await self.call("POST", "/rest/v1/leads.json", json=payload, idempotent=idempotent)
         got = list(body.get("result") or [])
         if len(got) != len(chunk):
-            raise SyncError(f"Marketo returned {len(got)} results for {len(chunk)} records")
+            # The write went through, but which records landed cannot be told apart.
+            raise OutcomeUnknown(f"Marketo returned {len(got)} results for {len(chunk)} records")
         return got
 
     # ---- change feeds -------------------------------------------------------

@@ -42,6 +42,7 @@ from sync_core.activitylog import SYNC_ERROR, SYNC_PERSON, error_entries, log_ac
 from sync_core.entrypoints import Reply
 from sync_core.errors import (
     AuthFailed,
+    BadRequest,
     ConfigError,
     QuotaExhausted,
     RecordRejected,
@@ -93,12 +94,6 @@ _JSON_WORDS = re.compile(r"-?[0-9][0-9.eE+-]*|true|false|null", re.ASCII)
 # Tables created once per process and store (the timer normally does it, but a
 # webhook can arrive first on a fresh deployment).
 _TABLES_READY: set[str] = set()
-
-
-class BadRequest(ValueError):
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,11 @@ def test_a_create_whose_answer_was_lost_is_never_resent():
     assert seen.count("createDuplicate") == 1
 
 
+def test_a_create_answered_with_the_wrong_number_of_results_is_an_unknown_outcome():
+    result, seen, _ = run([envelope(True, result=[])], call="createDuplicate")
+    assert isinstance(result, OutcomeUnknown) and seen.count("createDuplicate") == 1
+
+
 def test_an_update_whose_answer_was_lost_is_resent():
     result, seen, _ = run([httpx.ReadTimeout("lost"), OK])
     assert isinstance(result, list) and seen.count("updateOnly") == 2
