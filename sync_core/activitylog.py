@@ -161,6 +161,7 @@ async def log_activities(
 
 def _unknown_type(result: dict[str, Any]) -> bool:
     return result.get("status") == "skipped" and any(
+        # 1003 is Marketo's code for any invalid value: only the text names the type id.
         str(r.get("code")) == "1003" and "activityTypeId" in str(r.get("message"))
         # Custom-activity skips carry `errors`; other Marketo skips carry `reasons`.
         for r in (result.get("errors") or []) + (result.get("reasons") or [])

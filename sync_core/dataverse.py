@@ -1,10 +1,13 @@
 """Dataverse (Dynamics 365) Web API client: auth, change tracking, reads and $batch.
 
-Every response is classified once, here: 429 waits `Retry-After`; 5xx/timeouts back
-off; 401 refreshes the token once; 412 means "changed since read" (StaleRecord, re-plan
+Every response is classified once, here, by Dataverse's documented error code where
+one exists: 429 waits `Retry-After`; 5xx/timeouts back off (for a request that must
+not run twice: OutcomeUnknown); 412 means "changed since read" (StaleRecord, re-plan
 next cycle, never overwrite); other 4xx is the server's 'no' for that record
-(RecordRejected with Dataverse's hex code). Writes go through `$batch` with
-`odata.continue-on-error`, so one rejected row does not sink its neighbours.
+(RecordRejected with Dataverse's hex code). A 401 is handled below the retry loop, by
+`DataverseAuth`: the token renewed once, the request resent once. Writes go through
+`$batch` with `odata.continue-on-error`, so one rejected row does not sink its
+neighbours.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import json as jsonlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -42,8 +45,12 @@ PAGE_SIZE = 5000
 BATCH_OPS = 1000
 TokenProvider = Callable[[bool], Awaitable[str]]
 _TRANSIENT = {408, 502, 503, 504}
-# "SQL timeout expired": the request ran past the 2-minute limit and was rolled back.
+# Error codes (web service error codes reference). "SQL timeout expired": the request
+# ran past the 2-minute limit and was rolled back.
 SQL_TIMEOUT = "0x80044151"
+EXPIRED_VERSION_STAMP = "0x80044352"  # change-tracking token too old: full sync needed
+_EXPIRED_TEXT = "Version stamp associated with the client has expired"
+VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch: If-Match failed
 
 
 @dataclass(slots=True)
@@ -85,10 +92,12 @@ def _error_of(status: int, text: str, retry_after: str | None = None) -> SyncErr
         return Throttled(f"Dataverse {code}: {message}", retry_after=float(retry_after or 5))
     if status >= 500 or status in _TRANSIENT:
         return TransientError(f"Dataverse HTTP {status} {code}: {message}")
-    if status == 412 and code in ("0x80060882", "HTTP412"):
+    if status == 412 and code in (VERSION_MISMATCH, "HTTP412"):
         return StaleRecord(message)
-    if "Version stamp associated with the client has expired" in message:
+    # Older services send this one with an empty code (HTTP400 here): then the text tells.
+    if code == EXPIRED_VERSION_STAMP or (code.startswith("HTTP") and _EXPIRED_TEXT in message):
         return DeltaExpired(message)
+    # No documented code of its own (seen as the generic 0x80040203): only the text tells.
     if "Change tracking is not enabled" in message:
         return ChangeTrackingOff(message)
     return RecordRejected(code, message)
@@ -98,6 +107,42 @@ def dataverse_limiter(time_scale: float = 1.0) -> SlidingWindow:
     """6,000 requests per 300 s and 52 concurrent per user: stay a little under both.
     One per process, shared by the timer and the webhook (the limits are per user)."""
     return SlidingWindow(calls=5500, period=300.0 * time_scale, concurrent=16)
+
+
+class DataverseAuth(httpx.Auth):
+    """The bearer token on every request, from the TokenProvider (azure-identity, which
+    caches it); on a 401 the token is renewed once and the request resent once. A 401
+    again reaches the client's classifier, which stops there (AuthFailed)."""
+
+    def __init__(self, provider: TokenProvider) -> None:
+        self._provider = provider
+        # Requests refused together wait for one renewal instead of each asking.
+        self._lock = asyncio.Lock()
+        self._renewals = 0
+        self._renewed = ""
+
+    async def _renew(self, renewals: int) -> str:
+        async with self._lock:
+            if self._renewals == renewals:  # nobody renewed since this request began
+                self._renewed = await self._provider(True)
+                self._renewals += 1
+            return self._renewed
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        renewals = self._renewals
+        request.headers["Authorization"] = f"Bearer {await self._provider(False)}"
+        response = yield request
+        if response.status_code == 401:
+            # A 401 is answered before anything runs: resending even a write is safe.
+            request.headers["Authorization"] = f"Bearer {await self._renew(renewals)}"
+            yield request
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("DataverseAuth works with httpx.AsyncClient only")
 
 
 class DataverseClient:
@@ -118,7 +163,7 @@ class DataverseClient:
         self.url = url.rstrip("/")
         self.pacer = pacer or ExecutionPacer(time_scale=time_scale)
         self.page_size = page_size
-        self._token = token
+        self._auth = DataverseAuth(token)
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, verify=verify)
         self._retry = retry or RetryPolicy().scaled(time_scale)
         self._limiter = limiter or dataverse_limiter(time_scale)
@@ -141,13 +186,9 @@ class DataverseClient:
         links) or relative to the API root."""
         if not url.startswith("http"):
             url = f"{self.url}{API}/{url.lstrip('/')}"
-        refresh = False
 
         async def attempt() -> httpx.Response:
-            nonlocal refresh
-            token = await self._token(refresh)
             all_headers = {
-                "Authorization": f"Bearer {token}",
                 "Accept": "application/json",
                 "OData-MaxVersion": "4.0",
                 "OData-Version": "4.0",
@@ -157,22 +198,27 @@ class DataverseClient:
                 self.calls += 1
                 try:
                     resp = await self._http.request(
-                        method, url, headers=all_headers, json=json, content=content
-                    )
-                except httpx.TimeoutException as exc:
+                        method, url, headers=all_headers, json=json, content=content,
+                        auth=self._auth,
+                    )  # fmt: skip
+                except httpx.HTTPError as exc:
                     if not idempotent:
                         # Outcome unknown: the caller must re-resolve before any retry.
-                        raise OutcomeUnknown(f"timeout on {method} {url}; outcome unknown") from exc
+                        raise OutcomeUnknown(
+                            f"no answer to {method} {url} ({exc!r}); outcome unknown"
+                        ) from exc
                     raise transport_error(exc) from exc
-                except httpx.HTTPError as exc:
-                    raise transport_error(exc) from exc
+            # A request resent after a token renewal counts as the call it is.
+            self.calls += len(resp.history)
             if resp.status_code == 401:
-                if refresh:
-                    raise AuthFailed("Dataverse rejected the sync identity's token twice (401)")
-                refresh = True
-                raise Throttled("Dataverse 401; refreshing token", retry_after=0)
+                # DataverseAuth has already renewed the token once and resent the request.
+                raise AuthFailed("Dataverse rejected the sync identity's token twice (401)")
             if resp.status_code >= 400:
-                raise _error_of(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+                error = _error_of(resp.status_code, resp.text, resp.headers.get("Retry-After"))
+                if not idempotent and type(error) is TransientError:
+                    # A 5xx may come after the write ran: as unknown as no answer at all.
+                    raise OutcomeUnknown(f"{error}; outcome unknown") from error
+                raise error
             return resp
 
         return await self._retry.run(attempt)

@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 from sync_core.activitylog import TYPES
 from sync_core.dataverse import DataverseClient
 from sync_core.errors import (
+    AccessDenied,
     AuthFailed,
     ChangeTrackingOff,
     ConfigError,
@@ -121,7 +122,7 @@ async def check_marketo(
             return None
         except AuthFailed as exc:
             r.add("marketo.endpoint", "PASS", f"{s.marketo_base_url} answered")
-            if "(603)" in str(exc):
+            if isinstance(exc, AccessDenied):
                 r.add(
                     "marketo.credentials",
                     "FAIL",

@@ -25,7 +25,7 @@ from typing import Any, TextIO, cast
 import httpx
 
 from sync_core.dataverse import DataverseClient, Op, OpResult
-from sync_core.errors import ConfigError, SyncError
+from sync_core.errors import ConfigError, DryRunRefused, PlanLimitReached
 from sync_core.health import require_tables
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, load_mapping
 from sync_core.marketo import MarketoClient
@@ -38,14 +38,6 @@ from sync_core.state import StateStore
 
 SCHEMA = 1
 READ_ONLY_HTTP = ("GET",)
-
-
-class PlanLimitReached(SyncError):
-    """The plan holds `--limit` people; the rest of the backlog is not planned."""
-
-
-class DryRunRefused(SyncError):
-    """Something used a client or store method the dry run has not classified."""
 
 
 class Capture:

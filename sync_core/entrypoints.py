@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sync_core import quota, telemetry
+from sync_core.errors import CycleFailed
 from sync_core.progress import Progress, watching
 from sync_core.replies import Page, Reply
 from sync_core.runtime import Runtime, build_runtime, new_cycle
@@ -25,10 +26,6 @@ from sync_core.worker import Worker
 log = logging.getLogger("sync_core")
 
 __all__ = ["CycleFailed", "Page", "Reply", "Worker", "run_cycle", "run_scheduled_cycle"]
-
-
-class CycleFailed(RuntimeError):
-    """Raised to the Functions host so a failed cycle shows as a failed invocation."""
 
 
 @asynccontextmanager

@@ -3,7 +3,8 @@
 Each client classifies a response into an action (see errors.py); this module only
 carries out the generic part: wait out `Throttled`, back off on `TransientError`,
 give up after a bounded number of attempts or seconds. Pacing to the documented rate
-limit *before* sending keeps us from burning quota on 606/429 answers at all.
+limit *before* sending keeps us from burning quota on 606/429 answers at all. A refused
+token never gets here: each client's `httpx.Auth` flow renews it and resends once.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ class RetryPolicy:
 
 
 def transport_error(exc: httpx.HTTPError) -> TransientError:
-    """Network-level failures are 'outcome unknown': retry only what is idempotent."""
+    """A network-level failure as 'retry it'. Only for idempotent requests: for a write
+    that must not run twice the answer may be lost after it ran, so the client raises
+    OutcomeUnknown instead."""
     return TransientError(f"{type(exc).__name__}: {exc}")
 
 

@@ -1,10 +1,12 @@
 """Marketo Engage REST client: token, Lead Database reads/writes and change feeds.
 
 Marketo reports most failures as HTTP 200 with `success: false` and a code; this client
-turns every code into an action (refresh the token, wait, retry, stop) so callers never
-see a half-understood envelope. It paces itself under the instance-wide 100 calls /
-20 s and 10-concurrent limits, and counts calls against the daily budget so the
-background cycle stops before the org's quota runs dry.
+turns every code into an action (wait, retry, stop) so callers never see a
+half-understood envelope. An expired or invalid token (601/602) is handled below the
+retry loop, by `MarketoAuth`: renewed once, the call resent once. The client paces
+itself under the instance-wide 100 calls / 20 s and 10-concurrent limits, and counts
+calls against the daily budget so the background cycle stops before the org's quota
+runs dry.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,12 +22,12 @@ from typing import Any
 import httpx
 
 from sync_core.errors import (
+    AccessDenied,
     AuthFailed,
     ConfigError,
     OutcomeUnknown,
     QuotaExhausted,
     StopCycle,
-    SyncError,
     Throttled,
     TransientError,
 )
@@ -39,6 +41,108 @@ _TOKEN_CODES = {"601", "602"}
 # Process-wide token cache: a warm Functions worker reuses its token across invocations,
 # which saves an identity call per cycle (tokens live an hour).
 _TOKENS: dict[tuple[str, str], tuple[str, float]] = {}
+
+
+class MarketoAuth(httpx.Auth):
+    """The access token for one API user on every call: one token shared by all calls
+    (cached per process), renewed a minute before it expires, and renewed once more
+    when Marketo refuses it (601 invalid, 602 expired), after which the call is resent
+    once. A token refused again reaches the client's classifier, which stops there
+    (AuthFailed): a refresh can never loop."""
+
+    # 601/602 come as HTTP 200 with the code in the JSON body.
+    requires_response_body = True
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, client_id: str, client_secret: str
+    ) -> None:
+        self._http = http
+        self._base_url = base_url
+        self._client_id = client_id
+        self._secret = client_secret
+        self._key = (base_url, client_id)
+        # Calls that find the token stale wait for one renewal instead of each asking.
+        self._lock = asyncio.Lock()
+        self._renewals = 0
+
+    def forget(self) -> None:
+        _TOKENS.pop(self._key, None)
+
+    async def token(self, refused: str | None = None) -> str:
+        """The shared token, renewed when it is about to expire or is `refused` (unless
+        another call has renewed it meanwhile)."""
+        cached = _TOKENS.get(self._key)
+        if cached and cached[0] != refused and cached[1] > time.monotonic():
+            return cached[0]
+        renewals = self._renewals
+        async with self._lock:
+            cached = _TOKENS.get(self._key)
+            renewed = self._renewals != renewals  # by another call while this one waited
+            if cached and cached[0] != refused and (renewed or cached[1] > time.monotonic()):
+                return cached[0]
+            token, lifetime = await self._issue()
+            # Renew a minute early so a token never expires between check and use.
+            _TOKENS[self._key] = (token, time.monotonic() + lifetime - 60)
+            self._renewals += 1
+            return token
+
+    async def _issue(self) -> tuple[str, float]:
+        try:
+            resp = await self._http.post(
+                f"{self._base_url}/identity/oauth/token",
+                params={
+                    "grant_type": "client_credentials",
+                    "client_id": self._client_id,
+                    "client_secret": self._secret,
+                },
+            )
+        except httpx.HTTPError as exc:
+            # No call has run (a refused one did nothing): retrying is safe even for a write.
+            raise transport_error(exc) from exc
+        if resp.status_code in (400, 401, 403):
+            raise AuthFailed(
+                f"Marketo rejected the client credentials (HTTP {resp.status_code}); "
+                "check MARKETO_CLIENT_ID / MARKETO_CLIENT_SECRET"
+            )
+        if resp.status_code >= 500:
+            raise TransientError(f"Marketo identity HTTP {resp.status_code}")
+        body = resp.json()
+        return str(body["access_token"]), float(body.get("expires_in", 0))
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        await response.aread()
+        if _error_code(response) in _TOKEN_CODES:
+            # Marketo checks the token before it runs the call, so a 601/602 means the
+            # call did nothing: resending is safe even for a write that must not run
+            # twice (createDuplicate, add_activities).
+            request.headers["Authorization"] = f"Bearer {await self.token(refused=token)}"
+            yield request
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("MarketoAuth works with httpx.AsyncClient only")
+
+
+def _error_code(resp: httpx.Response) -> str | None:
+    """The first error code of a Marketo envelope, None for anything else."""
+    if resp.status_code != 200:
+        return None
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("success"):
+        return None
+    errors = body.get("errors")
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None
+    return str(errors[0].get("code"))
 
 
 @dataclass(slots=True)
@@ -72,9 +176,8 @@ class MarketoClient:
         time_scale: float = 1.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client_id = client_id
-        self._secret = client_secret
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
+        self._auth = MarketoAuth(self._http, self.base_url, client_id, client_secret)
         # `time_scale` shrinks every window and wait for compressed-time test worlds.
         window = RATE_WINDOW_S * time_scale
         self._limiter = limiter or marketo_limiter(time_scale)
@@ -90,36 +193,7 @@ class MarketoClient:
     # ---- auth ---------------------------------------------------------------
     def forget_token(self) -> None:
         """Drop the cached token so the next call proves the credentials again."""
-        _TOKENS.pop((self.base_url, self._client_id), None)
-
-    async def _token(self, *, fresh: bool = False) -> str:
-        key = (self.base_url, self._client_id)
-        cached = _TOKENS.get(key)
-        if cached and not fresh and cached[1] > time.monotonic():
-            return cached[0]
-        try:
-            resp = await self._http.post(
-                f"{self.base_url}/identity/oauth/token",
-                params={
-                    "grant_type": "client_credentials",
-                    "client_id": self._client_id,
-                    "client_secret": self._secret,
-                },
-            )
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
-        if resp.status_code in (400, 401, 403):
-            raise AuthFailed(
-                f"Marketo rejected the client credentials (HTTP {resp.status_code}); "
-                "check MARKETO_CLIENT_ID / MARKETO_CLIENT_SECRET"
-            )
-        if resp.status_code >= 500:
-            raise TransientError(f"Marketo identity HTTP {resp.status_code}")
-        body = resp.json()
-        token = str(body["access_token"])
-        # Renew a minute early so a token never expires between check and use.
-        _TOKENS[key] = (token, time.monotonic() + float(body.get("expires_in", 0)) - 60)
-        return token
+        self._auth.forget()
 
     # ---- one REST call with classification ---------------------------------
     async def call(
@@ -136,16 +210,12 @@ class MarketoClient:
 
         With `idempotent=False` a lost answer (timeout, dropped connection, 604) is not
         retried: the outcome is unknown and the caller must re-resolve before resending."""
-        refresh = False
 
         async def attempt() -> dict[str, Any]:
-            nonlocal refresh
             if self.budget is not None and self.calls >= self.budget:
                 raise QuotaExhausted(
                     f"Marketo call budget for background sync reached ({self.budget} calls)"
                 )
-            token = await self._token(fresh=refresh)
-            refresh = False
             async with self._limiter:
                 self.calls += 1
                 try:
@@ -155,12 +225,15 @@ class MarketoClient:
                         params=params,
                         json=json,
                         data=form,
-                        headers={"Authorization": f"Bearer {token}"},
+                        auth=self._auth,
                     )
                 except httpx.HTTPError as exc:
                     if not idempotent:
                         raise OutcomeUnknown(f"{path}: no answer ({exc!r})") from exc
                     raise transport_error(exc) from exc
+            # A call resent after a token renewal (its refused answer is in the history)
+            # counts too, as it did when the retry loop resent it.
+            self.calls += len(resp.history)
             if resp.status_code >= 500:
                 if not idempotent:
                     raise OutcomeUnknown(f"Marketo HTTP {resp.status_code} on {path}")
@@ -173,8 +246,8 @@ class MarketoClient:
             errors = body.get("errors") or [{"code": "?", "message": "no error given"}]
             code, message = str(errors[0].get("code")), str(errors[0].get("message"))
             if code in _TOKEN_CODES:
-                refresh = True
-                raise Throttled(f"Marketo {code}: {message}", retry_after=0)
+                # MarketoAuth has already renewed the token once and resent the call.
+                raise AuthFailed(f"Marketo refused a newly issued access token ({code}): {message}")
             if code == "606":
                 raise Throttled(f"Marketo 606: {message}", retry_after=self.rate_limit_wait)
             if code == "615":
@@ -186,7 +259,7 @@ class MarketoClient:
             if code == "607":
                 raise QuotaExhausted(f"Marketo daily quota reached (607): {message}")
             if code == "603":
-                raise AuthFailed(f"Marketo access denied (603): {message}")
+                raise AccessDenied(f"Marketo access denied (603): {message}")
             if code == "702":
                 return {**body, "result": []}
             raise StopCycle(f"Marketo {code} on {path}: {message}")
@@ -245,7 +318,8 @@ class MarketoClient:
         body = await self.call("POST", "/rest/v1/leads.json", json=payload, idempotent=idempotent)
         got = list(body.get("result") or [])
         if len(got) != len(chunk):
-            raise SyncError(f"Marketo returned {len(got)} results for {len(chunk)} records")
+            # The write went through, but which records landed cannot be told apart.
+            raise OutcomeUnknown(f"Marketo returned {len(got)} results for {len(chunk)} records")
         return got
 
     # ---- change feeds -------------------------------------------------------

@@ -25,13 +25,20 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from sync_core import quota
-from sync_core.errors import AuthFailed, ConfigError, QuotaExhausted, SyncError, Throttled
+from sync_core.errors import (
+    AuthFailed,
+    BadRequest,
+    ConfigError,
+    QuotaExhausted,
+    SyncError,
+    Throttled,
+)
 from sync_core.http import RetryPolicy
 from sync_core.replies import Reply, misconfigured, unavailable
 from sync_core.runtime import CA_BUNDLE_VARS, Runtime, build_runtime, ca_bundle_from_env
 from sync_core.settings import Settings, SettingsError, load_settings
 from sync_core.syncperson import RETRY_AFTER_BUSY, sync_person
-from sync_core.webhook_request import SECRET_HEADER, BadRequest, parse_body, secret_ok
+from sync_core.webhook_request import SECRET_HEADER, parse_body, secret_ok
 from sync_core.worker import Worker
 
 log = logging.getLogger("sync_core")

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sync_core.errors import SettingsError  # callers still import it from here
+
 DEFAULT_MAPPING_FILE = Path(__file__).with_name("mapping.toml")
 
 # App Service's marker for a Key Vault reference, compared case-insensitively.
@@ -29,10 +31,6 @@ UNRESOLVED_REFERENCE = (
     "exists, then refresh the app's Key Vault references or restart the app "
     "(infra/README.md, 'Key Vault references')"
 )
-
-
-class SettingsError(Exception):
-    """A setting is missing or malformed; the message names it and says what is expected."""
 
 
 def _env(name: str) -> AliasChoices:

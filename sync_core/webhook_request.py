@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sync_core.errors import BadRequest
 from sync_core.mapping import Entity
 from sync_core.settings import Settings
 
@@ -36,12 +37,6 @@ _EMPTY_VALUE = re.compile(r"(:\s*)(?=[,}])")
 # (The value never spans a ':' or whitespace at its ends, which keeps matching linear.)
 _BARE_VALUE = re.compile(r'(:\s*)([^\s"\[\]{},:](?:[^"\[\]{},:]*[^\s"\[\]{},:])?)(\s*)(?=[,}])')
 _JSON_WORDS = re.compile(r"-?[0-9][0-9.eE+-]*|true|false|null", re.ASCII)
-
-
-class BadRequest(ValueError):
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)

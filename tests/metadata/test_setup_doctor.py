@@ -178,6 +178,16 @@ def test_doctor_wrong_marketo_secret(
     assert checks["storage.write"].status == "PASS"
 
 
+def test_doctor_marketo_user_without_a_permission(world: World):
+    set_up(world)
+    world.marketo_admin(
+        "POST", "faults", json={"endpoint": "GET /rest/v1/leads/describe2.json", "kind": "603"}
+    )
+    checks = doctor(world)
+    assert failing(checks) == {"marketo.credentials"}
+    assert "Read-Write Person" in checks["marketo.credentials"].fix
+
+
 def test_doctor_marketo_custom_field_missing(make_world: MakeWorld):
     world = make_world(drop_marketo_fields=["dynamicsDeleted"])
     set_up(world)

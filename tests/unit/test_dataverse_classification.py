@@ -13,6 +13,7 @@ from sync_core.errors import (
     AuthFailed,
     ChangeTrackingOff,
     DeltaExpired,
+    OutcomeUnknown,
     RecordRejected,
     StaleRecord,
     Throttled,
@@ -98,3 +99,42 @@ def test_401_refreshes_the_token_once_then_gives_up():
 
     assert isinstance(asyncio.run(go()), AuthFailed)
     assert tokens == [False, True]
+
+
+def test_an_expired_delta_is_told_by_its_code_alone():
+    # ExpiredVersionStamp; the wording of the message does not matter.
+    assert type(_error_of(400, body("0x80044352", "stamp too old"))) is DeltaExpired
+
+
+@pytest.mark.parametrize(
+    "answer", [httpx.ReadError("connection reset"), httpx.Response(503, text="")]
+)
+def test_a_request_that_must_not_run_twice_is_not_resent_after_a_lost_answer(answer):
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.method)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def token(refresh: bool) -> str:
+        return "t"
+
+    async def go() -> Exception:
+        client = DataverseClient(
+            "https://org.test",
+            token,
+            transport=httpx.MockTransport(handler),
+            retry=RetryPolicy(attempts=4, sleep=lambda s: asyncio.sleep(0)),
+        )
+        try:
+            await client.request("POST", "contacts", json={"lastname": "x"}, idempotent=False)
+        except OutcomeUnknown as exc:
+            return exc
+        finally:
+            await client.aclose()
+        raise AssertionError("no error")
+
+    assert isinstance(asyncio.run(go()), OutcomeUnknown)
+    assert sent == ["POST"]

@@ -74,7 +74,8 @@ OK = envelope(True, result=[{"id": 1, "status": "updated"}])
 def test_expired_token_is_refreshed_and_the_call_repeated():
     result, seen, sleeps = run([envelope(False, "602"), OK])
     assert result == [{"id": 1, "status": "updated"}]
-    assert seen == ["token", "updateOnly", "token", "updateOnly"] and sleeps == [0]
+    # Renewed and resent by the auth flow, below the retry loop: nothing waited.
+    assert seen == ["token", "updateOnly", "token", "updateOnly"] and sleeps == []
 
 
 def test_rate_limit_waits_out_the_window():
@@ -106,6 +107,11 @@ def test_a_create_whose_answer_was_lost_is_never_resent():
     result, seen, _ = run([httpx.ReadTimeout("lost"), OK], call="createDuplicate")
     assert isinstance(result, OutcomeUnknown) and not isinstance(result, TransientError)
     assert seen.count("createDuplicate") == 1
+
+
+def test_a_create_answered_with_the_wrong_number_of_results_is_an_unknown_outcome():
+    result, seen, _ = run([envelope(True, result=[])], call="createDuplicate")
+    assert isinstance(result, OutcomeUnknown) and seen.count("createDuplicate") == 1
 
 
 def test_an_update_whose_answer_was_lost_is_resent():
