@@ -39,6 +39,8 @@ def body(code: str, message: str) -> str:
         (412, "", StaleRecord),
         (412, body("0x80040333", "duplicate"), RecordRejected),
         (400, body("0x80044352", f"{EXPIRED} Please perform a full sync."), DeltaExpired),
+        (400, body("", f"{EXPIRED} Please perform a full sync."), DeltaExpired),  # older services
+        (400, body("0x80040333", f"{EXPIRED} (quoted in another error)"), RecordRejected),
         (400, body("0x80040203", f"{TRACKING_OFF} for entity 'contact'."), ChangeTrackingOff),
         (400, body("0x80044331", "too long"), RecordRejected),
         (403, body("0x8004F507", "no update permission"), RecordRejected),
