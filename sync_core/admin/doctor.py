@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from sync_core.activitylog import TYPES
+from sync_core.admin.setup import table_service
 from sync_core.dataverse import DataverseClient
 from sync_core.errors import (
     AuthFailed,
@@ -49,7 +50,6 @@ from sync_core.metadata import (
 )
 from sync_core.runtime import ca_bundle_from_env, token_provider
 from sync_core.settings import Settings, SettingsError, load_settings
-from sync_core.setup import table_service
 from sync_core.state import StateStore
 
 T = TypeVar("T")
