@@ -26,17 +26,14 @@ has no safe pairing and is reported as "types incompatible".
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from collections.abc import Mapping as MappingT
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sync_core.dataverse import DataverseClient
-from sync_core.http import RetryPolicy
 from sync_core.mapping import ENTITIES, Entity, FieldRule, Mapping
 from sync_core.marketo import MarketoClient
-from sync_core.settings import Settings
 
 COMPATIBLE_TYPES: dict[str, frozenset[str]] = {
     **dict.fromkeys(("email", "phone", "url", "text"), frozenset({"String", "Memo"})),
@@ -130,22 +127,6 @@ class Metadata:
 
 
 # ---- reading ----------------------------------------------------------------
-
-
-@asynccontextmanager
-async def connected(
-    settings: Settings, *, ca_bundle: str | None = None, retry: RetryPolicy | None = None
-) -> AsyncIterator[tuple[MarketoClient, DataverseClient]]:
-    """Both API clients built from settings the way the runtime builds them, without
-    Table Storage (reading metadata must not need the state store)."""
-    from sync_core.runtime import build_clients
-
-    mk, dv = build_clients(settings, ca_bundle=ca_bundle, retry=retry)
-    try:
-        yield mk, dv
-    finally:
-        await mk.aclose()
-        await dv.aclose()
 
 
 async def sync_identity(dv: DataverseClient) -> str:

@@ -16,14 +16,12 @@ import argparse
 import asyncio
 import json
 import secrets
-import ssl
 from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from sync_core.activitylog import TYPES
-from sync_core.admin.setup import table_service
 from sync_core.dataverse import DataverseClient
 from sync_core.errors import (
     AuthFailed,
@@ -48,7 +46,13 @@ from sync_core.metadata import (
     sync_identity,
     validate_mapping,
 )
-from sync_core.runtime import ca_bundle_from_env, token_provider
+from sync_core.runtime import (
+    build_dataverse,
+    build_marketo,
+    resolve_ca_bundle,
+    table_service,
+    token_provider,
+)
 from sync_core.settings import Settings, SettingsError, load_settings
 from sync_core.state import StateStore
 
@@ -97,13 +101,7 @@ async def check_marketo(
     s: Settings, mapping: SyncMapping | None, r: Report
 ) -> dict[str, MarketoField] | None:
     names = ["marketo.credentials", "marketo.fields", "marketo.activity_types"]
-    mk = MarketoClient(
-        s.marketo_base_url,
-        s.marketo_client_id,
-        s.marketo_client_secret.get_secret_value(),
-        timeout=min(s.sync_http_timeout_seconds, 20),
-        retry=FAST,
-    )
+    mk = build_marketo(s, timeout=min(s.sync_http_timeout_seconds, 20), retry=FAST)
     # A token cached in this process would hide a wrong or rotated secret.
     mk.forget_token()
     try:
@@ -240,10 +238,9 @@ async def check_dynamics(
 ) -> dict[Entity, dict[str, ColumnInfo]] | None:
     later = ["dynamics.user", *(n for e in ENTITIES for n in _entity_checks(e))]
     timeout = min(s.sync_http_timeout_seconds, 20)
-    ca_bundle = ca_bundle or ca_bundle_from_env()
-    verify: Any = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+    ca_bundle = resolve_ca_bundle(ca_bundle)
     # Reachability without credentials: an anonymous call must get Dataverse's 401.
-    probe = DataverseClient(s.dynamics_url, _no_token, verify=verify, timeout=timeout, retry=FAST)
+    probe = build_dataverse(s, ca_bundle=ca_bundle, token=_no_token, timeout=timeout, retry=FAST)
     try:
         await probe.get_json("WhoAmI")
         endpoint = r.add("dynamics.endpoint", "PASS", f"{s.dynamics_url} answered")
@@ -285,7 +282,7 @@ async def check_dynamics(
         r.skip(later, "Dataverse endpoint unreachable")
         return None
 
-    dv = DataverseClient(s.dynamics_url, token, verify=verify, timeout=timeout, retry=FAST)
+    dv = build_dataverse(s, ca_bundle=ca_bundle, token=token, timeout=timeout, retry=FAST)
     try:
         try:
             user_id = await sync_identity(dv)

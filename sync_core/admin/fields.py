@@ -39,11 +39,11 @@ from sync_core.metadata import (
     ColumnInfo,
     Metadata,
     Problem,
-    connected,
     effective_rules,
     read_metadata,
     validate_mapping,
 )
+from sync_core.runtime import open_clients
 from sync_core.settings import Settings, load_settings
 
 HELP = "list fields both systems offer (and the sync's rights); write a new mapping"
@@ -470,7 +470,7 @@ async def load(
     settings: Settings, entities: Sequence[Entity], *, ca_bundle: str | None = None
 ) -> tuple[Mapping, Metadata]:
     mapping = load_mapping(settings.sync_mapping_file)
-    async with connected(settings, ca_bundle=ca_bundle) as (mk, dv):
+    async with open_clients(settings, ca_bundle=ca_bundle) as (mk, dv):
         meta = await read_metadata(mk, dv, tuple(entities))
     return mapping, meta
 
