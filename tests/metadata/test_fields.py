@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from sync_core.admin.cli import main
-from sync_core.admin.fields import edit_mapping, mapping_to_toml, parse_pair
+from sync_core.admin.mapping_edit import edit_mapping, parse_pair
+from sync_core.admin.mapping_writer import mapping_to_toml
 from sync_core.errors import ConfigError
 from sync_core.mapping import Entity, load_mapping, parse_mapping
 from sync_core.settings import DEFAULT_MAPPING_FILE
