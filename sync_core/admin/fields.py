@@ -5,7 +5,8 @@ can access. This command does the same from both systems' live metadata, so an a
 picks from what really exists (with type, length and the sync identity's
 read/create/update rights) instead of guessing names; `--write` turns the selection
 into a mapping file and refuses to write one that would not work (unknown names,
-incompatible types), which prevents a typo from stopping every cycle after deploy.
+incompatible types), which prevents a typo from stopping every cycle after deploy. It
+edits the admin's own file (`mapping_writer`), so the notes kept in it survive.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ Examples:
   python -m sync_core fields --entity lead --add middleName=middlename --write mapping.toml
   python -m sync_core fields --select email=emailaddress1,firstName=firstname --write -
 
-The written file replaces the comments of the old one with a standard header. Point
+The written file is SYNC_MAPPING_FILE with only the changed entries rewritten: its
+comments, its order and every entry the change leaves alone stay as they were. Point
 SYNC_MAPPING_FILE at it (and redeploy) for the sync to use it.
 """
 
@@ -79,12 +81,19 @@ def _print_problems(problems: Sequence[Problem], stream: Any) -> None:
 
 
 def write_selection(
-    mapping: Mapping, meta: Metadata, path: str, *, force: bool = False, stdout: Any = None
+    mapping: Mapping,
+    meta: Metadata,
+    path: str,
+    *,
+    original: str | None = None,
+    force: bool = False,
+    stdout: Any = None,
 ) -> int:
-    """Validate `mapping` against `meta` and write it to `path` ('-' = stdout).
+    """Validate `mapping` against `meta` and write it to `path` ('-' = stdout), as an
+    edit of `original` (the mapping file it was read from) when given.
     Returns 0 when written, 1 when refused because of errors."""
     stdout = stdout or sys.stdout
-    text = mapping_to_toml(mapping)
+    text = mapping_to_toml(mapping, original, source=path)
     # Round-trip through the real loader: what we write is exactly what the sync reads.
     reread = parse_mapping_data(tomllib.loads(text), path)
     problems = [
@@ -121,7 +130,8 @@ def run(args: argparse.Namespace, *, ca_bundle: str | None = None) -> int:
     )
     if args.write:
         edited = edit_mapping(mapping, entities, add=add, select=select, drop=drop)
-        return write_selection(edited, meta, args.write, force=args.force)
+        original = settings.sync_mapping_file.read_text(encoding="utf-8")
+        return write_selection(edited, meta, args.write, original=original, force=args.force)
     data = report(mapping, meta, entities, show_all=args.all)
     if args.json:
         print(json.dumps(data, indent=2))
