@@ -4,8 +4,9 @@ Dataverse EntityDefinitions plus the sync identity's own field-level security gr
 (RetrievePrincipalAttributePrivileges, which needs no admin rights), and Marketo
 describe2. Reading the identity's grants rather than the column flags alone prevents
 the sync from trusting a secured column it cannot read: it would come back as null
-and look like a cleared value. The clients are passed in (built by `runtime`), so this
-module depends on no composition; `sync_core.fieldrules` judges what it reads.
+and look like a cleared value. The clients are passed in (`runtime` builds them), so
+this module never imports the composition root; `sync_core.fieldrules` judges what it
+reads.
 """
 
 from __future__ import annotations
