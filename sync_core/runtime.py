@@ -205,6 +205,7 @@ def build_clients(
     """Both API clients, authenticated as production does (CA bundle from the standard
     variables unless given). `dynamics_token` replaces the Entra ID credential, for a
     caller whose transport azure-identity cannot use (an in-process ASGI app)."""
+    # Checked before either client exists: a missing bundle leaves no client unclosed.
     ca_bundle = resolve_ca_bundle(ca_bundle)
     marketo = build_marketo(settings, transport=marketo_transport, retry=retry)
     dataverse = build_dataverse(
