@@ -19,9 +19,9 @@ import httpx
 
 from emulators.actors import People
 from emulators.stack import DYNAMICS_TENANT, WEBHOOK_SECRET, Stack, running_stack
-from sync_core.reports import status_lines
+from sync_core.admin.reports import status_lines
+from sync_core.admin.setup import run_setup
 from sync_core.settings import load_settings
-from sync_core.setup import run_setup
 from sync_core.state import StateStore
 
 SEED_CONTACTS = 150

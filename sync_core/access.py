@@ -20,15 +20,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sync_core.dataverse import DataverseClient
+from sync_core.fieldrules import ColumnInfo, MarketoField, effective_rules, validate_mapping
 from sync_core.mapping import ENTITIES, Entity, FieldRule, Mapping
 from sync_core.marketo import MarketoClient
-from sync_core.metadata import (
-    ColumnInfo,
-    MarketoField,
-    effective_rules,
-    read_metadata,
-    validate_mapping,
-)
+from sync_core.metadata import read_metadata
 from sync_core.state import StateStore
 
 TTL_SECONDS = 3600

@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import httpx
+from azure.data.tables import TableServiceClient
 
 from sync_core.dataverse import DataverseClient, TokenProvider
 from sync_core.errors import AuthFailed, ConfigError
@@ -121,6 +124,84 @@ def build_store(settings: Settings) -> StateStore:
     return StateStore.from_connection_string(conn, prefix)
 
 
+def table_service(settings: Settings, **client_options: Any) -> TableServiceClient:
+    """The Table Storage client the state store uses (managed identity when
+    SYNC_STORAGE_ACCOUNT_URL is set, else the connection string); `client_options`
+    reach azure-data-tables (retries, timeouts) for a caller that must answer fast."""
+    if settings.sync_storage_account_url:
+        from azure.identity import DefaultAzureCredential
+
+        return TableServiceClient(
+            endpoint=settings.sync_storage_account_url,
+            credential=DefaultAzureCredential(),
+            **client_options,
+        )
+    conn = settings.sync_storage_connection.get_secret_value()
+    return TableServiceClient.from_connection_string(conn, **client_options)
+
+
+def resolve_ca_bundle(ca_bundle: str | None = None) -> str | None:
+    """`ca_bundle`, else the one the standard variables name; a named file must exist
+    (a typo would otherwise surface as a TLS failure far from its cause)."""
+    if ca_bundle is None:
+        ca_bundle = ca_bundle_from_env()
+    if ca_bundle and not os.path.exists(ca_bundle):
+        raise ConfigError(f"CA bundle {ca_bundle} (from {'/'.join(CA_BUNDLE_VARS)}) does not exist")
+    return ca_bundle
+
+
+def build_marketo(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    limiter: SlidingWindow | None = None,
+) -> MarketoClient:
+    """The Marketo client, authenticated with the LaunchPoint client credentials.
+    `timeout` overrides SYNC_HTTP_TIMEOUT_SECONDS (a diagnosis that must answer fast)."""
+    return MarketoClient(
+        settings.marketo_base_url,
+        settings.marketo_client_id,
+        settings.marketo_client_secret.get_secret_value(),
+        transport=transport,
+        timeout=settings.sync_http_timeout_seconds if timeout is None else timeout,
+        retry=retry,
+        limiter=limiter,
+        time_scale=settings.sync_time_scale,
+    )
+
+
+def build_dataverse(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    ca_bundle: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    token: TokenProvider | None = None,
+    limiter: SlidingWindow | None = None,
+    pacer: ExecutionPacer | None = None,
+) -> DataverseClient:
+    """The Dataverse client, authenticated through Entra ID unless `token` replaces the
+    credential (an in-process ASGI app azure-identity cannot reach, or a probe that must
+    go without a token)."""
+    ca_bundle = resolve_ca_bundle(ca_bundle)
+    return DataverseClient(
+        settings.dynamics_url,
+        token or token_provider(settings, ca_bundle),
+        transport=transport,
+        # An SSLContext, not a path: httpx deprecates `verify=<str>`.
+        verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
+        timeout=settings.sync_http_timeout_seconds if timeout is None else timeout,
+        retry=retry,
+        page_size=settings.sync_dynamics_page_size,
+        limiter=limiter,
+        pacer=pacer,
+        time_scale=settings.sync_time_scale,
+    )
+
+
 def build_clients(
     settings: Settings,
     *,
@@ -136,35 +217,35 @@ def build_clients(
     """Both API clients, authenticated as production does (CA bundle from the standard
     variables unless given). `dynamics_token` replaces the Entra ID credential, for a
     caller whose transport azure-identity cannot use (an in-process ASGI app)."""
-    if ca_bundle is None:
-        ca_bundle = ca_bundle_from_env()
-    if ca_bundle and not os.path.exists(ca_bundle):
-        raise ConfigError(f"CA bundle {ca_bundle} (from {'/'.join(CA_BUNDLE_VARS)}) does not exist")
-    timeout = settings.sync_http_timeout_seconds
-    marketo = MarketoClient(
-        settings.marketo_base_url,
-        settings.marketo_client_id,
-        settings.marketo_client_secret.get_secret_value(),
-        transport=marketo_transport,
-        timeout=timeout,
-        retry=retry,
-        limiter=marketo_limiter,
-        time_scale=settings.sync_time_scale,
+    # Checked before either client exists: a missing bundle leaves no client unclosed.
+    ca_bundle = resolve_ca_bundle(ca_bundle)
+    marketo = build_marketo(
+        settings, transport=marketo_transport, retry=retry, limiter=marketo_limiter
     )
-    dataverse = DataverseClient(
-        settings.dynamics_url,
-        dynamics_token or token_provider(settings, ca_bundle),
+    dataverse = build_dataverse(
+        settings,
         transport=dynamics_transport,
-        # An SSLContext, not a path: httpx deprecates `verify=<str>`.
-        verify=ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True,
-        timeout=timeout,
+        ca_bundle=ca_bundle,
         retry=retry,
-        page_size=settings.sync_dynamics_page_size,
+        token=dynamics_token,
         limiter=dataverse_limiter,
         pacer=pacer,
-        time_scale=settings.sync_time_scale,
     )
     return marketo, dataverse
+
+
+@asynccontextmanager
+async def open_clients(
+    settings: Settings, *, ca_bundle: str | None = None, retry: RetryPolicy | None = None
+) -> AsyncIterator[tuple[MarketoClient, DataverseClient]]:
+    """Both API clients for the length of a `with`, without Table Storage (reading
+    metadata must not need the state store)."""
+    marketo, dataverse = build_clients(settings, ca_bundle=ca_bundle, retry=retry)
+    try:
+        yield marketo, dataverse
+    finally:
+        await marketo.aclose()
+        await dataverse.aclose()
 
 
 def build_runtime(

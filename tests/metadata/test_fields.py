@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sync_core.__main__ import main
+from sync_core.admin.cli import main
+from sync_core.admin.mapping_edit import edit_mapping, parse_pair
+from sync_core.admin.mapping_writer import mapping_to_toml, same_rules
 from sync_core.errors import ConfigError
-from sync_core.fields import edit_mapping, mapping_to_toml, parse_pair
 from sync_core.mapping import Entity, load_mapping, parse_mapping
 from sync_core.settings import DEFAULT_MAPPING_FILE
 from tests.scenarios.world import World
@@ -80,6 +81,107 @@ def test_pair_syntax_errors_name_the_pair():
             parse_pair(bad, "lead")
     with pytest.raises(ConfigError, match="winner only applies"):
         parse_pair("phone=telephone1:to-marketo:marketo", "lead")
+
+
+# ---- the writer keeps what the admin wrote -------------------------------------------
+
+COMMENTED = """\
+# Our mapping: reviewed by Sales Ops.
+# Ask Dana before changing a winner.
+
+[marketo]
+dynamics_id_field = "dynamicsId"      # created by IT
+dynamics_type_field = "dynamicsType"
+dynamics_deleted_field = "dynamicsDeleted"
+
+[dynamics]
+marketo_id_column = "new_marketoid"
+sync_filter_column = "new_synctomkto"
+
+# ---- identity ----
+
+[[fields]]
+marketo = "email"
+lead = "emailaddress1"   # the primary address
+contact = "emailaddress1"
+
+# Job titles: HR owns them in Dynamics.
+[[fields]]
+marketo = "title"
+lead = "jobtitle"
+contact = "jobtitle"
+
+# Legal asked us to stop syncing this one.
+[[fields]]
+marketo = "doNotCall"
+lead = "donotphone"
+contact = "donotphone"
+
+# ---- names ----
+
+[[fields]]
+marketo = "lastName"
+# the family name, as entered
+lead = "lastname"
+contact = "lastname"
+
+# Keep this file next to the deployment.
+"""
+
+
+def rewrite(text: str, entities: list[Entity], **edit: list[str]) -> str:
+    mapping = parse_mapping(tomllib.loads(text))
+    edited = edit_mapping(mapping, entities, **edit)
+    out = mapping_to_toml(edited, text)
+    assert same_rules(parse_mapping(tomllib.loads(out)), edited)  # written = what syncs
+    return out
+
+
+def test_an_unchanged_selection_rewrites_the_file_byte_for_byte():
+    assert rewrite(COMMENTED, ["lead", "contact"]) == COMMENTED
+    shipped = DEFAULT_MAPPING_FILE.read_text(encoding="utf-8")
+    assert rewrite(shipped, ["lead", "contact"], add=["email=emailaddress1"]) == shipped
+
+
+def test_a_dropped_entry_takes_its_own_comment_and_leaves_the_others():
+    out = rewrite(COMMENTED, ["lead", "contact"], drop=["doNotCall"])
+    assert out == COMMENTED.replace(
+        """\
+# Legal asked us to stop syncing this one.
+[[fields]]
+marketo = "doNotCall"
+lead = "donotphone"
+contact = "donotphone"
+
+""",
+        "",
+    )
+
+
+def test_a_changed_value_keeps_its_line_and_end_of_line_comment():
+    out = rewrite(COMMENTED, ["lead"], add=["email=emailaddress2"])
+    assert out == COMMENTED.replace('lead = "emailaddress1"   #', 'lead = "emailaddress2"   #')
+
+
+def test_a_selection_keeps_the_files_order_and_the_loose_comments():
+    out = rewrite(
+        COMMENTED, ["lead", "contact"], select=["lastName=lastname", "email=emailaddress1"]
+    )
+    # title and doNotCall go with the comments directly above them; "---- names ----"
+    # was about no single entry and stays.
+    titles, names = COMMENTED.index("# Job titles"), COMMENTED.index("# ---- names ----")
+    assert out == COMMENTED[:titles] + COMMENTED[names:]
+
+
+def test_per_field_rules_survive_an_entry_split_by_a_replaced_pair():
+    text = COMMENTED.replace(
+        'marketo = "title"\nlead = "jobtitle"\ncontact = "jobtitle"\n',
+        'marketo = "title"\nlead = "jobtitle"\ncontact = "jobtitle"\nblank = "never-overwrites"\n',
+    )
+    out = rewrite(text, ["lead"], add=["title=jobtitle:to-marketo"])
+    title = {r.marketo: r for r in parse_mapping(tomllib.loads(out)).fields["contact"]}["title"]
+    assert title.blank == "never-overwrites"  # the contact's rule was not part of the edit
+    assert "# Job titles: HR owns them in Dynamics.\n[[fields]]\n" in out
 
 
 # ---- against the emulators --------------------------------------------------------------
@@ -189,3 +291,67 @@ def test_fields_write_refuses_a_selection_that_cannot_work(
     assert rules(out, "contact")["company"][0] == "companyname"
     # Changing the selection without --write is a usage error (exit 2), not a silent no-op.
     assert main(["fields", "--add", "a=b"]) == 2
+
+
+def test_fields_write_keeps_the_admins_comments_and_untouched_entries(
+    world: World, use_env: UseEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    source = tmp_path / "ours.toml"
+    source.write_text(COMMENTED, encoding="utf-8")
+    use_env(world, SYNC_MAPPING_FILE=str(source))
+    out = tmp_path / "written.toml"
+    argv = ["fields", "--entity", "lead", "--add", "title=jobtitle:dynamics",
+            "--drop", "doNotCall", "--add", "middleName=middlename",
+            "--write", str(out)]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    # Only the lines the selection changed differ: the lead's title now wins for
+    # Dynamics (one line added), doNotCall syncs for contacts only (one line gone), and
+    # middleName is added at the end of the entries.
+    expected = """\
+# Our mapping: reviewed by Sales Ops.
+# Ask Dana before changing a winner.
+
+[marketo]
+dynamics_id_field = "dynamicsId"      # created by IT
+dynamics_type_field = "dynamicsType"
+dynamics_deleted_field = "dynamicsDeleted"
+
+[dynamics]
+marketo_id_column = "new_marketoid"
+sync_filter_column = "new_synctomkto"
+
+# ---- identity ----
+
+[[fields]]
+marketo = "email"
+lead = "emailaddress1"   # the primary address
+contact = "emailaddress1"
+
+# Job titles: HR owns them in Dynamics.
+[[fields]]
+marketo = "title"
+lead = "jobtitle"
+contact = "jobtitle"
+winner = "dynamics"
+
+# Legal asked us to stop syncing this one.
+[[fields]]
+marketo = "doNotCall"
+contact = "donotphone"
+
+# ---- names ----
+
+[[fields]]
+marketo = "lastName"
+# the family name, as entered
+lead = "lastname"
+contact = "lastname"
+
+[[fields]]
+marketo = "middleName"
+lead = "middlename"
+
+# Keep this file next to the deployment.
+"""
+    assert out.read_text(encoding="utf-8") == expected
+    assert source.read_text(encoding="utf-8") == COMMENTED  # the source is only read

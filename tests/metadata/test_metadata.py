@@ -12,23 +12,23 @@ from typing import Any
 
 from emulators.dynamics import DynamicsConfig
 from emulators.dynamics.config import CustomColumn, _default_custom_columns
-from sync_core.mapping import Entity, Mapping, load_mapping, parse_mapping
-from sync_core.metadata import (
+from sync_core.fieldrules import (
     Metadata,
-    connected,
     create_columns,
     effective_mapping,
     effective_rules,
-    read_metadata,
     validate_mapping,
 )
+from sync_core.mapping import Entity, Mapping, load_mapping, parse_mapping
+from sync_core.metadata import read_metadata
+from sync_core.runtime import open_clients
 from tests.metadata.conftest import MakeWorld
 from tests.scenarios.world import World
 
 
 def metadata(world: World) -> Metadata:
     async def read() -> Metadata:
-        async with connected(world.settings(), ca_bundle=world.ca_bundle) as (mk, dv):
+        async with open_clients(world.settings(), ca_bundle=world.ca_bundle) as (mk, dv):
             return await read_metadata(mk, dv)
 
     return asyncio.run(read())

@@ -16,10 +16,12 @@ import pytest
 from emulators.azurite import ACCOUNT_KEY
 from emulators.dynamics import DynamicsConfig
 from emulators.dynamics.config import AlternateKey
-from sync_core.__main__ import main
-from sync_core.doctor import Check, Report, _change_tracking, exit_code, run_doctor
+from sync_core.admin.checks import Check, Report
+from sync_core.admin.cli import main
+from sync_core.admin.doctor import exit_code, run_doctor
+from sync_core.admin.doctor_dynamics import _change_tracking
+from sync_core.admin.setup import run_setup
 from sync_core.errors import ChangeTrackingOff
-from sync_core.setup import run_setup
 from tests.metadata.conftest import MakeWorld
 from tests.scenarios.world import World
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sync_core import reports
+from sync_core.admin import reports
 from tests.scenarios.world import World
 
 

@@ -26,9 +26,9 @@ from emulators.marketo import MarketoConfig
 from emulators.marketo import create_app as marketo_app
 from emulators.marketo.profiles import apply_profile as apply_marketo_profile
 from emulators.stack import sync_env
+from sync_core.admin.setup import run_setup
 from sync_core.entrypoints import run_cycle
 from sync_core.settings import Settings, load_settings
-from sync_core.setup import run_setup
 from sync_core.state import StateStore
 from tests.support.servers import running_server
 

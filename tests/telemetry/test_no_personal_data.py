@@ -24,8 +24,8 @@ import pytest
 import sync_core.runtime as runtime
 from emulators.functions import create_host
 from sync_core import entrypoints, telemetry
-from sync_core.dryrun import dry_run
-from sync_core.explain import explain
+from sync_core.admin.dryrun import dry_run
+from sync_core.admin.explain import explain
 from sync_core.health import read_status
 from tests.scenarios.world import World, open_world
 from tests.support.functions import fresh_function_app

@@ -8,8 +8,14 @@ import inspect
 
 import pytest
 
+from sync_core.admin.dryrun import (
+    Capture,
+    DryRunDataverse,
+    DryRunMarketo,
+    DryRunRefused,
+    DryRunStore,
+)
 from sync_core.dataverse import DataverseClient
-from sync_core.dryrun import Capture, DryRunDataverse, DryRunMarketo, DryRunRefused, DryRunStore
 from sync_core.marketo import MarketoClient
 from sync_core.state import StateStore
 

@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableServiceClient
 
 from sync_core.activitylog import TYPES, ensure_types
-from sync_core.marketo import MarketoClient
+from sync_core.runtime import build_marketo, table_service
 from sync_core.settings import Settings, load_settings
 from sync_core.state import StateStore
 
@@ -41,21 +40,6 @@ class Step:
     item: str
     outcome: str  # created | exists | approved | generated | configured ...
     detail: str = ""
-
-
-def table_service(settings: Settings, **client_options: Any) -> TableServiceClient:
-    """The Table Storage client the runtime would use (managed identity when
-    SYNC_STORAGE_ACCOUNT_URL is set, else the connection string)."""
-    if settings.sync_storage_account_url:
-        from azure.identity import DefaultAzureCredential
-
-        return TableServiceClient(
-            endpoint=settings.sync_storage_account_url,
-            credential=DefaultAzureCredential(),
-            **client_options,
-        )
-    conn = settings.sync_storage_connection.get_secret_value()
-    return TableServiceClient.from_connection_string(conn, **client_options)
 
 
 def setup_storage(settings: Settings) -> list[Step]:
@@ -87,12 +71,7 @@ def setup_storage(settings: Settings) -> list[Step]:
 
 
 async def setup_marketo(settings: Settings) -> list[Step]:
-    mk = MarketoClient(
-        settings.marketo_base_url,
-        settings.marketo_client_id,
-        settings.marketo_client_secret.get_secret_value(),
-        timeout=settings.sync_http_timeout_seconds,
-    )
+    mk = build_marketo(settings)
     try:
         body = await mk.call("GET", "/rest/v1/activities/external/types.json")
         before = {t.get("apiName"): str(t.get("status", "")) for t in body.get("result") or []}
