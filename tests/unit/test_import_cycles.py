@@ -138,14 +138,7 @@ def describe(found: list[list[str]], graph: dict[str, set[str]]) -> str:
 @pytest.mark.parametrize(
     "package",
     [
-        pytest.param(
-            "sync_core",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sync_core still has import cycles that are being removed; "
-                "drop this mark once it is clean",
-            ),
-        ),
+        "sync_core",
         "emulators",
     ],
 )
