@@ -173,10 +173,10 @@ class Applier:
             # Rejections first: a link row carrying a refused-value mark is never saved
             # before the rejection it stands for is on record.
             await self.flush_errors()
-            await asyncio.to_thread(self.store.save_links, to_save_new, new=True)
-            await asyncio.to_thread(self.store.save_links, to_save)
+            await self.store.save_links(to_save_new, new=True)
+            await self.store.save_links(to_save)
             if retry:
-                await asyncio.to_thread(self.store.add_to_set, "retry", retry)
+                await self.store.add_to_set("retry", retry)
             await journal.clear(self.store, noted)
 
         return commit
@@ -187,7 +187,7 @@ class Applier:
         errors, self.errors = self.errors, []
         if not errors:
             return
-        new = await asyncio.to_thread(self.store.record_errors, errors)
+        new = await self.store.record_errors(errors)
         try:
             await log_activities(self.marketo, SYNC_ERROR, error_entries(new))
         except SyncError as exc:
@@ -201,8 +201,7 @@ class Applier:
             if not pending:
                 break
             records = [
-                {"id": w.link.marketo_id, **w.plan.to_marketo, **w.extra_marketo}
-                for w in pending
+                {"id": w.link.marketo_id, **w.plan.to_marketo, **w.extra_marketo} for w in pending
             ]
             try:
                 results = await self.marketo.sync_leads("updateOnly", records, "id")
@@ -272,8 +271,7 @@ class Applier:
             if not pending:
                 break
             bodies = [
-                encode_values(rules, {**w.plan.to_dynamics, **w.extra_dynamics})[0]
-                for w in pending
+                encode_values(rules, {**w.plan.to_dynamics, **w.extra_dynamics})[0] for w in pending
             ]
             # Conditional on what we read: an edit since then is re-planned, never lost.
             ops = [

@@ -143,20 +143,16 @@ class Cycle:
                 log.warning("mapping: %d warning(s) (%s); details: python -m sync_core "
                             "doctor", len(warnings), fields)  # fmt: skip
 
-    async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        # Table Storage calls are blocking; keep them off the event loop.
-        return await asyncio.to_thread(fn, *args, **kwargs)
-
     # ---- entry -------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
         started = datetime.now(UTC)
         clock = time.monotonic()
         summary: dict[str, Any] = {"cycleId": self.id, "started": started.isoformat()}
-        if not await self._io(self.store.acquire_lease, self.id, self.lease_seconds):
+        if not await self.store.acquire_lease(self.id, self.lease_seconds):
             summary.update(outcome="skipped", message="another cycle holds the lease")
-            return self._finish(summary, clock, record=False)
+            return await self._finish(summary, clock, record=False)
         quota_day = datetime.now(QUOTA_TZ).date().isoformat()
-        used = int(await self._io(self.store.get_value, "quota", quota_day) or 0)
+        used = int(await self.store.get_value("quota", quota_day) or 0)
         self.marketo.budget = max(0, int(self.daily_quota * self.quota_share) - used)
         try:
             await self._run()
@@ -174,14 +170,14 @@ class Cycle:
                 # Writes that landed before a failure still get their link rows.
                 await self._settle()
                 await self._flush_logs()
-                await self._io(
-                    self.store.set_values, "quota", {quota_day: str(used + self.marketo.calls)}
-                )
+                await self.store.set_values("quota", {quota_day: str(used + self.marketo.calls)})
             finally:
-                await self._io(self.store.release_lease, self.id)
-        return self._finish(summary, clock, record=True)
+                await self.store.release_lease(self.id)
+        return await self._finish(summary, clock, record=True)
 
-    def _finish(self, summary: dict[str, Any], clock: float, *, record: bool) -> dict[str, Any]:
+    async def _finish(
+        self, summary: dict[str, Any], clock: float, *, record: bool
+    ) -> dict[str, Any]:
         summary.update(
             ended=datetime.now(UTC).isoformat(),
             durationSeconds=round(time.monotonic() - clock, 3),
@@ -195,13 +191,13 @@ class Cycle:
             activityLog=self.activity_log,
         )
         if record:
-            self.store.record_cycle(self.id, summary)
+            await self.store.record_cycle(self.id, summary)
         return summary
 
     async def _flush_logs(self) -> None:
         await self.applier.flush_errors()
         if self.applier.events:
-            await self._io(self.store.record_person_events, self.applier.events)
+            await self.store.record_person_events(self.applier.events)
             self.applier.events = []
 
     async def _run(self) -> None:
@@ -212,8 +208,8 @@ class Cycle:
         _, off = await activity_log_state(self.marketo)
         self.activity_log = f"off: {off}" if off else "on"
         mk_token, deleted_people = await self._read_marketo_feeds()
-        retry_ids = [int(x) for x in await self._io(self.store.members, "retry")]
-        self.paused = {int(x) for x in await self._io(self.store.members, PAUSED)}
+        retry_ids = [int(x) for x in await self.store.members("retry")]
+        self.paused = {int(x) for x in await self.store.members(PAUSED)}
         for mid in retry_ids:
             self.marketo_changes.setdefault(mid, []).append(ALWAYS)
         await self.guard.load()
@@ -227,8 +223,7 @@ class Cycle:
             link = await self._sync_dynamics_changes(entity)
             await self._settle()
             # All its pages are applied: this entity's cursor may advance on its own.
-            await self._io(
-                self.store.set_cursors,
+            await self.store.set_cursors(
                 {
                     f"dynamics-{entity}": link,
                     f"dynamics-{entity}-columns": ",".join(self.mapping.columns(entity)),
@@ -240,15 +235,15 @@ class Cycle:
         await self._settle()
         await self._flush_logs()
         cursors[MARKETO_CURSOR] = mk_token
-        await self._io(self.store.set_cursors, cursors)
+        await self.store.set_cursors(cursors)
         done = set(retry_ids) - self.applier.retried
         if done:
-            await self._io(self.store.remove_from_set, "retry", [str(i) for i in done])
+            await self.store.remove_from_set("retry", [str(i) for i in done])
         if self.resumed:
             # Only now: every resumed pair's writes and links are committed above.
-            await self._io(self.store.remove_from_set, PAUSED, [str(i) for i in self.resumed])
+            await self.store.remove_from_set(PAUSED, [str(i) for i in self.resumed])
         if self.applier.access_changed:
-            await self._io(invalidate, self.store)
+            await invalidate(self.store)
         c = self.counts
         if self.first_run and self.guard.linked is None:
             self.guard.linked = 0  # a new installation: count links from here on
@@ -264,7 +259,7 @@ class Cycle:
         mass change in Marketo is held before it reaches a single CRM record."""
         if self.guard.threshold() is None or not self.marketo_changes:
             return
-        links = await self._io(self.store.links_by_marketo, list(self.marketo_changes))
+        links = await self.store.links_by_marketo(list(self.marketo_changes))
         fold = self.fold
         writes: dict[str, list[int]] = defaultdict(list)
         for mid, changes in self.marketo_changes.items():
@@ -328,7 +323,7 @@ class Cycle:
 
     # ---- Marketo feeds -----------------------------------------------------
     async def _read_marketo_feeds(self) -> tuple[str, set[int]]:
-        saved = await self._io(self.store.get_cursor, MARKETO_CURSOR)
+        saved = await self.store.get_cursor(MARKETO_CURSOR)
         # Only mapped fields: our own link fields (dynamicsId...) are not edits to sync.
         read = await read_feeds(
             self.marketo, saved, self.mapping.mapped_marketo_fields(), overlap=self.feed_overlap
@@ -352,12 +347,10 @@ class Cycle:
     # ---- Dynamics side -----------------------------------------------------
     async def _sync_dynamics_changes(self, entity: Entity) -> str | None:
         name = f"dynamics-{entity}"
-        cursor = await self._io(self.store.get_cursor, name)
-        resume = await self._io(self.store.get_cursor, f"{name}-resume")
+        cursor = await self.store.get_cursor(name)
+        resume = await self.store.get_cursor(f"{name}-resume")
         columns = ",".join(self.mapping.columns(entity))
-        if (cursor or resume) and await self._io(
-            self.store.get_cursor, f"{name}-columns"
-        ) != columns:
+        if (cursor or resume) and await self.store.get_cursor(f"{name}-columns") != columns:
             # The selected columns changed (mapping edited, access changed): a delta
             # would lack the new columns, so re-read the table once and compare all.
             self.full_reconcile.append(entity)
@@ -459,8 +452,7 @@ class Cycle:
             elif page.next_link and time.monotonic() > self.deadline:
                 await self._settle()
                 columns = ",".join(self.mapping.columns(entity))
-                await self._io(
-                    self.store.set_cursors,
+                await self.store.set_cursors(
                     {
                         f"dynamics-{entity}-resume": page.next_link,
                         f"dynamics-{entity}-columns": columns,
@@ -469,7 +461,7 @@ class Cycle:
                 raise OutOfTime(f"time budget used up in {entity}s; the next cycle continues")
         if seen is not None and link:
             await self._settle()
-            gone = await self._io(unseen_links, self.store, entity, seen, began)
+            gone = await unseen_links(self.store, entity, seen, began)
             if gone:
                 await self._dynamics_deleted(entity, [x.dynamics_id for x in gone])
         return link
@@ -478,7 +470,7 @@ class Cycle:
         """Renew the lease on long cycles; if someone else holds it now, stop writing."""
         if time.monotonic() - self._leased_at < self.lease_seconds / 3:
             return
-        if not await self._io(self.store.acquire_lease, self.id, self.lease_seconds):
+        if not await self.store.acquire_lease(self.id, self.lease_seconds):
             raise StopCycle("lost the cycle lease to another run; stopping")
         self._leased_at = time.monotonic()
 
@@ -502,7 +494,7 @@ class Cycle:
             return Prepared(filtered, live, {})
         # The Marketo id a linked record carries lets most lookups skip the index read.
         hints = {str(r[key]).lower(): as_id(r.get(mcol)) for r in live}
-        links = await self._io(self.store.links_by_dynamics, entity, [r[key] for r in live], hints)
+        links = await self.store.links_by_dynamics(entity, [r[key] for r in live], hints)
         return Prepared(filtered, live, links)
 
     async def _sync_rows(
@@ -521,7 +513,7 @@ class Cycle:
                     newly_paused.append(str(mid))
         if newly_paused:
             # Durable before the Marketo cursor moves past the edits dropped above.
-            await self._io(self.store.add_to_set, PAUSED, newly_paused)
+            await self.store.add_to_set(PAUSED, newly_paused)
         if not live:
             return
         merged = await follow_dynamics_merges(self, entity, live, links)
@@ -629,7 +621,7 @@ class Cycle:
         return {} if as_id(row.get(col)) == marketo_id else {col: str(marketo_id)}
 
     async def _dynamics_deleted(self, entity: Entity, ids: list[str]) -> None:
-        links = await self._io(self.store.links_by_dynamics, entity, ids)
+        links = await self.store.links_by_dynamics(entity, ids)
         if not links:
             return
         flag = self.mapping.dynamics_deleted_field
@@ -637,7 +629,7 @@ class Cycle:
         # A transient failure here propagates: the delta link is not saved, so the
         # delete is read again next cycle instead of being lost.
         await self.marketo.sync_leads("updateOnly", records, "id")
-        await self._io(self.store.close_links, list(links.values()))
+        await self.store.close_links(list(links.values()))
         self.counts.deleted_in_dynamics += len(links)
         for link in links.values():
             self.marketo_changes.pop(link.marketo_id, None)
@@ -656,7 +648,7 @@ class Cycle:
     async def _sync_marketo_leftovers(self) -> None:
         if not self.marketo_changes:
             return
-        links = await self._io(self.store.links_by_marketo, list(self.marketo_changes))
+        links = await self.store.links_by_marketo(list(self.marketo_changes))
         by_entity: dict[Entity, list[Link]] = defaultdict(list)
         for link in links.values():
             if self._marketo_dirty(link):
@@ -674,10 +666,10 @@ class Cycle:
     async def _close_marketo_deleted(self, deleted: set[int]) -> None:
         if not deleted:
             return
-        links = await self._io(self.store.links_by_marketo, deleted)
+        links = await self.store.links_by_marketo(deleted)
         if links:
             # Nothing changes in Dynamics (as the native connector): only the link closes.
-            await self._io(self.store.close_links, list(links.values()))
+            await self.store.close_links(list(links.values()))
             self.counts.deleted_in_marketo += len(links)
 
 

@@ -7,7 +7,6 @@ of this package.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ async def run_cycle(
     settings: Settings | None = None, progress: Progress | None = None, **runtime_options: Any
 ) -> dict[str, Any]:
     settings = settings or load_settings()
-    rt = build_runtime(settings, **runtime_options)
+    rt = await build_runtime(settings, **runtime_options)
     try:
         cycle = new_cycle(rt)
         if progress is None:
@@ -51,18 +50,18 @@ async def run_cycle(
             async with watching(cycle, progress):
                 summary = dict(await cycle.run())
         if telemetry.exporting():
-            await asyncio.to_thread(_cycle_metrics, rt, summary)
+            await _cycle_metrics(rt, summary)
         return summary
     finally:
         await rt.aclose()
 
 
-def _cycle_metrics(rt: Runtime, summary: dict[str, Any]) -> None:
+async def _cycle_metrics(rt: Runtime, summary: dict[str, Any]) -> None:
     s = rt.settings
     day = datetime.now(QUOTA_TZ).date().isoformat()
-    used = int(rt.store.get_value("quota", day) or 0)
+    used = int(await rt.store.get_value("quota", day) or 0)
     budget = s.sync_marketo_daily_quota * s.sync_marketo_quota_share
-    lags = telemetry.cursor_lags(rt.store.saved("cursor"))
+    lags = telemetry.cursor_lags(await rt.store.saved("cursor"))
     telemetry.record_cycle(summary, lags, used / budget if budget else None)
 
 

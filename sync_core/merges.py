@@ -19,7 +19,6 @@ not delete. A merged-away record is remembered so it never gets a person of its 
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from sync_core.errors import RecordRejected, SyncError
@@ -55,8 +54,8 @@ def _event(cycle: Cycle, link: Link, note: str, **ids: Any) -> None:
 async def _move(cycle: Cycle, old: Link, marketo_id: int, entity: Entity, record: str) -> Link:
     """Re-point a link (its base kept) and have this cycle write both link fields."""
     moved = Link(marketo_id, entity, record.lower(), dict(old.base))
-    await asyncio.to_thread(cycle.store.close_links, [old])
-    await asyncio.to_thread(cycle.store.save_links, [moved], new=True)
+    await cycle.store.close_links([old])
+    await cycle.store.save_links([moved], new=True)
     cycle.marketo_changes.setdefault(marketo_id, []).append(cycle.always)
     return moved
 
@@ -68,9 +67,7 @@ async def follow_marketo_merges(cycle: Cycle, merged: dict[int, int]) -> None:
     """`merged`: person merged away -> the person it was merged into."""
     if not merged:
         return
-    links = await asyncio.to_thread(
-        cycle.store.links_by_marketo, set(merged) | set(merged.values())
-    )
+    links = await cycle.store.links_by_marketo(set(merged) | set(merged.values()))
     for loser, winner in merged.items():
         gone = links.get(loser)
         if gone is None:
@@ -91,21 +88,19 @@ async def follow_marketo_merges(cycle: Cycle, merged: dict[int, int]) -> None:
                 # it is, unlinked and remembered, so it still never mints a duplicate.
                 _merge_refused(cycle, kept, gone, exc)
                 note = "merged in Marketo; Dynamics refused the merge, record unlinked"
-            await asyncio.to_thread(cycle.store.close_links, [gone])
+            await cycle.store.close_links([gone])
             survivor = kept
         elif kept.entity == "contact":  # the contact survives; the lead is only unlinked
-            await asyncio.to_thread(cycle.store.close_links, [gone])
+            await cycle.store.close_links([gone])
             survivor = kept
             note = "merged in Marketo; the contact survives, the lead is unlinked"
         else:  # the winner's record is the lead: the loser's contact survives
-            await asyncio.to_thread(cycle.store.close_links, [kept])
+            await cycle.store.close_links([kept])
             survivor = await _move(cycle, gone, winner, gone.entity, gone.dynamics_id)
             gone = kept
             note = "merged in Marketo; the contact survives, the lead is unlinked"
         links[winner] = survivor
-        await asyncio.to_thread(
-            cycle.store.add_to_set, MERGED_AWAY, [merged_away_key(gone.entity, gone.dynamics_id)]
-        )
+        await cycle.store.add_to_set(MERGED_AWAY, [merged_away_key(gone.entity, gone.dynamics_id)])
         cycle.counts.merged += 1
         _event(cycle, survivor, note, mergedMarketoId=loser, mergedDynamicsId=gone.dynamics_id)
 
@@ -176,7 +171,7 @@ async def follow_dynamics_merges(
     if not subs:
         return set()
     masters = sorted(set(subs.values()))
-    master_links = await asyncio.to_thread(cycle.store.links_by_dynamics, entity, masters)
+    master_links = await cycle.store.links_by_dynamics(entity, masters)
     in_page = {str(r[key]).lower(): r for r in rows}
     missing = [x for x in masters if x not in in_page and x not in master_links]
     fetched = await cycle.dataverse.get_by_ids(
@@ -192,21 +187,21 @@ async def follow_dynamics_merges(
         master_link = master_links.get(master_id)
         if master_link is not None and master_link.marketo_id != sub_link.marketo_id:
             await _merge_people(cycle, master_link.marketo_id, sub_link.marketo_id)
-            await asyncio.to_thread(cycle.store.close_links, [sub_link])
+            await cycle.store.close_links([sub_link])
             _event(cycle, master_link, "merged in Dynamics; people merged in Marketo",
                    mergedMarketoId=sub_link.marketo_id, mergedDynamicsId=sub_id)  # fmt: skip
         elif master_link is None:
             master_row = master_rows.get(master_id, {})
             if master_row.get(cycle.mapping.sync_filter_column) is False:
                 # The winner's sync filter says No: the merged person stops syncing.
-                await asyncio.to_thread(cycle.store.close_links, [sub_link])
+                await cycle.store.close_links([sub_link])
                 continue
             moved = await _move(cycle, sub_link, sub_link.marketo_id, entity, master_id)
             links[master_id] = moved
             _event(cycle, moved, "merged in Dynamics; link moved to the surviving record",
                    mergedDynamicsId=sub_id)  # fmt: skip
         cycle.counts.merged += 1
-    await asyncio.to_thread(cycle.store.add_to_set, MERGED_AWAY, away)
+    await cycle.store.add_to_set(MERGED_AWAY, away)
     return set(subs)
 
 

@@ -13,7 +13,6 @@ finds the person again instead of minting a duplicate.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from sync_core.apply import PairWork
@@ -44,7 +43,7 @@ async def link_new_records(
         rows = [r for r in rows if r.get("statecode") != QUALIFIED]
     # A record merged away (in either system) never gets a person of its own.
     rows = [r for r in rows if not r.get(MASTER)]
-    away = set(await asyncio.to_thread(cycle.store.members, MERGED_AWAY)) if rows else set()
+    away = set(await cycle.store.members(MERGED_AWAY)) if rows else set()
     rows = [r for r in rows if merged_away_key(entity, str(r[key])) not in away]
     by_id = {str(r[key]).lower(): r for r in rows}
     matched: dict[str, dict[str, Any]] = {}  # dynamics id -> person
@@ -69,9 +68,7 @@ async def link_new_records(
             if r.get("_originatingleadid_value")
         }
         if origins:
-            lead_links = await asyncio.to_thread(
-                cycle.store.links_by_dynamics, "lead", list(origins.values())
-            )
+            lead_links = await cycle.store.links_by_dynamics("lead", list(origins.values()))
             owners = {did: lead_links[lead] for did, lead in origins.items() if lead in lead_links}
             if owners:
                 ids = sorted({link.marketo_id for link in owners.values()})
@@ -94,7 +91,7 @@ async def link_new_records(
                 take(did, person)
 
     # (2) a person an interrupted cycle created for this record
-    intents = set(await asyncio.to_thread(cycle.store.members, _intent_set(entity)))
+    intents = set(await cycle.store.members(_intent_set(entity)))
     pending = sorted(d for d in by_id if d in intents and d not in matched)
     if pending:
         for person in await cycle.marketo.get_leads(m.dynamics_id_field, pending, fields):
@@ -142,7 +139,7 @@ async def link_new_records(
     # (4) create the rest
     to_create = [did for did in by_id if did not in matched]
     if to_create:
-        await asyncio.to_thread(cycle.store.add_to_set, _intent_set(entity), to_create)
+        await cycle.store.add_to_set(_intent_set(entity), to_create)
         records = []
         for did in to_create:
             row = by_id[did]
@@ -165,7 +162,7 @@ async def link_new_records(
         ]
         if refused:
             # Nothing was created for these: no intent to re-resolve next time.
-            await asyncio.to_thread(cycle.store.remove_from_set, _intent_set(entity), refused)
+            await cycle.store.remove_from_set(_intent_set(entity), refused)
         for did, rec, res in zip(to_create, records, results, strict=True):
             row = by_id[did]
             if res.get("status") != "created":
@@ -230,4 +227,4 @@ async def _resolve_creates(
 async def clear_intents(cycle: Cycle, entity: Entity, work: list[PairWork]) -> None:
     done = [w.link.dynamics_id for w in work if w.new]
     if done:
-        await asyncio.to_thread(cycle.store.remove_from_set, _intent_set(entity), done)
+        await cycle.store.remove_from_set(_intent_set(entity), done)
