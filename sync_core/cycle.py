@@ -30,6 +30,7 @@ from sync_core.dataverse import ChangePage, DataverseClient
 from sync_core.errors import (
     ChangeTrackingOff,
     DeltaExpired,
+    OutOfTime,
     QuotaExhausted,
     RecordRejected,
     StopCycle,
@@ -63,10 +64,6 @@ class Prepared(NamedTuple):
     filtered: list[dict[str, Any]]  # rows whose sync filter says No
     live: list[dict[str, Any]]  # the rest, option sets decoded
     links: dict[str, Link]  # record id -> its link, where one exists
-
-
-class OutOfTime(SyncError):
-    """The cycle's time budget is used up; progress so far is saved and resumes next time."""
 
 
 class Cycle:

@@ -80,3 +80,7 @@ class DeltaExpired(SyncError):
 
 class ChangeTrackingOff(SyncError):
     """Change tracking is not enabled on the table: fall back to a modifiedon watermark."""
+
+
+class OutOfTime(SyncError):
+    """The cycle's time budget is used up; progress so far is saved and resumes next time."""
