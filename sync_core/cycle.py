@@ -25,7 +25,8 @@ from typing import Any, NamedTuple
 from sync_core import journal
 from sync_core.access import decode_row, field_access, invalidate
 from sync_core.activitylog import activity_log_state
-from sync_core.apply import Applier, Counts, PairWork
+from sync_core.apply import Applier, PairWork
+from sync_core.context import CycleContext
 from sync_core.dataverse import ChangePage, DataverseClient
 from sync_core.errors import (
     ChangeTrackingOff,
@@ -39,10 +40,12 @@ from sync_core.errors import (
 from sync_core.guard import MassChangeGuard
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
 from sync_core.marketo import MarketoClient
-from sync_core.marketofeed import read_feeds
+from sync_core.marketofeed import MarketoChanges, read_feeds
 from sync_core.merges import follow_dynamics_merges, follow_marketo_merges
 from sync_core.newlinks import clear_intents, link_new_records
-from sync_core.planner import Hasher, as_id, comparable, normalize, plan_pair
+from sync_core.pairing import dynamics_link_fields, marketo_link_fields
+from sync_core.planner import Hasher, as_id, comparable, plan_pair
+from sync_core.runrecord import PersonEvent, RunRecord, SyncErrorRow
 from sync_core.snapshot import SeenIds, unseen_links
 from sync_core.state import Link, StateStore
 
@@ -57,7 +60,6 @@ UNKNOWN_COLUMN = "0x80060888"  # Dataverse: a $select/$filter names a column tha
 # keep at most this many (id, modifiedon) pairs from that window to skip re-processing.
 WATERMARK_OVERLAP = 300
 WATERMARK_SEEN_CAP = 800
-ALWAYS = ("*", object())  # a change marker no base matches: always re-read the person
 
 
 class Prepared(NamedTuple):
@@ -97,10 +99,12 @@ class Cycle:
         self.deadline = time.monotonic() + time_budget
         self._leased_at = time.monotonic()
         self.id = uuid.uuid4().hex[:12]
-        self.counts = Counts()
-        self.applier = Applier(mapping, store, marketo, dataverse, self.counts)
-        # Marketo person id -> (field, new value) pairs seen in the change feed.
-        self.marketo_changes: dict[int, list[tuple[str, Any]]] = {}
+        self.record = RunRecord()
+        self.counts = self.record.counts
+        self.changes = MarketoChanges()
+        self.ctx = CycleContext(store, marketo, dataverse, hasher, mapping, self.record,
+                                self.changes)  # fmt: skip
+        self.applier = Applier(self.ctx)
         self.full_reconcile: list[str] = []
         self.watermark_mode: list[str] = []
         self.fold = mapping.case_folded()
@@ -115,14 +119,13 @@ class Cycle:
         self.resumed: set[int] = set()
         self.first_run = False
         self.marketo_merged: dict[int, int] = {}
-        self.always = ALWAYS
         self.activity_log = "unknown"
 
     async def _load_access(self, *, force: bool = False) -> None:
         access = await field_access(
             self.store, self.configured, self.marketo, self.dataverse, force=force
         )
-        self.mapping = self.applier.mapping = access.mapping
+        self.mapping = self.ctx.mapping = access.mapping
         self.fold = access.mapping.case_folded()
         self.excluded = access.excluded
         self.access_refreshed = self.access_refreshed or access.refreshed
@@ -192,10 +195,7 @@ class Cycle:
         return summary
 
     async def _flush_logs(self) -> None:
-        await self.applier.flush_errors()
-        if self.applier.events:
-            await self.store.record_person_events(self.applier.events)
-            self.applier.events = []
+        await self.record.flush(self.store, self.marketo)
 
     async def _run(self) -> None:
         cursors: dict[str, str | None] = {}
@@ -208,14 +208,14 @@ class Cycle:
         retry_ids = [int(x) for x in await self.store.members("retry")]
         self.paused = {int(x) for x in await self.store.members(PAUSED)}
         for mid in retry_ids:
-            self.marketo_changes.setdefault(mid, []).append(ALWAYS)
+            self.changes.always(mid)
         await self.guard.load()
         for hold in self.guard.released():
             # Released: every change held under it is planned again, this time written.
             for mid in await self.guard.waiting(hold):
-                self.marketo_changes.setdefault(mid, []).append(ALWAYS)
+                self.changes.always(mid)
         await self._guard_marketo_changes()
-        await follow_marketo_merges(self, self.marketo_merged)
+        await follow_marketo_merges(self.ctx, self.marketo_merged)
         for entity in ENTITIES:
             link = await self._sync_dynamics_changes(entity)
             await self._settle()
@@ -254,20 +254,15 @@ class Cycle:
     async def _guard_marketo_changes(self) -> None:
         """Count Marketo-to-Dynamics changes per field before anything is written, so a
         mass change in Marketo is held before it reaches a single CRM record."""
-        if self.guard.threshold() is None or not self.marketo_changes:
+        if self.guard.threshold() is None or not self.changes:
             return
-        links = await self.store.links_by_marketo(list(self.marketo_changes))
-        fold = self.fold
+        links = await self.store.links_by_marketo(self.changes.ids())
         writes: dict[str, list[int]] = defaultdict(list)
-        for mid, changes in self.marketo_changes.items():
+        for mid in self.changes.ids():
             link = links.get(mid)
             if link is None:
                 continue
-            changed = {
-                f for f, v in changes
-                if v is not ALWAYS[1] and self.hasher(comparable(v, f in fold)) != link.base.get(f)
-            }  # fmt: skip
-            for f in changed:
+            for f in self.changes.changed_fields(link, self.hasher, self.fold):
                 writes[f].append(mid)
         for field in await self.guard.count("to-dynamics", writes):
             self._report_hold(field, "to-dynamics")
@@ -301,21 +296,19 @@ class Cycle:
         hold = self.guard.holds[f"{direction}:{field}"]
         log.warning("mass-change guard holds %s %s: %d writes > %d", field, direction,
                     hold.count, hold.limit)  # fmt: skip
-        self.applier.errors.append(
-            {
-                "operation": "hold",
-                "direction": direction,
-                "entity": "",
-                "fields": [field],
-                "code": "mass-change",
-                "message": (
+        self.record.error(
+            SyncErrorRow(
+                operation="hold",
+                direction=direction,
+                entity="",
+                fields=[field],
+                code="mass-change",
+                message=(
                     f"one cycle would write {field} {direction} on more than {hold.limit} "
                     f"records: held, nothing written for it; release with "
                     f"`{hold.release_command()}` or raise SYNC_MASS_CHANGE_LIMIT"
                 ),
-                "marketoId": "",
-                "dynamicsId": "",
-            }
+            )
         )
 
     # ---- Marketo feeds -----------------------------------------------------
@@ -326,20 +319,13 @@ class Cycle:
             self.marketo, saved, self.mapping.mapped_marketo_fields(), overlap=self.feed_overlap
         )
         for mid, changes in read.changes.items():
-            self.marketo_changes.setdefault(mid, []).extend(changes)
+            self.changes.add(mid, changes)
         self.first_run = read.fresh_start
         self.marketo_merged = read.merged
         return read.cursor.dump(), read.deleted
 
     def _marketo_dirty(self, link: Link) -> bool:
-        changes = self.marketo_changes.get(link.marketo_id)
-        if not changes:
-            return False
-        fold = self.fold
-        return any(
-            v is ALWAYS[1] or self.hasher(comparable(v, f in fold)) != link.base.get(f)
-            for f, v in changes
-        )
+        return self.changes.dirty(link, self.hasher, self.fold)
 
     # ---- Dynamics side -----------------------------------------------------
     async def _sync_dynamics_changes(self, entity: Entity) -> str | None:
@@ -504,7 +490,7 @@ class Cycle:
             self.counts.filtered_out += 1
             mid = as_id(row.get(self.mapping.marketo_id_column))
             if mid is not None:
-                self.marketo_changes.pop(mid, None)
+                self.changes.pop(mid)
                 if mid not in self.paused:
                     self.paused.add(mid)
                     newly_paused.append(str(mid))
@@ -513,7 +499,7 @@ class Cycle:
             await self.store.add_to_set(PAUSED, newly_paused)
         if not live:
             return
-        merged = await follow_dynamics_merges(self, entity, live, links)
+        merged = await follow_dynamics_merges(self.ctx, entity, live, links)
         if merged:
             live = [r for r in live if str(r[key]).lower() not in merged]
         linked, unlinked = [], []
@@ -526,12 +512,12 @@ class Cycle:
             if link.marketo_id in self.paused:
                 dirty = True
                 self.resumed.add(link.marketo_id)
-            self.marketo_changes.pop(link.marketo_id, None)
+            self.changes.pop(link.marketo_id)
             if dirty or not self._dynamics_matches_base(entity, row, link):
                 linked.append((row, link))
         work = await self._pair_work(entity, linked)
         if unlinked:
-            work += await link_new_records(self, entity, unlinked)
+            work += await link_new_records(self.ctx, entity, unlinked)
         await self._guard_page(work)
         if work:
             commit = await self.applier.apply(entity, work)
@@ -540,7 +526,7 @@ class Cycle:
 
     async def _commit_page(self, entity: Entity, work: list[PairWork], commit: Any) -> None:
         await commit()
-        await clear_intents(self, entity, work)
+        await clear_intents(self.ctx, entity, work)
 
     async def _settle(self) -> None:
         """Wait for the page commit running in the background (its error surfaces here).
@@ -600,22 +586,13 @@ class Cycle:
                     link,
                     plan,
                     row.get("@odata.etag"),
-                    extra_marketo=self.marketo_link_fields(person, entity, link.dynamics_id),
-                    extra_dynamics=self.dynamics_link_fields(row, link.marketo_id),
+                    extra_marketo=marketo_link_fields(
+                        self.mapping, person, entity, link.dynamics_id
+                    ),
+                    extra_dynamics=dynamics_link_fields(self.mapping, row, link.marketo_id),
                 )
             )
         return work
-
-    def marketo_link_fields(
-        self, person: dict[str, Any], entity: Entity, dynamics_id: str
-    ) -> dict[str, Any]:
-        m = self.mapping
-        want = {m.dynamics_id_field: dynamics_id, m.dynamics_type_field: entity}
-        return {f: v for f, v in want.items() if str(normalize(person.get(f)) or "").lower() != v}
-
-    def dynamics_link_fields(self, row: dict[str, Any], marketo_id: int) -> dict[str, Any]:
-        col = self.mapping.marketo_id_column
-        return {} if as_id(row.get(col)) == marketo_id else {col: str(marketo_id)}
 
     async def _dynamics_deleted(self, entity: Entity, ids: list[str]) -> None:
         links = await self.store.links_by_dynamics(entity, ids)
@@ -629,23 +606,23 @@ class Cycle:
         await self.store.close_links(list(links.values()))
         self.counts.deleted_in_dynamics += len(links)
         for link in links.values():
-            self.marketo_changes.pop(link.marketo_id, None)
-            self.applier.events.append(
-                {
-                    "marketoId": link.marketo_id,
-                    "entity": entity,
-                    "dynamicsId": link.dynamics_id,
-                    "direction": "to-marketo",
-                    "fields": [flag],
-                    "note": "deleted in Dynamics; link closed",
-                }
+            self.changes.pop(link.marketo_id)
+            self.record.event(
+                PersonEvent(
+                    link.marketo_id,
+                    entity,
+                    link.dynamics_id,
+                    "to-marketo",
+                    [flag],
+                    note="deleted in Dynamics; link closed",
+                )
             )
 
     # ---- Marketo-only changes of linked people -----------------------------
     async def _sync_marketo_leftovers(self) -> None:
-        if not self.marketo_changes:
+        if not self.changes:
             return
-        links = await self.store.links_by_marketo(list(self.marketo_changes))
+        links = await self.store.links_by_marketo(self.changes.ids())
         by_entity: dict[Entity, list[Link]] = defaultdict(list)
         for link in links.values():
             if self._marketo_dirty(link):
