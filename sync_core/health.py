@@ -20,6 +20,7 @@ from typing import Any
 from sync_core.access import TTL_SECONDS
 from sync_core.activitylog import TYPES, type_ids
 from sync_core.cycle import MARKETO_CURSOR, QUOTA_TZ
+from sync_core.dynamicscursor import position_mode
 from sync_core.errors import ConfigError, SyncError
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, load_mapping
 from sync_core.runtime import build_clients, build_store
@@ -67,12 +68,6 @@ def cycle_view(row: dict[str, Any]) -> dict[str, Any]:
         "fullReconcile": _loads(row.get("fullReconcile"), []),
         "watermarkMode": _loads(row.get("watermarkMode"), []),
     }
-
-
-def _cursor_mode(value: str) -> str:
-    if not value:
-        return "initial-load"
-    return "modifiedon" if value.startswith("{") else "change-tracking"
 
 
 def _age(now: datetime, then: datetime | None) -> float | None:
@@ -138,7 +133,7 @@ async def build_status(
     for name in (*(f"dynamics-{e}" for e in ENTITIES), MARKETO_CURSOR):
         value, at = saved.get(name, ("", None))
         resume = saved.get(f"{name}-resume")
-        mode = "feed" if name == MARKETO_CURSOR else _cursor_mode(value)
+        mode = "feed" if name == MARKETO_CURSOR else position_mode(value)
         cursors.append(
             {"name": name, "mode": mode, "savedAt": at.isoformat() if at else None,
              "lagSeconds": _age(now, at) if at else None}
