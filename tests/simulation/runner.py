@@ -3,7 +3,7 @@ cycle, then quiet cycles and every invariant.
 
 Everything random comes from `random.Random(seed)` (and the emulators' own seeded dice),
 so `replay_command(seed)` reruns the same steps. Concurrency (a delivery racing a cycle,
-overlapping cycles) interleaves on one event loop and threads for the store; those steps
+overlapping cycles) interleaves on one event loop (the memory store never waits); those steps
 replay the same choices, and almost always the same interleaving.
 """
 
