@@ -22,7 +22,8 @@ from emulators.stack import DYNAMICS_TENANT, WEBHOOK_SECRET, Stack, running_stac
 from sync_core.admin.reports import status_lines
 from sync_core.admin.setup import run_setup
 from sync_core.settings import load_settings
-from sync_core.state import StateStore
+from sync_core.state import Link
+from sync_core.tablestore import TableStateStore as StateStore
 
 SEED_CONTACTS = 150
 SEED_LEADS = 100
@@ -39,6 +40,10 @@ def say(text: str) -> None:
     print(f"   {text}", flush=True)
 
 
+async def _links(store: StateStore) -> list[Link]:
+    return [link async for link in store.iter_links()]
+
+
 def run_timer(stack: Stack, store: StateStore) -> dict[str, Any]:
     """Fire the timer function through the functions host and read its cycle log row."""
     started = time.monotonic()
@@ -48,7 +53,7 @@ def run_timer(stack: Stack, store: StateStore) -> dict[str, Any]:
         timeout=300,
     )
     r.raise_for_status()
-    row = store.recent_cycles(1)[0]
+    row = asyncio.run(store.recent_cycles(1))[0]
     counts = json.loads(row["counts"])
     calls = json.loads(row["apiCalls"])
     say(
@@ -76,7 +81,7 @@ def main() -> int:
         say(f"Functions {stack.functions_url}/api/sync-person")
         people = People(stack.marketo_url, stack.dynamics_url, stack.ca_bundle, DYNAMICS_TENANT)
         store = StateStore.from_connection_string(stack.storage)
-        store.ensure_tables()
+        asyncio.run(store.ensure_tables())
 
         step("Seeding a realistic world")
         seeded = people.dynamics_admin(
@@ -104,7 +109,7 @@ def main() -> int:
         run_timer(stack, store)
 
         step("People edit records in both systems")
-        links = list(store.iter_links())
+        links = asyncio.run(_links(store))
         contact = next(link for link in links if link.entity == "contact")
         lead = next(link for link in links if link.entity == "lead")
         other = next(link for link in links if link.entity == "contact" and link is not contact)
@@ -130,7 +135,7 @@ def main() -> int:
         say(f"  {p.get('title')!r} in Marketo; city {p.get('city')!r} in Marketo")
         lrec = people.dyn_get("lead", lead.dynamics_id) or {}
         say(f"lead {lead.marketo_id}: Dynamics title {lrec.get('jobtitle')!r}")
-        errors = store.list_errors()
+        errors = asyncio.run(store.list_errors())
         say(f"{len(errors)} sync errors recorded (python -m sync_core errors lists them all):")
         for e in errors[:5]:
             who = f"person {e['marketoId']}" if e.get("marketoId") else f"record {e['dynamicsId']}"
@@ -170,10 +175,10 @@ def main() -> int:
         run_timer(stack, store)
 
         step("What the sync recorded")
-        for row in store.recent_cycles(5)[::-1]:
+        for row in asyncio.run(store.recent_cycles(5))[::-1]:
             took = float(row["durationSeconds"])
             say(f"cycle {row['cycleId']} {row['outcome']:<9} {took:6.2f} s  {row['started']}")
-        events = store.person_events(contact.marketo_id)
+        events = asyncio.run(store.person_events(contact.marketo_id))
         say(
             f"person {contact.marketo_id} sync log: "
             + "; ".join(f"{e['direction']} {json.loads(e['fields'])}" for e in events[::-1])

@@ -12,7 +12,6 @@ Dataverse the number.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -100,7 +99,7 @@ async def field_access(
         "rules": {e: [asdict(r) for r in rules] for e, rules in fields.items()},
         "excluded": excluded,
     }
-    await asyncio.to_thread(store.set_values, "meta", {_ROW: json.dumps(row)})
+    await store.set_values("meta", {_ROW: json.dumps(row)})
     problems = [
         {"severity": p.severity, "entity": p.entity, "field": p.field, "column": p.column,
          "message": p.message, "fix": p.fix}
@@ -111,7 +110,7 @@ async def field_access(
 
 
 async def _cached(store: StateStore, mapping: Mapping) -> FieldAccess | None:
-    raw = await asyncio.to_thread(store.get_value, "meta", _ROW)
+    raw = await store.get_value("meta", _ROW)
     if not raw:
         return None
     data = json.loads(raw)
@@ -147,9 +146,9 @@ def _with_limits(
     return replace(rule, max_length=min(lengths)) if lengths else rule
 
 
-def invalidate(store: StateStore) -> None:
+async def invalidate(store: StateStore) -> None:
     """Make the next cycle re-read metadata (access may have changed)."""
-    store.set_values("meta", {_ROW: None})
+    await store.set_values("meta", {_ROW: None})
 
 
 def decode_row(rules: tuple[FieldRule, ...], row: dict[str, Any]) -> dict[str, Any]:

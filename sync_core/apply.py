@@ -13,52 +13,28 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sync_core import journal, rejections
 from sync_core.access import encode_values
-from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
-from sync_core.dataverse import DataverseClient, Op
+from sync_core.context import CycleContext
+from sync_core.dataverse import Op
 from sync_core.errors import RecordRejected, StaleRecord, SyncError, TransientError
 from sync_core.mapping import ENTITY_SET, Entity, Mapping
-from sync_core.marketo import MarketoClient
 from sync_core.planner import REJECTED_BY, PairPlan
 from sync_core.rules import field_rules
-from sync_core.state import Link, StateStore
+from sync_core.runrecord import PersonEvent, SyncErrorRow
+from sync_core.state import Link
 
 Commit = Callable[[], Awaitable[None]]
 JOURNAL_MARKS = (*journal.LANDED_ON.values(), *journal.CONFIRMED.values())
-log = logging.getLogger("sync_core")
 
 # A record's write is resent at most this often, each time without the fields refused.
 FIELD_ROUNDS = 4
 # Field-level security refused a column, or a column no longer exists.
 ACCESS_CODES = {"0x8004F502", "0x8004F507", "0x8004f502", "0x8004f507", "0x80060888"}
-
-
-@dataclass
-class Counts:
-    to_marketo: int = 0
-    to_dynamics: int = 0
-    fields_to_marketo: int = 0
-    fields_to_dynamics: int = 0
-    collisions: int = 0
-    rejected: int = 0
-    stale: int = 0
-    retry_later: int = 0
-    linked: int = 0
-    created_in_marketo: int = 0
-    filtered_out: int = 0
-    deleted_in_dynamics: int = 0
-    deleted_in_marketo: int = 0
-    held: int = 0  # changes the mass-change guard holds back for a release
-    merged: int = 0  # merges followed from one system into the other
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 @dataclass(eq=False)
@@ -75,24 +51,19 @@ class PairWork:
 
 
 class Applier:
-    def __init__(
-        self,
-        mapping: Mapping,
-        store: StateStore,
-        marketo: MarketoClient,
-        dataverse: DataverseClient,
-        counts: Counts,
-    ) -> None:
-        self.mapping = mapping
-        self.store = store
-        self.marketo = marketo
-        self.dataverse = dataverse
-        self.counts = counts
-        self.errors: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
+    def __init__(self, ctx: CycleContext) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.marketo = ctx.marketo
+        self.dataverse = ctx.dataverse
+        self.counts = ctx.record.counts
         self.retried: set[int] = set()  # Marketo ids put (back) into the retry set
         # A write failed in a way that says field access changed: re-read metadata.
         self.access_changed = False
+
+    @property
+    def mapping(self) -> Mapping:
+        return self.ctx.mapping  # the effective one: it changes when access is re-read
 
     async def apply(self, entity: Entity, work: list[PairWork]) -> Commit:
         """Write both sides; return the commit (link rows, retry set) to run once the
@@ -172,27 +143,14 @@ class Applier:
         async def commit() -> None:
             # Rejections first: a link row carrying a refused-value mark is never saved
             # before the rejection it stands for is on record.
-            await self.flush_errors()
-            await asyncio.to_thread(self.store.save_links, to_save_new, new=True)
-            await asyncio.to_thread(self.store.save_links, to_save)
+            await self.ctx.record.flush_errors(self.store, self.marketo)
+            await self.store.save_links(to_save_new, new=True)
+            await self.store.save_links(to_save)
             if retry:
-                await asyncio.to_thread(self.store.add_to_set, "retry", retry)
+                await self.store.add_to_set("retry", retry)
             await journal.clear(self.store, noted)
 
         return commit
-
-    async def flush_errors(self) -> None:
-        """Record the errors gathered so far (error table, then the person's activity
-        log). Rows a previous run already recorded (same signature) are skipped."""
-        errors, self.errors = self.errors, []
-        if not errors:
-            return
-        new = await asyncio.to_thread(self.store.record_errors, errors)
-        try:
-            await log_activities(self.marketo, SYNC_ERROR, error_entries(new))
-        except SyncError as exc:
-            # The error table has the row; a missing log line must not fail the cycle.
-            log.warning("could not write sync errors to Marketo activity logs: %s", exc)
 
     async def _write_marketo(self, items: list[PairWork]) -> dict[int, SyncError | None]:
         out: dict[int, SyncError | None] = {}
@@ -201,8 +159,7 @@ class Applier:
             if not pending:
                 break
             records = [
-                {"id": w.link.marketo_id, **w.plan.to_marketo, **w.extra_marketo}
-                for w in pending
+                {"id": w.link.marketo_id, **w.plan.to_marketo, **w.extra_marketo} for w in pending
             ]
             try:
                 results = await self.marketo.sync_leads("updateOnly", records, "id")
@@ -272,8 +229,7 @@ class Applier:
             if not pending:
                 break
             bodies = [
-                encode_values(rules, {**w.plan.to_dynamics, **w.extra_dynamics})[0]
-                for w in pending
+                encode_values(rules, {**w.plan.to_dynamics, **w.extra_dynamics})[0] for w in pending
             ]
             # Conditional on what we read: an edit since then is re-planned, never lost.
             ops = [
@@ -303,20 +259,16 @@ class Applier:
         return out
 
     def _event(self, w: PairWork, entity: Entity, direction: str, fields: list[str]) -> None:
-        self.events.append(
-            {
-                "marketoId": w.link.marketo_id,
-                "entity": entity,
-                "dynamicsId": w.link.dynamics_id,
-                "direction": direction,
-                "fields": fields,
-                "collisions": [c.field for c in w.plan.collisions],
-                # fit = truncate: these values were cut to fit the target column.
-                **({"truncated": cut} if (cut := [n for n in w.plan.truncated if n in fields])
-                   else {}),
-                "rules": field_rules(w.plan, entity, direction, fields, new=w.new),
-            }
-        )  # fmt: skip
+        details: dict[str, Any] = {"collisions": [c.field for c in w.plan.collisions]}
+        # fit = truncate: these values were cut to fit the target column.
+        if cut := [n for n in w.plan.truncated if n in fields]:
+            details["truncated"] = cut
+        details["rules"] = field_rules(w.plan, entity, direction, fields, new=w.new)
+        self.ctx.record.event(
+            PersonEvent(
+                w.link.marketo_id, entity, w.link.dynamics_id, direction, fields, details=details
+            )
+        )
 
     def _error(
         self,
@@ -329,30 +281,24 @@ class Applier:
     ) -> None:
         """`values`: the refused value's hash per field, so a run that repeats the same
         refusal (it died before its link rows) records it once, not twice."""
-        self.errors.append(
-            {
-                "operation": "update",
-                "direction": direction,
-                "entity": entity,
-                "fields": fields,
-                "code": err.code,
-                "message": err.message,
-                "marketoId": w.link.marketo_id,
-                "dynamicsId": w.link.dynamics_id,
-                "signature": signature(w.link.marketo_id, direction, err.code, values),
-            }
-        )
+        self.ctx.record.error(
+            SyncErrorRow(
+                "update", direction, entity, fields, err.code, err.message,
+                marketo_id=w.link.marketo_id, dynamics_id=w.link.dynamics_id,
+                signature=signature(w.link.marketo_id, direction, err.code, values),
+            )
+        )  # fmt: skip
         # The person's own history shows the rejection too (`explain` reads it).
-        self.events.append(
-            {
-                "marketoId": w.link.marketo_id,
-                "entity": entity,
-                "dynamicsId": w.link.dynamics_id,
-                "direction": direction,
-                "fields": fields,
-                "rules": dict.fromkeys(fields, "rejected"),
-                "note": f"rejected: {err.code}",
-            }
+        self.ctx.record.event(
+            PersonEvent(
+                w.link.marketo_id,
+                entity,
+                w.link.dynamics_id,
+                direction,
+                fields,
+                note=f"rejected: {err.code}",
+                details={"rules": dict.fromkeys(fields, "rejected")},
+            )
         )
 
 

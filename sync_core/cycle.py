@@ -7,63 +7,45 @@ changes, and the base comparison turns everything already applied into a no-op. 
 lease row makes sure two overlapping runs (the platform may replay a timer) never
 both write. Marketo-only people are never pushed to Dynamics here: that is the
 real-time sync-person function's job.
+
+This module is the orchestration only: the lease and time budget, field access, and
+the order of the steps. The steps live in their own modules: the Marketo feeds
+(marketofeed), the Dynamics feeds and their cursors (dynamicsfeed, dynamicscursor), a
+page's way through the engine (pagesync, pairing, newlinks, merges, apply), deletes
+(deletes), the mass-change guard (holds, guard) and what the run did (runrecord).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import UTC, datetime
+from typing import Any
 
 from sync_core import journal, quota
-from sync_core.access import decode_row, field_access, invalidate
+from sync_core.access import field_access, invalidate
 from sync_core.activitylog import activity_log_state
-from sync_core.apply import Applier, Counts, PairWork
-from sync_core.dataverse import ChangePage, DataverseClient
-from sync_core.errors import (
-    ChangeTrackingOff,
-    DeltaExpired,
-    QuotaExhausted,
-    RecordRejected,
-    StopCycle,
-    SyncError,
-)
+from sync_core.apply import Applier
+from sync_core.context import CycleContext
+from sync_core.dataverse import DataverseClient
+from sync_core.deletes import dynamics_deleted, marketo_deleted
+from sync_core.dynamicsfeed import DynamicsFeed
+from sync_core.errors import OutOfTime, QuotaExhausted, StopCycle, SyncError
 from sync_core.guard import MassChangeGuard
-from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, Mapping
+from sync_core.holds import guard_marketo_changes
+from sync_core.mapping import ENTITIES, Entity, Mapping
 from sync_core.marketo import MarketoClient
-from sync_core.marketofeed import read_feeds
-from sync_core.merges import follow_dynamics_merges, follow_marketo_merges
-from sync_core.newlinks import clear_intents, link_new_records
-from sync_core.planner import Hasher, as_id, comparable, normalize, plan_pair
-from sync_core.snapshot import SeenIds, unseen_links
-from sync_core.state import Link, StateStore
+from sync_core.marketofeed import MarketoChanges, read_feeds
+from sync_core.merges import follow_marketo_merges
+from sync_core.pagesync import PageSync
+from sync_core.planner import Hasher
+from sync_core.runrecord import RunRecord
+from sync_core.state import StateStore
 
 log = logging.getLogger("sync_core")
 MARKETO_CURSOR = "marketo-activities"
-PAUSED = "paused"  # state set: linked records held back by their sync filter
-UNKNOWN_COLUMN = "0x80060888"  # Dataverse: a $select/$filter names a column that is gone
-# modifiedon fallback: re-read this many seconds before the watermark every cycle, and
-# keep at most this many (id, modifiedon) pairs from that window to skip re-processing.
-WATERMARK_OVERLAP = 300
-WATERMARK_SEEN_CAP = 800
-ALWAYS = ("*", object())  # a change marker no base matches: always re-read the person
-
-
-class Prepared(NamedTuple):
-    filtered: list[dict[str, Any]]  # rows whose sync filter says No
-    live: list[dict[str, Any]]  # the rest, option sets decoded
-    links: dict[str, Link]  # record id -> its link, where one exists
-
-
-class OutOfTime(SyncError):
-    """The cycle's time budget is used up; progress so far is saved and resumes next time."""
 
 
 class Cycle:
@@ -83,47 +65,40 @@ class Cycle:
         mass_change_limit: int = 0,
         mass_change_share: float = 0.25,
     ) -> None:
-        self.configured = mapping  # as written; self.mapping is the effective set
-        self.mapping = mapping
+        self.configured = mapping  # as written; ctx.mapping is the effective set
         self.store = store
         self.marketo = marketo
         self.dataverse = dataverse
-        self.hasher = hasher
         self.lease_seconds = lease_seconds
         self.daily_quota = daily_quota
         self.quota_share = quota_share
         self.feed_overlap = feed_overlap
-        self.guard = MassChangeGuard(store, limit=mass_change_limit, share=mass_change_share)
         self.deadline = time.monotonic() + time_budget
         self._leased_at = time.monotonic()
         self.id = uuid.uuid4().hex[:12]
-        self.counts = Counts()
-        self.applier = Applier(mapping, store, marketo, dataverse, self.counts)
-        # Marketo person id -> (field, new value) pairs seen in the change feed.
-        self.marketo_changes: dict[int, list[tuple[str, Any]]] = {}
-        self.full_reconcile: list[str] = []
-        self.watermark_mode: list[str] = []
-        self.fold = mapping.case_folded()
+        self.record = RunRecord()
+        self.counts = self.record.counts  # read while running (progress line)
+        self.ctx = CycleContext(
+            store, marketo, dataverse, hasher, mapping, self.record, MarketoChanges()
+        )
+        self.guard = MassChangeGuard(store, limit=mass_change_limit, share=mass_change_share)
+        self.applier = Applier(self.ctx)
+        self.pages = PageSync(self.ctx, self.applier, self.guard, self._refresh_access)
+        self.dynamics = DynamicsFeed(
+            self.ctx, self.pages, self, self._force_access, self._dynamics_deleted
+        )
         self.excluded: list[dict[str, str]] = []
         self.mapping_problems: list[dict[str, str]] = []
         self.access_refreshed = False
-        self._commit: asyncio.Task[None] | None = None
-        # Marketo ids of linked records whose sync filter said No in some cycle. Their
-        # Marketo edits were passed over by the feed cursor, so when the filter lets them
-        # through again the pair is re-planned in full, not only on this cycle's changes.
-        self.paused: set[int] = set()
-        self.resumed: set[int] = set()
         self.first_run = False
-        self.marketo_merged: dict[int, int] = {}
-        self.always = ALWAYS
         self.activity_log = "unknown"
 
+    # ---- field access ------------------------------------------------------
     async def _load_access(self, *, force: bool = False) -> None:
         access = await field_access(
             self.store, self.configured, self.marketo, self.dataverse, force=force
         )
-        self.mapping = self.applier.mapping = access.mapping
-        self.fold = access.mapping.case_folded()
+        self.ctx.mapping = access.mapping
         self.excluded = access.excluded
         self.access_refreshed = self.access_refreshed or access.refreshed
         if access.refreshed:
@@ -140,21 +115,42 @@ class Cycle:
                 log.warning("mapping: %d warning(s) (%s); details: python -m sync_core "
                             "doctor", len(warnings), fields)  # fmt: skip
 
-    async def _io(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        # Table Storage calls are blocking; keep them off the event loop.
-        return await asyncio.to_thread(fn, *args, **kwargs)
+    async def _force_access(self) -> None:
+        await self._load_access(force=True)
+
+    async def _refresh_access(self) -> bool:
+        """Re-read field access unless this cycle did already; True if it did now."""
+        if self.access_refreshed:
+            return False
+        await self._load_access(force=True)
+        return True
+
+    async def _dynamics_deleted(self, entity: Entity, ids: list[str]) -> None:
+        await dynamics_deleted(self.ctx, entity, ids)
+
+    # ---- lease and time budget ----------------------------------------------
+    async def keep_lease(self) -> None:
+        """Renew the lease on long cycles; if someone else holds it now, stop writing."""
+        if time.monotonic() - self._leased_at < self.lease_seconds / 3:
+            return
+        if not await self.store.acquire_lease(self.id, self.lease_seconds):
+            raise StopCycle("lost the cycle lease to another run; stopping")
+        self._leased_at = time.monotonic()
+
+    def spent(self) -> bool:
+        return time.monotonic() > self.deadline
 
     # ---- entry -------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
         started = datetime.now(UTC)
         clock = time.monotonic()
         summary: dict[str, Any] = {"cycleId": self.id, "started": started.isoformat()}
-        if not await self._io(self.store.acquire_lease, self.id, self.lease_seconds):
+        if not await self.store.acquire_lease(self.id, self.lease_seconds):
             summary.update(outcome="skipped", message="another cycle holds the lease")
-            return self._finish(summary, clock, record=False)
+            return await self._finish(summary, clock, record=False)
         quota_day = quota.quota_day()
         # Everything the API user spent today, the webhook's calls included.
-        used = int(await self._io(self.store.get_value, quota.KIND, quota_day) or 0)
+        used = int(await self.store.get_value(quota.KIND, quota_day) or 0)
         self.marketo.budget = max(0, int(self.daily_quota * self.quota_share) - used)
         try:
             await self._run()
@@ -170,84 +166,64 @@ class Cycle:
         finally:
             try:
                 # Writes that landed before a failure still get their link rows.
-                await self._settle()
-                await self._flush_logs()
+                await self.pages.settle()
+                await self.record.flush(self.store, self.marketo)
                 # Added, never set: webhook deliveries count into the same row meanwhile.
-                await self._io(
-                    self.store.add_to_value, quota.KIND, quota_day, self.marketo.calls
-                )
+                await self.store.add_to_value(quota.KIND, quota_day, self.marketo.calls)
             finally:
-                await self._io(self.store.release_lease, self.id)
-        return self._finish(summary, clock, record=True)
+                await self.store.release_lease(self.id)
+        return await self._finish(summary, clock, record=True)
 
-    def _finish(self, summary: dict[str, Any], clock: float, *, record: bool) -> dict[str, Any]:
+    async def _finish(
+        self, summary: dict[str, Any], clock: float, *, record: bool
+    ) -> dict[str, Any]:
         summary.update(
             ended=datetime.now(UTC).isoformat(),
             durationSeconds=round(time.monotonic() - clock, 3),
             counts=self.counts.as_dict(),
             apiCalls={"marketo": self.marketo.calls, "dynamics": self.dataverse.calls},
-            fullReconcile=self.full_reconcile,
-            watermarkMode=self.watermark_mode,
+            fullReconcile=self.dynamics.full_reconcile,
+            watermarkMode=self.dynamics.watermark_mode,
             excludedFields=self.excluded,
             mappingProblems=self.mapping_problems,
             held=[asdict(h) for h in self.guard.holds.values()],
             activityLog=self.activity_log,
         )
         if record:
-            self.store.record_cycle(self.id, summary)
+            await self.store.record_cycle(self.id, summary)
         return summary
 
-    async def _flush_logs(self) -> None:
-        await self.applier.flush_errors()
-        if self.applier.events:
-            await self._io(self.store.record_person_events, self.applier.events)
-            self.applier.events = []
-
     async def _run(self) -> None:
-        cursors: dict[str, str | None] = {}
         await self._load_access()
         # Writes a dead run may have landed without saving their base: mark them first.
         await journal.recover(self.store)
         _, off = await activity_log_state(self.marketo)
         self.activity_log = f"off: {off}" if off else "on"
-        mk_token, deleted_people = await self._read_marketo_feeds()
-        retry_ids = [int(x) for x in await self._io(self.store.members, "retry")]
-        self.paused = {int(x) for x in await self._io(self.store.members, PAUSED)}
+        mk_cursor, deleted_people, merged = await self._read_marketo_feeds()
+        retry_ids = [int(x) for x in await self.store.members("retry")]
+        await self.pages.load_paused()
         for mid in retry_ids:
-            self.marketo_changes.setdefault(mid, []).append(ALWAYS)
+            self.ctx.changes.always(mid)
         await self.guard.load()
         for hold in self.guard.released():
             # Released: every change held under it is planned again, this time written.
             for mid in await self.guard.waiting(hold):
-                self.marketo_changes.setdefault(mid, []).append(ALWAYS)
-        await self._guard_marketo_changes()
-        await follow_marketo_merges(self, self.marketo_merged)
+                self.ctx.changes.always(mid)
+        await guard_marketo_changes(self.ctx, self.guard)
+        await follow_marketo_merges(self.ctx, merged)
         for entity in ENTITIES:
-            link = await self._sync_dynamics_changes(entity)
-            await self._settle()
-            # All its pages are applied: this entity's cursor may advance on its own.
-            await self._io(
-                self.store.set_cursors,
-                {
-                    f"dynamics-{entity}": link,
-                    f"dynamics-{entity}-columns": ",".join(self.mapping.columns(entity)),
-                    f"dynamics-{entity}-resume": None,
-                },
-            )
-        await self._sync_marketo_leftovers()
-        await self._close_marketo_deleted(deleted_people)
-        await self._settle()
-        await self._flush_logs()
-        cursors[MARKETO_CURSOR] = mk_token
-        await self._io(self.store.set_cursors, cursors)
+            await self.dynamics.sync(entity)
+        await self.pages.marketo_leftovers()
+        await marketo_deleted(self.ctx, deleted_people)
+        await self.pages.settle()
+        await self.record.flush(self.store, self.marketo)
+        await self.store.set_cursors({MARKETO_CURSOR: mk_cursor})
         done = set(retry_ids) - self.applier.retried
         if done:
-            await self._io(self.store.remove_from_set, "retry", [str(i) for i in done])
-        if self.resumed:
-            # Only now: every resumed pair's writes and links are committed above.
-            await self._io(self.store.remove_from_set, PAUSED, [str(i) for i in self.resumed])
+            await self.store.remove_from_set("retry", [str(i) for i in done])
+        await self.pages.finish_resumed()
         if self.applier.access_changed:
-            await self._io(invalidate, self.store)
+            await invalidate(self.store)
         c = self.counts
         if self.first_run and self.guard.linked is None:
             self.guard.linked = 0  # a new installation: count links from here on
@@ -257,434 +233,16 @@ class Cycle:
         await self.guard.finish_released()
         await self.guard.save()
 
-    # ---- mass-change guard -------------------------------------------------
-    async def _guard_marketo_changes(self) -> None:
-        """Count Marketo-to-Dynamics changes per field before anything is written, so a
-        mass change in Marketo is held before it reaches a single CRM record."""
-        if self.guard.threshold() is None or not self.marketo_changes:
-            return
-        links = await self._io(self.store.links_by_marketo, list(self.marketo_changes))
-        fold = self.fold
-        writes: dict[str, list[int]] = defaultdict(list)
-        for mid, changes in self.marketo_changes.items():
-            link = links.get(mid)
-            if link is None:
-                continue
-            changed = {
-                f for f, v in changes
-                if v is not ALWAYS[1] and self.hasher(comparable(v, f in fold)) != link.base.get(f)
-            }  # fmt: skip
-            for f in changed:
-                writes[f].append(mid)
-        for field in await self.guard.count("to-dynamics", writes):
-            self._report_hold(field, "to-dynamics")
-
-    async def _guard_page(self, work: list[PairWork]) -> None:
-        """Dynamics-to-Marketo writes are counted page by page (they arrive as a stream);
-        a field crossing the limit is taken out of this page's writes and held. Held
-        changes, whichever direction, are kept for the release."""
-        writes: dict[str, list[int]] = defaultdict(list)
-        for w in work:
-            if not w.new:
-                for f in w.plan.to_marketo:
-                    writes[f].append(w.link.marketo_id)
-        tripped = await self.guard.count("to-marketo", writes)
-        for field in tripped:
-            self._report_hold(field, "to-marketo")
-            for w in work:
-                if not w.new and field in w.plan.to_marketo:
-                    del w.plan.to_marketo[field]
-                    w.plan.pending_marketo.pop(field, None)
-                    w.plan.held.append(("to-marketo", field))
-        kept: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for w in work:
-            for direction, field in w.plan.held:
-                kept[(direction, field)].append(w.link.marketo_id)
-        for (direction, field), ids in kept.items():
-            self.counts.held += len(ids)
-            await self.guard.keep(direction, field, ids)
-
-    def _report_hold(self, field: str, direction: str) -> None:
-        hold = self.guard.holds[f"{direction}:{field}"]
-        log.warning("mass-change guard holds %s %s: %d writes > %d", field, direction,
-                    hold.count, hold.limit)  # fmt: skip
-        self.applier.errors.append(
-            {
-                "operation": "hold",
-                "direction": direction,
-                "entity": "",
-                "fields": [field],
-                "code": "mass-change",
-                "message": (
-                    f"one cycle would write {field} {direction} on more than {hold.limit} "
-                    f"records: held, nothing written for it; release with "
-                    f"`{hold.release_command()}` or raise SYNC_MASS_CHANGE_LIMIT"
-                ),
-                "marketoId": "",
-                "dynamicsId": "",
-            }
-        )
-
-    # ---- Marketo feeds -----------------------------------------------------
-    async def _read_marketo_feeds(self) -> tuple[str, set[int]]:
-        saved = await self._io(self.store.get_cursor, MARKETO_CURSOR)
+    async def _read_marketo_feeds(self) -> tuple[str, set[int], dict[int, int]]:
+        saved = await self.store.get_cursor(MARKETO_CURSOR)
         # Only mapped fields: our own link fields (dynamicsId...) are not edits to sync.
         read = await read_feeds(
-            self.marketo, saved, self.mapping.mapped_marketo_fields(), overlap=self.feed_overlap
+            self.marketo,
+            saved,
+            self.ctx.mapping.mapped_marketo_fields(),
+            overlap=self.feed_overlap,
         )
         for mid, changes in read.changes.items():
-            self.marketo_changes.setdefault(mid, []).extend(changes)
+            self.ctx.changes.add(mid, changes)
         self.first_run = read.fresh_start
-        self.marketo_merged = read.merged
-        return read.cursor.dump(), read.deleted
-
-    def _marketo_dirty(self, link: Link) -> bool:
-        changes = self.marketo_changes.get(link.marketo_id)
-        if not changes:
-            return False
-        fold = self.fold
-        return any(
-            v is ALWAYS[1] or self.hasher(comparable(v, f in fold)) != link.base.get(f)
-            for f, v in changes
-        )
-
-    # ---- Dynamics side -----------------------------------------------------
-    async def _sync_dynamics_changes(self, entity: Entity) -> str | None:
-        name = f"dynamics-{entity}"
-        cursor = await self._io(self.store.get_cursor, name)
-        resume = await self._io(self.store.get_cursor, f"{name}-resume")
-        columns = ",".join(self.mapping.columns(entity))
-        if (cursor or resume) and await self._io(
-            self.store.get_cursor, f"{name}-columns"
-        ) != columns:
-            # The selected columns changed (mapping edited, access changed): a delta
-            # would lack the new columns, so re-read the table once and compare all.
-            self.full_reconcile.append(entity)
-            cursor = resume = None
-        if resume:
-            # An earlier cycle ran out of time here; its pages before this one are done.
-            cursor = resume
-        try:
-            return await self._read_changes(entity, cursor)
-        except RecordRejected as exc:
-            if exc.code != UNKNOWN_COLUMN:
-                raise
-            # A mapped column was deleted: learn the new field set, then re-read all.
-            await self._load_access(force=True)
-            self.full_reconcile.append(entity)
-            return await self._read_changes(entity, None)
-
-    async def _read_changes(self, entity: Entity, cursor: str | None) -> str | None:
-        if cursor and cursor.startswith("{"):
-            return await self._consume_watermark(entity, json.loads(cursor))
-        try:
-            return await self._consume(entity, cursor)
-        except DeltaExpired:
-            # Never resume silently after expiry: re-read the table and compare all.
-            self.full_reconcile.append(entity)
-            return await self._consume(entity, None)
-        except ChangeTrackingOff:
-            return await self._consume_watermark(entity, None)
-
-    async def _consume_watermark(self, entity: Entity, state: dict[str, Any] | None) -> str:
-        """Fallback when change tracking is off: rows with modifiedon >= watermark minus
-        an overlap window (commits can land late with an older timestamp). Rows already
-        handled at the same row version are skipped (boundary de-duplication; modifiedon
-        has only whole seconds, so two edits in one second share it). Deletes
-        are invisible this way; enabling change tracking is the fix `doctor` suggests."""
-        if entity not in self.watermark_mode:
-            self.watermark_mode.append(entity)
-        key = ENTITY_KEY[entity]
-        since = state.get("since") if state else None
-        seen: dict[str, str] = dict(state.get("seen", {})) if state else {}
-        query_from = _shift(since, -WATERMARK_OVERLAP) if since else None
-        newest = since
-        recent: dict[str, tuple[str, str]] = {}
-        async for rows in self.dataverse.modified_since(
-            ENTITY_SET[entity], key, self.mapping.columns(entity), query_from
-        ):
-            fresh = [r for r in rows if seen.get(str(r[key]).lower()) != _version(r)]
-            if fresh:
-                await self._sync_rows(entity, fresh)
-            for r in rows:
-                stamp = str(r.get("modifiedon") or "")
-                if stamp and (newest is None or stamp > newest):
-                    newest = stamp
-                recent[str(r[key]).lower()] = (stamp, _version(r))
-            floor = _shift(newest, -WATERMARK_OVERLAP) if newest else ""
-            recent = {k: v for k, v in recent.items() if v[0] >= floor}
-        if len(recent) > WATERMARK_SEEN_CAP:
-            recent = {}  # too many to keep in one row: re-reading them is merely slower
-        seen_now = {k: v[1] for k, v in recent.items()}
-        return json.dumps({"mode": "modifiedon", "since": newest, "seen": seen_now})
-
-    async def _read_ahead(
-        self, entity: Entity, pages: AsyncIterator[ChangePage]
-    ) -> AsyncIterator[tuple[ChangePage, Prepared]]:
-        """Pages with their links looked up, the next one fetched and prepared while the
-        caller applies the current one (Dataverse and Table Storage reads then overlap
-        Marketo's rate-limited calls instead of adding to them)."""
-
-        async def fetch() -> tuple[ChangePage, Prepared] | None:
-            try:
-                page = await anext(pages)
-            except StopAsyncIteration:
-                return None
-            return page, await self._prepare(entity, page.rows)
-
-        ahead = asyncio.create_task(fetch())
-        try:
-            while (item := await ahead) is not None:
-                ahead = asyncio.create_task(fetch())
-                yield item
-        finally:
-            ahead.cancel()
-            await asyncio.gather(ahead, return_exceptions=True)
-
-    async def _consume(self, entity: Entity, delta: str | None) -> str | None:
-        link: str | None = delta
-        key = ENTITY_KEY[entity]
-        # A whole-table read within this cycle: note what it saw, to find deletes after.
-        seen = SeenIds() if delta is None else None
-        began = datetime.now(UTC).isoformat()
-        pages = self.dataverse.changes(ENTITY_SET[entity], self.mapping.columns(entity), delta)
-        async for page, prepared in self._read_ahead(entity, pages):
-            if seen is not None:
-                seen.add(str(r[key]) for r in page.rows)
-            await self._apply_page(entity, page, prepared)
-            await self._keep_lease()
-            if page.delta_link:
-                link = page.delta_link
-            elif page.next_link and time.monotonic() > self.deadline:
-                await self._settle()
-                columns = ",".join(self.mapping.columns(entity))
-                await self._io(
-                    self.store.set_cursors,
-                    {
-                        f"dynamics-{entity}-resume": page.next_link,
-                        f"dynamics-{entity}-columns": columns,
-                    },
-                )
-                raise OutOfTime(f"time budget used up in {entity}s; the next cycle continues")
-        if seen is not None and link:
-            await self._settle()
-            gone = await self._io(unseen_links, self.store, entity, seen, began)
-            if gone:
-                await self._dynamics_deleted(entity, [x.dynamics_id for x in gone])
-        return link
-
-    async def _keep_lease(self) -> None:
-        """Renew the lease on long cycles; if someone else holds it now, stop writing."""
-        if time.monotonic() - self._leased_at < self.lease_seconds / 3:
-            return
-        if not await self._io(self.store.acquire_lease, self.id, self.lease_seconds):
-            raise StopCycle("lost the cycle lease to another run; stopping")
-        self._leased_at = time.monotonic()
-
-    async def _apply_page(
-        self, entity: Entity, page: ChangePage, prepared: Prepared | None = None
-    ) -> None:
-        if page.deleted:
-            await self._dynamics_deleted(entity, page.deleted)
-        if page.rows:
-            await self._sync_rows(entity, page.rows, prepared)
-
-    async def _prepare(self, entity: Entity, rows: list[dict[str, Any]]) -> Prepared:
-        """The read-only part of a page: split off filtered rows, look up links. Safe to
-        run ahead of the previous page, whose records are never this page's."""
-        key = ENTITY_KEY[entity]
-        fcol, mcol = self.mapping.sync_filter_column, self.mapping.marketo_id_column
-        rules = self.mapping.fields[entity]
-        filtered = [r for r in rows if r.get(fcol) is False]
-        live = [decode_row(rules, r) for r in rows if r.get(fcol) is not False]
-        if not live:
-            return Prepared(filtered, live, {})
-        # The Marketo id a linked record carries lets most lookups skip the index read.
-        hints = {str(r[key]).lower(): as_id(r.get(mcol)) for r in live}
-        links = await self._io(self.store.links_by_dynamics, entity, [r[key] for r in live], hints)
-        return Prepared(filtered, live, links)
-
-    async def _sync_rows(
-        self, entity: Entity, rows: list[dict[str, Any]], prepared: Prepared | None = None
-    ) -> None:
-        key = ENTITY_KEY[entity]
-        filtered, live, links = prepared or await self._prepare(entity, rows)
-        newly_paused: list[str] = []
-        for row in filtered:
-            self.counts.filtered_out += 1
-            mid = as_id(row.get(self.mapping.marketo_id_column))
-            if mid is not None:
-                self.marketo_changes.pop(mid, None)
-                if mid not in self.paused:
-                    self.paused.add(mid)
-                    newly_paused.append(str(mid))
-        if newly_paused:
-            # Durable before the Marketo cursor moves past the edits dropped above.
-            await self._io(self.store.add_to_set, PAUSED, newly_paused)
-        if not live:
-            return
-        merged = await follow_dynamics_merges(self, entity, live, links)
-        if merged:
-            live = [r for r in live if str(r[key]).lower() not in merged]
-        linked, unlinked = [], []
-        for row in live:
-            link = links.get(str(row[key]).lower())
-            if link is None:
-                unlinked.append(row)
-                continue
-            dirty = self._marketo_dirty(link)
-            if link.marketo_id in self.paused:
-                dirty = True
-                self.resumed.add(link.marketo_id)
-            self.marketo_changes.pop(link.marketo_id, None)
-            if dirty or not self._dynamics_matches_base(entity, row, link):
-                linked.append((row, link))
-        work = await self._pair_work(entity, linked)
-        if unlinked:
-            work += await link_new_records(self, entity, unlinked)
-        await self._guard_page(work)
-        if work:
-            commit = await self.applier.apply(entity, work)
-            await self._settle()  # at most one page's commit in flight
-            self._commit = asyncio.create_task(self._commit_page(entity, work, commit))
-
-    async def _commit_page(self, entity: Entity, work: list[PairWork], commit: Any) -> None:
-        await commit()
-        await clear_intents(self, entity, work)
-
-    async def _settle(self) -> None:
-        """Wait for the page commit running in the background (its error surfaces here).
-        Called before anything that relies on committed links: cursors, logs, the end."""
-        task, self._commit = self._commit, None
-        if task is not None:
-            await task
-
-    def _dynamics_matches_base(self, entity: Entity, row: dict[str, Any], link: Link) -> bool:
-        """True when this Dynamics row carries nothing new for the pair: every mapped
-        value equals the base (our own write coming back, or an unmapped edit)."""
-        if as_id(row.get(self.mapping.marketo_id_column)) != link.marketo_id:
-            return False
-        return all(
-            self.hasher(comparable(row.get(r.column), r.fold_case)) == link.base.get(r.marketo)
-            for r in self.mapping.fields[entity]
-        )
-
-    async def _pair_work(
-        self, entity: Entity, pairs: list[tuple[dict[str, Any], Link]]
-    ) -> list[PairWork]:
-        if not pairs:
-            return []
-        people = await self.marketo.get_leads(
-            "id", [link.marketo_id for _, link in pairs], self.mapping.marketo_fields()
-        )
-        by_id = {int(p["id"]): p for p in people}
-        work = self._plan_pairs(entity, pairs, by_id)
-        if not self.access_refreshed and any(
-            v is None for w in work for v in w.plan.to_marketo.values()
-        ):
-            # A value that suddenly reads as empty may be a column secured since the
-            # metadata was read: check access before copying the blank to Marketo.
-            await self._load_access(force=True)
-            work = self._plan_pairs(entity, pairs, by_id)
-        return work
-
-    def _plan_pairs(
-        self,
-        entity: Entity,
-        pairs: list[tuple[dict[str, Any], Link]],
-        by_id: dict[int, dict[str, Any]],
-    ) -> list[PairWork]:
-        rules = self.mapping.fields[entity]
-        work = []
-        for row, link in pairs:
-            person = by_id.get(link.marketo_id)
-            if person is None:
-                continue  # deleted in Marketo; the deleted-leads feed closes the link
-            plan = plan_pair(
-                rules, row, person, link.base, self.hasher,
-                hold_to_marketo=self.guard.held("to-marketo"),
-                hold_to_dynamics=self.guard.held("to-dynamics"),
-            )  # fmt: skip
-            work.append(
-                PairWork(
-                    link,
-                    plan,
-                    row.get("@odata.etag"),
-                    extra_marketo=self.marketo_link_fields(person, entity, link.dynamics_id),
-                    extra_dynamics=self.dynamics_link_fields(row, link.marketo_id),
-                )
-            )
-        return work
-
-    def marketo_link_fields(
-        self, person: dict[str, Any], entity: Entity, dynamics_id: str
-    ) -> dict[str, Any]:
-        m = self.mapping
-        want = {m.dynamics_id_field: dynamics_id, m.dynamics_type_field: entity}
-        return {f: v for f, v in want.items() if str(normalize(person.get(f)) or "").lower() != v}
-
-    def dynamics_link_fields(self, row: dict[str, Any], marketo_id: int) -> dict[str, Any]:
-        col = self.mapping.marketo_id_column
-        return {} if as_id(row.get(col)) == marketo_id else {col: str(marketo_id)}
-
-    async def _dynamics_deleted(self, entity: Entity, ids: list[str]) -> None:
-        links = await self._io(self.store.links_by_dynamics, entity, ids)
-        if not links:
-            return
-        flag = self.mapping.dynamics_deleted_field
-        records = [{"id": link.marketo_id, flag: True} for link in links.values()]
-        # A transient failure here propagates: the delta link is not saved, so the
-        # delete is read again next cycle instead of being lost.
-        await self.marketo.sync_leads("updateOnly", records, "id")
-        await self._io(self.store.close_links, list(links.values()))
-        self.counts.deleted_in_dynamics += len(links)
-        for link in links.values():
-            self.marketo_changes.pop(link.marketo_id, None)
-            self.applier.events.append(
-                {
-                    "marketoId": link.marketo_id,
-                    "entity": entity,
-                    "dynamicsId": link.dynamics_id,
-                    "direction": "to-marketo",
-                    "fields": [flag],
-                    "note": "deleted in Dynamics; link closed",
-                }
-            )
-
-    # ---- Marketo-only changes of linked people -----------------------------
-    async def _sync_marketo_leftovers(self) -> None:
-        if not self.marketo_changes:
-            return
-        links = await self._io(self.store.links_by_marketo, list(self.marketo_changes))
-        by_entity: dict[Entity, list[Link]] = defaultdict(list)
-        for link in links.values():
-            if self._marketo_dirty(link):
-                by_entity[link.entity].append(link)
-        for entity, group in by_entity.items():
-            key = ENTITY_KEY[entity]
-            rows = await self.dataverse.get_by_ids(
-                ENTITY_SET[entity],
-                key,
-                [link.dynamics_id for link in group],
-                self.mapping.columns(entity),
-            )
-            await self._sync_rows(entity, rows)
-
-    async def _close_marketo_deleted(self, deleted: set[int]) -> None:
-        if not deleted:
-            return
-        links = await self._io(self.store.links_by_marketo, deleted)
-        if links:
-            # Nothing changes in Dynamics (as the native connector): only the link closes.
-            await self._io(self.store.close_links, list(links.values()))
-            self.counts.deleted_in_marketo += len(links)
-
-
-def _version(row: dict[str, Any]) -> str:
-    return str(row.get("versionnumber") or row.get("@odata.etag") or row.get("modifiedon"))
-
-
-def _shift(stamp: str, seconds: int) -> str:
-    """Move a Dataverse UTC timestamp; same format out, so strings compare in time order."""
-    moved = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(seconds=seconds)
-    return moved.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return read.cursor.dump(), read.deleted, read.merged

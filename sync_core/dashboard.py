@@ -10,7 +10,6 @@ came from the two systems.
 
 from __future__ import annotations
 
-import asyncio
 import html
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,13 +34,13 @@ class Series:
     values: list[float]
 
 
-def history(store: StateStore, settings: Settings, now: datetime) -> dict[str, Any]:
+async def history(store: StateStore, settings: Settings, now: datetime) -> dict[str, Any]:
     """Per-bucket throughput, lag, errors; per quota day, Marketo calls."""
     start = now - timedelta(days=DAYS)
     n = DAYS * 24 // BUCKET_HOURS
     to_m, to_d, rejected, failed, lag = ([0.0] * n for _ in range(5))
     rows = sorted(
-        (cycle_view(r) for r in store.cycles_since(start)), key=lambda c: str(c["started"])
+        (cycle_view(r) for r in await store.cycles_since(start)), key=lambda c: str(c["started"])
     )
     previous_ok: datetime | None = None
     for c in rows:
@@ -60,7 +59,7 @@ def history(store: StateStore, settings: Settings, now: datetime) -> dict[str, A
                 lag[i] = max(lag[i], (ended - previous_ok).total_seconds() / 60)
             previous_ok = ended
     days = [(now.astimezone(QUOTA_TZ) - timedelta(days=d)).date() for d in range(DAYS - 1, -1, -1)]
-    used = [float(store.get_value("quota", d.isoformat()) or 0) for d in days]
+    used = [float(await store.get_value("quota", d.isoformat()) or 0) for d in days]
     labels = [(start + timedelta(hours=BUCKET_HOURS * i)) for i in range(n)]
     return {
         "labels": [t.strftime("%a %H:%M") for t in labels],
@@ -354,18 +353,17 @@ def _field_class(f: dict[str, Any]) -> str:
     return "" if f["active"] is None else "ok" if f["active"] else "bad"
 
 
-def _page(settings: Settings) -> str:
+async def _page(settings: Settings) -> str:
     now = datetime.now(UTC)
     store = build_store(settings)
     try:
-        status = build_status(store, settings, last=10, now=now)
-        hist = history(store, settings, now)
-        errors = store.list_errors(since=now - timedelta(days=DAYS), limit=LATEST_ERRORS)
+        status = await build_status(store, settings, last=10, now=now)
+        hist = await history(store, settings, now)
+        errors = await store.list_errors(since=now - timedelta(days=DAYS), limit=LATEST_ERRORS)
     finally:
         store.close()
     return render(status, hist, errors)
 
 
 async def dashboard_html(settings: Settings) -> str:
-    # Table Storage calls block: off the event loop the HTTP functions share.
-    return await asyncio.to_thread(_page, settings)
+    return await _page(settings)

@@ -8,7 +8,6 @@ call without one and get a runtime of their own, built and closed around the cal
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -36,7 +35,7 @@ async def _runtime(
         async with worker.runtime(settings, **options) as rt:
             yield rt
         return
-    rt = build_runtime(settings, **options)
+    rt = await build_runtime(settings, **options)
     try:
         yield rt
     finally:
@@ -59,15 +58,15 @@ async def run_cycle(
             async with watching(cycle, progress):
                 summary = dict(await cycle.run())
         if telemetry.exporting():
-            await asyncio.to_thread(_cycle_metrics, rt, summary)
+            await _cycle_metrics(rt, summary)
         return summary
 
 
-def _cycle_metrics(rt: Runtime, summary: dict[str, Any]) -> None:
+async def _cycle_metrics(rt: Runtime, summary: dict[str, Any]) -> None:
     s = rt.settings
-    used = int(rt.store.get_value(quota.KIND, quota.quota_day()) or 0)
+    used = int(await rt.store.get_value(quota.KIND, quota.quota_day()) or 0)
     budget = s.sync_marketo_daily_quota * s.sync_marketo_quota_share
-    lags = telemetry.cursor_lags(rt.store.saved("cursor"))
+    lags = telemetry.cursor_lags(await rt.store.saved("cursor"))
     telemetry.record_cycle(summary, lags, used / budget if budget else None)
 
 

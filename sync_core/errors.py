@@ -24,7 +24,7 @@ tree, with what happens on each:
                               0x80044352): re-read the whole table and compare
       ChangeTrackingOff       the table has change tracking off: follow a modifiedon
                               watermark instead
-      OutOfTime               (still in cycle.py) the cycle's time budget is used up:
+      OutOfTime               the cycle's time budget is used up:
                               end 'partial' with progress saved; the next cycle resumes
       PlanLimitReached        the dry run has planned `--limit` people: stop; the plan
                               reads 'truncated'
@@ -140,3 +140,7 @@ class SettingsError(ConfigError):
 
 class CycleFailed(RuntimeError):
     """Raised to the Functions host so a failed cycle shows as a failed invocation."""
+
+
+class OutOfTime(SyncError):
+    """The cycle's time budget is used up; progress so far is saved and resumes next time."""

@@ -16,7 +16,6 @@ writes can precede a hold in that direction.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -64,7 +63,7 @@ class MassChangeGuard:
         self._counts: Counter[str] = Counter()
 
     async def load(self) -> None:
-        raw = await asyncio.to_thread(self.store.get_value, "guard", _ROW)
+        raw = await self.store.get_value("guard", _ROW)
         data = json.loads(raw) if raw else {}
         self.holds = {k: Hold(**v) for k, v in data.get("holds", {}).items()}
         linked = data.get("linked")
@@ -75,14 +74,14 @@ class MassChangeGuard:
                 hold.status = "released"  # the limit was raised past it
 
     async def save(self) -> None:
-        raw = await asyncio.to_thread(self.store.get_value, "guard", _ROW)
+        raw = await self.store.get_value("guard", _ROW)
         stored = json.loads(raw).get("holds", {}) if raw else {}
         for key, hold in self.holds.items():
             # A release the admin gave while this cycle ran is not undone by it.
             if stored.get(key, {}).get("status") == "released":
                 hold.status = "released"
         data = {"holds": {k: asdict(h) for k, h in self.holds.items()}, "linked": self.linked}
-        await asyncio.to_thread(self.store.set_values, "guard", {_ROW: json.dumps(data)})
+        await self.store.set_values("guard", {_ROW: json.dumps(data)})
 
     def threshold(self) -> int | None:
         if self.limit <= 0:
@@ -127,17 +126,17 @@ class MassChangeGuard:
     async def keep(self, direction: str, field: str, ids: Iterable[int]) -> None:
         """Remember people whose change of a held field waits for the release."""
         hold = self.holds[f"{direction}:{field}"]
-        await asyncio.to_thread(self.store.add_to_set, hold.members, [str(i) for i in ids])
+        await self.store.add_to_set(hold.members, [str(i) for i in ids])
 
     async def waiting(self, hold: Hold) -> list[int]:
-        return [int(x) for x in await asyncio.to_thread(self.store.members, hold.members)]
+        return [int(x) for x in await self.store.members(hold.members)]
 
     async def finish_released(self) -> None:
         """After a cycle that applied them: released holds and their members are done."""
         done = self.released()
         for hold in done:
-            members = await asyncio.to_thread(self.store.members, hold.members)
-            await asyncio.to_thread(self.store.remove_from_set, hold.members, members)
+            members = await self.store.members(hold.members)
+            await self.store.remove_from_set(hold.members, members)
             del self.holds[hold.key]
         if done:
             await self.save()
@@ -152,7 +151,7 @@ async def release(store: StateStore, field: str, direction: str) -> Hold:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
     guard = MassChangeGuard(store, limit=0, share=0.0)
-    raw = await asyncio.to_thread(store.get_value, "guard", _ROW)
+    raw = await store.get_value("guard", _ROW)
     data = json.loads(raw) if raw else {}
     holds = {k: Hold(**v) for k, v in data.get("holds", {}).items()}
     hold = holds.get(f"{direction}:{field}")

@@ -20,6 +20,7 @@ from typing import Any
 from sync_core.access import TTL_SECONDS
 from sync_core.activitylog import TYPES, type_ids
 from sync_core.cycle import MARKETO_CURSOR
+from sync_core.dynamicscursor import position_mode
 from sync_core.errors import ConfigError, SyncError
 from sync_core.mapping import ENTITIES, ENTITY_KEY, ENTITY_SET, Entity, load_mapping
 from sync_core.quota import QUOTA_TZ
@@ -70,12 +71,6 @@ def cycle_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cursor_mode(value: str) -> str:
-    if not value:
-        return "initial-load"
-    return "modifiedon" if value.startswith("{") else "change-tracking"
-
-
 def _age(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else round(max(0.0, (now - then).total_seconds()), 1)
 
@@ -121,11 +116,11 @@ def _activity_log(setup_row: dict[str, Any] | None, cycle: dict[str, Any] | None
     return out
 
 
-def build_status(
+async def build_status(
     store: StateStore, settings: Settings, *, last: int = 10, now: datetime | None = None
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    rows = store.recent_cycles(max(1, last))
+    rows = await store.recent_cycles(max(1, last))
     cycles = [cycle_view(r) for r in rows]
     failed_in_a_row = 0
     for c in cycles:
@@ -134,12 +129,12 @@ def build_status(
         failed_in_a_row += 1
     last_ok = next((c["started"] for c in cycles if c["outcome"] == "succeeded"), None)
 
-    saved = store.saved("cursor")
+    saved = await store.saved("cursor")
     cursors, backlog = [], []
     for name in (*(f"dynamics-{e}" for e in ENTITIES), MARKETO_CURSOR):
         value, at = saved.get(name, ("", None))
         resume = saved.get(f"{name}-resume")
-        mode = "feed" if name == MARKETO_CURSOR else _cursor_mode(value)
+        mode = "feed" if name == MARKETO_CURSOR else position_mode(value)
         cursors.append(
             {"name": name, "mode": mode, "savedAt": at.isoformat() if at else None,
              "lagSeconds": _age(now, at) if at else None}
@@ -157,19 +152,19 @@ def build_status(
                 }
             )
 
-    links = store.link_counts()
+    links = await store.link_counts()
     if links is None:
-        links = store.ensure_link_counts()
+        links = await store.ensure_link_counts()
     quota_day = now.astimezone(QUOTA_TZ).date().isoformat()
-    used = int(store.get_value("quota", quota_day) or 0)
+    used = int(await store.get_value("quota", quota_day) or 0)
     budget = int(settings.sync_marketo_daily_quota * settings.sync_marketo_quota_share)
-    retrying = len(store.members("retry"))
-    recent_errors = store.list_errors(since=now - timedelta(hours=24))
+    retrying = len(await store.members("retry"))
+    recent_errors = await store.list_errors(since=now - timedelta(hours=24))
     rejected_people = {e.get("marketoId") or e.get("dynamicsId") for e in recent_errors}
 
     last_row = next((r for r in rows if r.get("outcome") != "skipped"), None)
-    access = _loads(store.get_value("meta", FIELD_ACCESS_ROW), None)
-    activity = _loads(store.get_value("meta", ACTIVITY_TYPES_ROW), None)
+    access = _loads(await store.get_value("meta", FIELD_ACCESS_ROW), None)
+    activity = _loads(await store.get_value("meta", ACTIVITY_TYPES_ROW), None)
     last_cycle = cycles[0] if cycles else None
     watermark = set(last_cycle["watermarkMode"]) if last_cycle else set()
     return {
@@ -267,9 +262,9 @@ async def add_live(status: dict[str, Any], settings: Settings) -> dict[str, Any]
     return status
 
 
-def require_tables(store: StateStore) -> None:
+async def require_tables(store: StateStore) -> None:
     """A clear error instead of a storage traceback when nothing was set up yet."""
-    missing = store.missing_tables()
+    missing = await store.missing_tables()
     if missing:
         raise ConfigError(
             f"the state tables {', '.join(missing)} do not exist yet: run "
@@ -277,16 +272,15 @@ def require_tables(store: StateStore) -> None:
         )
 
 
-def _from_store(settings: Settings, last: int) -> dict[str, Any]:
+async def _from_store(settings: Settings, last: int) -> dict[str, Any]:
     store = build_store(settings)
     try:
-        require_tables(store)
-        return build_status(store, settings, last=last)
+        await require_tables(store)
+        return await build_status(store, settings, last=last)
     finally:
         store.close()
 
 
 async def read_status(settings: Settings, *, last: int = 10, live: bool = False) -> dict[str, Any]:
-    # Table Storage calls block: off the event loop (the HTTP function shares it).
-    status = await asyncio.to_thread(_from_store, settings, last)
+    status = await _from_store(settings, last)
     return await add_live(status, settings) if live else status

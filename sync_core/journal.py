@@ -14,7 +14,6 @@ see planner.plan_pair.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Iterable
@@ -42,25 +41,25 @@ async def note(
         chunk[LANDED] = landed
         rows[uuid.uuid4().hex] = json.dumps(chunk, separators=(",", ":"))
     if rows:
-        await asyncio.to_thread(store.set_values, KIND, rows)  # type: ignore[arg-type]
+        await store.set_values(KIND, rows)  # type: ignore[arg-type]
     return list(rows)
 
 
 async def clear(store: StateStore, keys: Iterable[str]) -> None:
     keys = list(keys)
     if keys:
-        await asyncio.to_thread(store.set_values, KIND, dict.fromkeys(keys))
+        await store.set_values(KIND, dict.fromkeys(keys))
 
 
 async def recover(store: StateStore) -> int:
     """Turn notes a dead run left into markers on its links; return how many people."""
-    keys = await asyncio.to_thread(store.members, KIND)
+    keys = await store.members(KIND)
     touched = 0
     for key in keys:
-        raw = await asyncio.to_thread(store.get_value, KIND, key)
+        raw = await store.get_value(KIND, key)
         data = json.loads(raw) if raw else {}
         markers = CONFIRMED if data.pop(LANDED, False) else LANDED_ON
-        links = await asyncio.to_thread(store.links_by_marketo, [int(m) for m in data])
+        links = await store.links_by_marketo([int(m) for m in data])
         marked: list[Link] = []
         for mid, sides in data.items():
             link = links.get(int(mid))
@@ -71,7 +70,7 @@ async def recover(store: StateStore) -> int:
                     link.base[markers[side] + field] = value
             marked.append(link)
         if marked:
-            await asyncio.to_thread(store.save_links, marked)
+            await store.save_links(marked)
         await clear(store, [key])
         touched += len(marked)
     return touched

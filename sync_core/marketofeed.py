@@ -11,17 +11,22 @@ is safe once it was obtained at least one overlap before the previous read began
 position can only be earlier than the moment it was handed out). When that earlier read
 was short, starting there re-reads a page or two and costs nothing extra; after a busy
 read, one Get Paging Token call for exactly the overlap is cheaper than re-reading it.
+
+What was read is held as `MarketoChanges` for the rest of the cycle, which tells a pair
+whose Marketo side moved off its base (dirty) from one whose change is already synced.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sync_core.marketo import Activity, MarketoClient
+from sync_core.planner import Hasher, comparable
+from sync_core.state import Link
 
 CHANGE_DATA_VALUE = 13
 MERGE_LEADS = 32
@@ -93,9 +98,7 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-async def start_token(
-    client: MarketoClient, cursor: FeedCursor, overlap: float
-) -> str:
+async def start_token(client: MarketoClient, cursor: FeedCursor, overlap: float) -> str:
     """The token to read from: safe against late activities, cheapest in calls."""
     if cursor.legacy_token:
         return cursor.legacy_token
@@ -174,3 +177,45 @@ def _ids(text: Any) -> list[int]:
         if part.isdigit():
             out.append(int(part))
     return out
+
+
+ALWAYS = ("*", object())  # a change marker no base matches: always re-plan the person
+
+
+class MarketoChanges:
+    """Marketo changes of this cycle still to handle: person id -> (field, new value)
+    pairs from the feed, or ALWAYS (a retry, a released hold, a moved link), which
+    re-plans the pair whatever the base says. A person is popped once a Dynamics row
+    or a delete has handled them; whoever is left is handled on their own."""
+
+    def __init__(self) -> None:
+        self.by_person: dict[int, list[tuple[str, Any]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.by_person)
+
+    def ids(self) -> list[int]:
+        return list(self.by_person)
+
+    def add(self, marketo_id: int, changes: Sequence[tuple[str, Any]]) -> None:
+        self.by_person.setdefault(marketo_id, []).extend(changes)
+
+    def always(self, marketo_id: int) -> None:
+        self.by_person.setdefault(marketo_id, []).append(ALWAYS)
+
+    def pop(self, marketo_id: int) -> None:
+        self.by_person.pop(marketo_id, None)
+
+    def changed_fields(self, link: Link, hasher: Hasher, fold: Container[str]) -> set[str]:
+        """Fields whose feed value differs from the base (ALWAYS names no field)."""
+        return {
+            f for f, v in self.by_person.get(link.marketo_id, ())
+            if v is not ALWAYS[1] and hasher(comparable(v, f in fold)) != link.base.get(f)
+        }  # fmt: skip
+
+    def dirty(self, link: Link, hasher: Hasher, fold: Container[str]) -> bool:
+        """Anything for this pair to plan: a value off the base, or ALWAYS."""
+        return any(
+            v is ALWAYS[1] or hasher(comparable(v, f in fold)) != link.base.get(f)
+            for f, v in self.by_person.get(link.marketo_id, ())
+        )

@@ -19,16 +19,14 @@ not delete. A merged-away record is remembered so it never gets a person of its 
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sync_core.context import CycleContext
 from sync_core.errors import RecordRejected, SyncError
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
 from sync_core.planner import normalize
+from sync_core.runrecord import PersonEvent, SyncErrorRow
 from sync_core.state import Link
-
-if TYPE_CHECKING:
-    from sync_core.cycle import Cycle
 
 MERGED_AWAY = "mergedaway"  # state set: "<entity>:<record id>" never to be linked again
 MASTER = "_masterid_value"
@@ -38,106 +36,97 @@ def merged_away_key(entity: Entity, record_id: str) -> str:
     return f"{entity}:{record_id.lower()}"
 
 
-def _event(cycle: Cycle, link: Link, note: str, **ids: Any) -> None:
-    cycle.applier.events.append(
-        {
-            "marketoId": link.marketo_id,
-            "entity": link.entity,
-            "dynamicsId": link.dynamics_id,
-            "direction": "merge",
-            "fields": [],
-            "note": note,
-            **ids,
-        }
+def _event(ctx: CycleContext, link: Link, note: str, **ids: Any) -> None:
+    ctx.record.event(
+        PersonEvent(
+            link.marketo_id, link.entity, link.dynamics_id, "merge", [], note=note, details=ids
+        )
     )
 
 
-async def _move(cycle: Cycle, old: Link, marketo_id: int, entity: Entity, record: str) -> Link:
+async def _move(ctx: CycleContext, old: Link, marketo_id: int, entity: Entity, record: str) -> Link:
     """Re-point a link (its base kept) and have this cycle write both link fields."""
     moved = Link(marketo_id, entity, record.lower(), dict(old.base))
-    await asyncio.to_thread(cycle.store.close_links, [old])
-    await asyncio.to_thread(cycle.store.save_links, [moved], new=True)
-    cycle.marketo_changes.setdefault(marketo_id, []).append(cycle.always)
+    await ctx.store.close_links([old])
+    await ctx.store.save_links([moved], new=True)
+    ctx.changes.always(marketo_id)
     return moved
 
 
 # ---- merged in Marketo -------------------------------------------------------------------
 
 
-async def follow_marketo_merges(cycle: Cycle, merged: dict[int, int]) -> None:
+async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> None:
     """`merged`: person merged away -> the person it was merged into."""
     if not merged:
         return
-    links = await asyncio.to_thread(
-        cycle.store.links_by_marketo, set(merged) | set(merged.values())
-    )
+    links = await ctx.store.links_by_marketo(set(merged) | set(merged.values()))
     for loser, winner in merged.items():
         gone = links.get(loser)
         if gone is None:
             continue  # the loser never synced: nothing in Dynamics to follow
         kept = links.get(winner)
         if kept is None:
-            links[winner] = await _move(cycle, gone, winner, gone.entity, gone.dynamics_id)
-            cycle.counts.merged += 1
-            _event(cycle, links[winner], "merged in Marketo; link moved to the winner",
+            links[winner] = await _move(ctx, gone, winner, gone.entity, gone.dynamics_id)
+            ctx.record.counts.merged += 1
+            _event(ctx, links[winner], "merged in Marketo; link moved to the winner",
                    mergedMarketoId=loser)  # fmt: skip
             continue
         note = "merged in Marketo; Dynamics records merged"
         if kept.entity == gone.entity:
             try:
-                await _merge_records(cycle, kept.entity, kept.dynamics_id, gone.dynamics_id)
+                await _merge_records(ctx, kept.entity, kept.dynamics_id, gone.dynamics_id)
             except RecordRejected as exc:
                 # Not allowed (no Merge privilege, a plug-in said no): the record stays as
                 # it is, unlinked and remembered, so it still never mints a duplicate.
-                _merge_refused(cycle, kept, gone, exc)
+                _merge_refused(ctx, kept, gone, exc)
                 note = "merged in Marketo; Dynamics refused the merge, record unlinked"
-            await asyncio.to_thread(cycle.store.close_links, [gone])
+            await ctx.store.close_links([gone])
             survivor = kept
         elif kept.entity == "contact":  # the contact survives; the lead is only unlinked
-            await asyncio.to_thread(cycle.store.close_links, [gone])
+            await ctx.store.close_links([gone])
             survivor = kept
             note = "merged in Marketo; the contact survives, the lead is unlinked"
         else:  # the winner's record is the lead: the loser's contact survives
-            await asyncio.to_thread(cycle.store.close_links, [kept])
-            survivor = await _move(cycle, gone, winner, gone.entity, gone.dynamics_id)
+            await ctx.store.close_links([kept])
+            survivor = await _move(ctx, gone, winner, gone.entity, gone.dynamics_id)
             gone = kept
             note = "merged in Marketo; the contact survives, the lead is unlinked"
         links[winner] = survivor
-        await asyncio.to_thread(
-            cycle.store.add_to_set, MERGED_AWAY, [merged_away_key(gone.entity, gone.dynamics_id)]
+        await ctx.store.add_to_set(MERGED_AWAY, [merged_away_key(gone.entity, gone.dynamics_id)])
+        ctx.record.counts.merged += 1
+        _event(ctx, survivor, note, mergedMarketoId=loser, mergedDynamicsId=gone.dynamics_id)
+
+
+def _merge_refused(ctx: CycleContext, kept: Link, gone: Link, exc: RecordRejected) -> None:
+    ctx.record.counts.rejected += 1
+    message = (
+        f"Dataverse refused to merge {gone.entity} {gone.dynamics_id} into "
+        f"{kept.dynamics_id}: {exc.message}. The record was unlinked instead; give "
+        "the sync's security role the Merge privilege (infra/README.md) to merge "
+        "such records in Dynamics too"
+    )
+    ctx.record.error(
+        SyncErrorRow(
+            "merge",
+            "to-dynamics",
+            gone.entity,
+            [],
+            exc.code,
+            message,
+            marketo_id=kept.marketo_id,
+            dynamics_id=gone.dynamics_id,
         )
-        cycle.counts.merged += 1
-        _event(cycle, survivor, note, mergedMarketoId=loser, mergedDynamicsId=gone.dynamics_id)
-
-
-def _merge_refused(cycle: Cycle, kept: Link, gone: Link, exc: RecordRejected) -> None:
-    cycle.counts.rejected += 1
-    cycle.applier.errors.append(
-        {
-            "operation": "merge",
-            "direction": "to-dynamics",
-            "entity": gone.entity,
-            "fields": [],
-            "code": exc.code,
-            "message": (
-                f"Dataverse refused to merge {gone.entity} {gone.dynamics_id} into "
-                f"{kept.dynamics_id}: {exc.message}. The record was unlinked instead; give "
-                "the sync's security role the Merge privilege (infra/README.md) to merge "
-                "such records in Dynamics too"
-            ),
-            "marketoId": kept.marketo_id,
-            "dynamicsId": gone.dynamics_id,
-        }
     )
 
 
-async def _merge_records(cycle: Cycle, entity: Entity, master: str, subordinate: str) -> None:
+async def _merge_records(ctx: CycleContext, entity: Entity, master: str, subordinate: str) -> None:
     """Dataverse Merge, filling the master's empty mapped columns from the subordinate
     ("some value beats no value"). A repeat after a lost answer finds the work done."""
-    m = cycle.mapping
+    m = ctx.mapping
     key = ENTITY_KEY[entity]
     columns = [r.column for r in m.fields[entity] if r.direction != "to-dynamics"]
-    rows = await cycle.dataverse.get_by_ids(ENTITY_SET[entity], key, [master, subordinate],
+    rows = await ctx.dataverse.get_by_ids(ENTITY_SET[entity], key, [master, subordinate],
                                             [*columns, MASTER])  # fmt: skip
     by_id = {str(r[key]).lower(): r for r in rows}
     sub = by_id.get(subordinate.lower())
@@ -156,9 +145,9 @@ async def _merge_records(cycle: Cycle, entity: Entity, master: str, subordinate:
         "PerformParentingChecks": False,
     }
     try:
-        await cycle.dataverse.request("POST", "Merge", json=body)
+        await ctx.dataverse.request("POST", "Merge", json=body)
     except RecordRejected:
-        again = await cycle.dataverse.get_by_ids(ENTITY_SET[entity], key, [subordinate], [MASTER])
+        again = await ctx.dataverse.get_by_ids(ENTITY_SET[entity], key, [subordinate], [MASTER])
         if not again or str(again[0].get(MASTER) or "").lower() != master.lower():
             raise
 
@@ -167,7 +156,7 @@ async def _merge_records(cycle: Cycle, entity: Entity, master: str, subordinate:
 
 
 async def follow_dynamics_merges(
-    cycle: Cycle, entity: Entity, rows: list[dict[str, Any]], links: dict[str, Link]
+    ctx: CycleContext, entity: Entity, rows: list[dict[str, Any]], links: dict[str, Link]
 ) -> set[str]:
     """Handle subordinates of Dynamics merges among `rows`; return their ids (they are not
     synced any further). `links` gains the masters' links moved here."""
@@ -176,11 +165,11 @@ async def follow_dynamics_merges(
     if not subs:
         return set()
     masters = sorted(set(subs.values()))
-    master_links = await asyncio.to_thread(cycle.store.links_by_dynamics, entity, masters)
+    master_links = await ctx.store.links_by_dynamics(entity, masters)
     in_page = {str(r[key]).lower(): r for r in rows}
     missing = [x for x in masters if x not in in_page and x not in master_links]
-    fetched = await cycle.dataverse.get_by_ids(
-        ENTITY_SET[entity], key, missing, [cycle.mapping.sync_filter_column]
+    fetched = await ctx.dataverse.get_by_ids(
+        ENTITY_SET[entity], key, missing, [ctx.mapping.sync_filter_column]
     ) if missing else []  # fmt: skip
     master_rows = {**in_page, **{str(r[key]).lower(): r for r in fetched}}
     away = []
@@ -191,29 +180,29 @@ async def follow_dynamics_merges(
             continue
         master_link = master_links.get(master_id)
         if master_link is not None and master_link.marketo_id != sub_link.marketo_id:
-            await _merge_people(cycle, master_link.marketo_id, sub_link.marketo_id)
-            await asyncio.to_thread(cycle.store.close_links, [sub_link])
-            _event(cycle, master_link, "merged in Dynamics; people merged in Marketo",
+            await _merge_people(ctx, master_link.marketo_id, sub_link.marketo_id)
+            await ctx.store.close_links([sub_link])
+            _event(ctx, master_link, "merged in Dynamics; people merged in Marketo",
                    mergedMarketoId=sub_link.marketo_id, mergedDynamicsId=sub_id)  # fmt: skip
         elif master_link is None:
             master_row = master_rows.get(master_id, {})
-            if master_row.get(cycle.mapping.sync_filter_column) is False:
+            if master_row.get(ctx.mapping.sync_filter_column) is False:
                 # The winner's sync filter says No: the merged person stops syncing.
-                await asyncio.to_thread(cycle.store.close_links, [sub_link])
+                await ctx.store.close_links([sub_link])
                 continue
-            moved = await _move(cycle, sub_link, sub_link.marketo_id, entity, master_id)
+            moved = await _move(ctx, sub_link, sub_link.marketo_id, entity, master_id)
             links[master_id] = moved
-            _event(cycle, moved, "merged in Dynamics; link moved to the surviving record",
+            _event(ctx, moved, "merged in Dynamics; link moved to the surviving record",
                    mergedDynamicsId=sub_id)  # fmt: skip
-        cycle.counts.merged += 1
-    await asyncio.to_thread(cycle.store.add_to_set, MERGED_AWAY, away)
+        ctx.record.counts.merged += 1
+    await ctx.store.add_to_set(MERGED_AWAY, away)
     return set(subs)
 
 
-async def _merge_people(cycle: Cycle, winner: int, loser: int) -> None:
+async def _merge_people(ctx: CycleContext, winner: int, loser: int) -> None:
     try:
-        await cycle.marketo.merge(winner, [loser])
+        await ctx.marketo.merge(winner, [loser])
     except SyncError:
         # A lost answer, or a repeat of a merge that happened (1004): the loser is gone.
-        if await cycle.marketo.get_leads("id", [loser], ["id"]):
+        if await ctx.marketo.get_leads("id", [loser], ["id"]):
             raise

@@ -13,18 +13,17 @@ finds the person again instead of minting a duplicate.
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sync_core.apply import PairWork
+from sync_core.context import CycleContext
 from sync_core.errors import OutcomeUnknown, RecordRejected
 from sync_core.mapping import ENTITY_KEY, QUALIFIED, Entity
 from sync_core.merges import MASTER, MERGED_AWAY, merged_away_key
+from sync_core.pairing import dynamics_link_fields, marketo_link_fields
 from sync_core.planner import as_id, normalize, plan_pair
+from sync_core.runrecord import PersonEvent, SyncErrorRow
 from sync_core.state import Link
-
-if TYPE_CHECKING:
-    from sync_core.cycle import Cycle
 
 
 def _intent_set(entity: Entity) -> str:
@@ -32,19 +31,19 @@ def _intent_set(entity: Entity) -> str:
 
 
 async def link_new_records(
-    cycle: Cycle, entity: Entity, rows: list[dict[str, Any]]
+    ctx: CycleContext, entity: Entity, rows: list[dict[str, Any]]
 ) -> list[PairWork]:
-    m = cycle.mapping
+    m = ctx.mapping
     key = ENTITY_KEY[entity]
     fields = [*m.marketo_fields(), m.dynamics_deleted_field]
     if entity == "lead":
         # A qualified lead lives on as its contact: it never gets a person of its own.
         qualified = [r for r in rows if r.get("statecode") == QUALIFIED]
-        cycle.counts.filtered_out += len(qualified)
+        ctx.record.counts.filtered_out += len(qualified)
         rows = [r for r in rows if r.get("statecode") != QUALIFIED]
     # A record merged away (in either system) never gets a person of its own.
     rows = [r for r in rows if not r.get(MASTER)]
-    away = set(await asyncio.to_thread(cycle.store.members, MERGED_AWAY)) if rows else set()
+    away = set(await ctx.store.members(MERGED_AWAY)) if rows else set()
     rows = [r for r in rows if merged_away_key(entity, str(r[key])) not in away]
     by_id = {str(r[key]).lower(): r for r in rows}
     matched: dict[str, dict[str, Any]] = {}  # dynamics id -> person
@@ -69,13 +68,11 @@ async def link_new_records(
             if r.get("_originatingleadid_value")
         }
         if origins:
-            lead_links = await asyncio.to_thread(
-                cycle.store.links_by_dynamics, "lead", list(origins.values())
-            )
+            lead_links = await ctx.store.links_by_dynamics("lead", list(origins.values()))
             owners = {did: lead_links[lead] for did, lead in origins.items() if lead in lead_links}
             if owners:
                 ids = sorted({link.marketo_id for link in owners.values()})
-                got = await cycle.marketo.get_leads("id", ids, fields)
+                got = await ctx.marketo.get_leads("id", ids, fields)
                 lead_people = {int(p["id"]): p for p in got}
                 for did, link in owners.items():
                     person = lead_people.get(link.marketo_id)
@@ -86,7 +83,7 @@ async def link_new_records(
     claimed = {did: as_id(r.get(m.marketo_id_column)) for did, r in by_id.items()}
     claimed_ids = sorted({v for v in claimed.values() if v is not None})
     if claimed_ids:
-        found = await cycle.marketo.get_leads("id", claimed_ids, fields)
+        found = await ctx.marketo.get_leads("id", claimed_ids, fields)
         people = {int(p["id"]): p for p in found}
         for did, mid in claimed.items():
             person = people.get(mid) if mid is not None else None
@@ -94,10 +91,10 @@ async def link_new_records(
                 take(did, person)
 
     # (2) a person an interrupted cycle created for this record
-    intents = set(await asyncio.to_thread(cycle.store.members, _intent_set(entity)))
+    intents = set(await ctx.store.members(_intent_set(entity)))
     pending = sorted(d for d in by_id if d in intents and d not in matched)
     if pending:
-        for person in await cycle.marketo.get_leads(m.dynamics_id_field, pending, fields):
+        for person in await ctx.marketo.get_leads(m.dynamics_id_field, pending, fields):
             did = str(person.get(m.dynamics_id_field) or "").lower()
             if did in by_id and did not in matched:
                 take(did, person)
@@ -111,9 +108,7 @@ async def link_new_records(
             if did not in matched and normalize(r.get(email_col))
         }
         if wanted:
-            same_email = await cycle.marketo.get_leads(
-                "email", sorted(set(wanted.values())), fields
-            )
+            same_email = await ctx.marketo.get_leads("email", sorted(set(wanted.values())), fields)
             by_email: dict[str, list[dict[str, Any]]] = {}
             for p in same_email:
                 by_email.setdefault(str(p.get("email") or "").lower(), []).append(p)
@@ -130,19 +125,19 @@ async def link_new_records(
         work.append(
             PairWork(
                 Link(mid, entity, did),
-                plan_pair(rules, row, person, None, cycle.hasher),
+                plan_pair(rules, row, person, None, ctx.hasher),
                 row.get("@odata.etag"),
-                extra_marketo=cycle.marketo_link_fields(person, entity, did),
-                extra_dynamics=cycle.dynamics_link_fields(row, mid),
+                extra_marketo=marketo_link_fields(m, person, entity, did),
+                extra_dynamics=dynamics_link_fields(m, row, mid),
                 new=True,
             )
         )
-        cycle.counts.linked += 1
+        ctx.record.counts.linked += 1
 
     # (4) create the rest
     to_create = [did for did in by_id if did not in matched]
     if to_create:
-        await asyncio.to_thread(cycle.store.add_to_set, _intent_set(entity), to_create)
+        await ctx.store.add_to_set(_intent_set(entity), to_create)
         records = []
         for did in to_create:
             row = by_id[did]
@@ -155,54 +150,46 @@ async def link_new_records(
             rec[m.dynamics_type_field] = entity
             records.append(rec)
         try:
-            results = await cycle.marketo.sync_leads("createDuplicate", records)
+            results = await ctx.marketo.sync_leads("createDuplicate", records)
         except OutcomeUnknown:
             # Some creates may have landed: find them by the Dynamics id they carry and
             # create only the rest (never a blind resend, which would duplicate people).
-            results = await _resolve_creates(cycle, to_create, records)
+            results = await _resolve_creates(ctx, to_create, records)
         refused = [
             d for d, res in zip(to_create, results, strict=True) if res.get("status") != "created"
         ]
         if refused:
             # Nothing was created for these: no intent to re-resolve next time.
-            await asyncio.to_thread(cycle.store.remove_from_set, _intent_set(entity), refused)
+            await ctx.store.remove_from_set(_intent_set(entity), refused)
         for did, rec, res in zip(to_create, records, results, strict=True):
             row = by_id[did]
             if res.get("status") != "created":
                 reason = (res.get("reasons") or [{}])[0]
                 err = RecordRejected(str(reason.get("code", "?")), str(reason.get("message", "")))
-                cycle.counts.rejected += 1
-                cycle.applier.errors.append(
-                    {
-                        "operation": "create",
-                        "direction": "to-marketo",
-                        "entity": entity,
-                        "fields": sorted(rec),
-                        "code": err.code,
-                        "message": err.message,
-                        "marketoId": "",
-                        "dynamicsId": did,
-                    }
+                ctx.record.counts.rejected += 1
+                ctx.record.error(
+                    SyncErrorRow(
+                        "create",
+                        "to-marketo",
+                        entity,
+                        sorted(rec),
+                        err.code,
+                        err.message,
+                        dynamics_id=did,
+                    )
                 )
                 continue
             mid = int(res["id"])
-            cycle.counts.created_in_marketo += 1
-            cycle.applier.events.append(
-                {
-                    "marketoId": mid,
-                    "entity": entity,
-                    "dynamicsId": did,
-                    "direction": "to-marketo",
-                    "fields": sorted(rec),
-                    "note": "created in Marketo",
-                }
+            ctx.record.counts.created_in_marketo += 1
+            ctx.record.event(
+                PersonEvent(mid, entity, did, "to-marketo", sorted(rec), note="created in Marketo")
             )
             work.append(
                 PairWork(
                     Link(mid, entity, did),
-                    plan_pair(rules, row, rec, None, cycle.hasher),
+                    plan_pair(rules, row, rec, None, ctx.hasher),
                     row.get("@odata.etag"),
-                    extra_dynamics=cycle.dynamics_link_fields(row, mid),
+                    extra_dynamics=dynamics_link_fields(m, row, mid),
                     new=True,
                 )
             )
@@ -210,16 +197,16 @@ async def link_new_records(
 
 
 async def _resolve_creates(
-    cycle: Cycle, ids: list[str], records: list[dict[str, Any]]
+    ctx: CycleContext, ids: list[str], records: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Results for creates whose answer was lost: the people that exist, then one more
     create for those that do not (a second lost answer stops the cycle; the intents
     resolve them next time)."""
-    field = cycle.mapping.dynamics_id_field
-    found = await cycle.marketo.get_leads(field, ids, ["id", field])
+    field = ctx.mapping.dynamics_id_field
+    found = await ctx.marketo.get_leads(field, ids, ["id", field])
     made = {str(p.get(field) or "").lower(): int(p["id"]) for p in found}
     missing = [i for i, did in enumerate(ids) if did not in made]
-    again = await cycle.marketo.sync_leads("createDuplicate", [records[i] for i in missing])
+    again = await ctx.marketo.sync_leads("createDuplicate", [records[i] for i in missing])
     retried = dict(zip(missing, again, strict=True))
     return [
         retried[i] if i in retried else {"status": "created", "id": made[did]}
@@ -227,7 +214,7 @@ async def _resolve_creates(
     ]
 
 
-async def clear_intents(cycle: Cycle, entity: Entity, work: list[PairWork]) -> None:
+async def clear_intents(ctx: CycleContext, entity: Entity, work: list[PairWork]) -> None:
     done = [w.link.dynamics_id for w in work if w.new]
     if done:
-        await asyncio.to_thread(cycle.store.remove_from_set, _intent_set(entity), done)
+        await ctx.store.remove_from_set(_intent_set(entity), done)

@@ -131,8 +131,7 @@ async def _runtime(
         return
     key = _store_key(settings)
     ready = key in _TABLES_READY
-    # Building touches Table Storage (tables, hash key): keep it off the event loop.
-    rt = await asyncio.to_thread(build_runtime, settings, ensure_tables=not ready, **options)
+    rt = await build_runtime(settings, ensure_tables=not ready, **options)
     _TABLES_READY.add(key)
     try:
         yield rt
@@ -146,9 +145,7 @@ async def _count_calls(rt: Runtime) -> None:
     if not rt.marketo.calls:
         return
     try:
-        await asyncio.to_thread(
-            rt.store.add_to_value, quota.KIND, quota.quota_day(), rt.marketo.calls
-        )
+        await rt.store.add_to_value(quota.KIND, quota.quota_day(), rt.marketo.calls)
     except AzureError as exc:
         log.warning("sync-person: could not count %d Marketo calls: %s", rt.marketo.calls, exc)
 

@@ -29,6 +29,7 @@ from sync_core.pacing import ExecutionPacer
 from sync_core.planner import Hasher
 from sync_core.settings import Settings
 from sync_core.state import StateStore
+from sync_core.tablestore import TableStateStore
 
 # Standard variables naming a CA bundle, first match wins (see ca_bundle_from_env).
 CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
@@ -117,11 +118,11 @@ def build_store(settings: Settings) -> StateStore:
     if settings.sync_storage_account_url:
         from azure.identity import DefaultAzureCredential
 
-        return StateStore.from_account_url(
+        return TableStateStore.from_account_url(
             settings.sync_storage_account_url, DefaultAzureCredential(), prefix
         )
     conn = settings.sync_storage_connection.get_secret_value()
-    return StateStore.from_connection_string(conn, prefix)
+    return TableStateStore.from_connection_string(conn, prefix)
 
 
 def table_service(settings: Settings, **client_options: Any) -> TableServiceClient:
@@ -248,7 +249,7 @@ async def open_clients(
         await dataverse.aclose()
 
 
-def build_runtime(
+async def build_runtime(
     settings: Settings,
     *,
     marketo_transport: httpx.AsyncBaseTransport | None = None,
@@ -270,8 +271,8 @@ def build_runtime(
     mapping = load_mapping(settings.sync_mapping_file)
     store = store or build_store(settings)
     if ensure_tables:
-        store.ensure_tables()
-    hasher = Hasher(store.hash_key(settings.sync_hash_key.get_secret_value()))
+        await store.ensure_tables()
+    hasher = Hasher(await store.hash_key(settings.sync_hash_key.get_secret_value()))
     return Runtime(settings, mapping, store, marketo, dataverse, hasher)
 
 

@@ -44,11 +44,11 @@ class SeenIds:
         return i < len(self._ids) and self._ids[i] == h
 
 
-def unseen_links(store: StateStore, entity: Entity, seen: SeenIds, before: str) -> list[Link]:
+async def unseen_links(store: StateStore, entity: Entity, seen: SeenIds, before: str) -> list[Link]:
     """Links of `entity` made before `before` (ISO time) whose record the read missed.
     Streams the links table, so memory stays at the page size plus the result."""
     return [
         link
-        for link in store.iter_links()
+        async for link in store.iter_links()
         if link.entity == entity and link.linked_at < before and link.dynamics_id not in seen
     ]

@@ -1,59 +1,32 @@
-"""Sync state in Azure Table Storage: cursors, the cycle lease, links with their base,
-create intents, the retry set, the cycle / error / per-person logs, and link counters.
+"""The state seam: what the engine may ask of its durable state (`StateStore`, a
+protocol whose calls are all awaitable), the `Link` it keeps, and the row format.
 
-Keeping all of it in one store (Azurite locally, identity-based in Azure) is what lets a
-cycle killed at any instant resume without losing or duplicating anything: cursors
-advance only after the link rows they cover are written, and every multi-row write is
-chunked into entity-group transactions of at most 100 (the service limit, which the
-SDK does not enforce and Azurite answers with a malformed response). Link counts per
-entity are kept as links are saved and closed, so `status` never scans the links table.
+Two stores implement it: Table Storage (`sync_core.tablestore`, production) and memory
+(`sync_core.memstore`, simulation and fast tests). Both build their rows with the
+functions here (key encoding, link rows, log rows), so the two cannot drift apart in
+format: a row the simulation's store holds is the row Table Storage would hold, and a
+store that is kinder than the real one is caught by the contract test
+(tests/state/test_store_contract.py) rather than by a production incident.
+
+What the engine relies on, whichever store: cursors advance only after the link rows
+they cover are written; a lease has exactly one owner; a link saved without `new` has
+no Dynamics-id index row; logs list newest first.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from typing import Any, Protocol
 
 from sync_core.mapping import Entity
 
-BATCH_LIMIT = 100
+TABLES = ("state", "links", "cycles", "errors", "personlog")
 BUCKET = 1000  # Marketo ids per links partition
-RANGE_FROM = 8  # this many wanted ids in one bucket: one range query beats point reads
 _FORBIDDEN = {"/", "\\", "#", "?", "%"}
-COUNTER_PK, LINKS_COUNTER = "counter", "links"
-
-
-def safe_key(text: str) -> str:
-    """Encode a PartitionKey/RowKey: `/ \\ # ?` and control characters are not allowed
-    in keys, so they (and the escape char) become %XX instead of crashing a write."""
-    return "".join(
-        f"%{ord(c):02X}" if c in _FORBIDDEN or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c
-        for c in text
-    )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _newest_first(t: datetime) -> str:
-    # Table Storage sorts by RowKey ascending; an inverted timestamp lists newest first.
-    return f"{10**15 - int(t.timestamp() * 1000):015d}"
 
 
 @dataclass(slots=True)
@@ -67,506 +40,70 @@ class Link:
     linked_at: str = ""
 
 
-class StateStore:
-    TABLES = ("state", "links", "cycles", "errors", "personlog")
+class StateStore(Protocol):
+    """Every call may reach a remote service: awaited, never blocking the event loop."""
 
-    def __init__(self, service: TableServiceClient, prefix: str = "mktosync") -> None:
-        self._service = service
-        self._prefix = prefix
-        self._tables: dict[str, TableClient] = {
-            name: service.get_table_client(f"{prefix}{name}") for name in self.TABLES
-        }
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="state")
+    def close(self) -> None: ...  # releases connections; sends no request
+    async def ensure_tables(self) -> None: ...
+    async def missing_tables(self) -> list[str]: ...
 
-    @classmethod
-    def from_connection_string(cls, conn: str, prefix: str = "mktosync") -> StateStore:
-        return cls(TableServiceClient.from_connection_string(conn), prefix)
+    # small key/value rows; a None value deletes the row
+    async def get_value(self, kind: str, name: str) -> str | None: ...
+    async def set_values(self, kind: str, values: dict[str, str | None]) -> None: ...
+    async def add_to_value(self, kind: str, name: str, amount: int) -> int: ...
+    async def get_cursor(self, name: str) -> str | None: ...
+    async def set_cursors(self, values: dict[str, str | None]) -> None: ...
+    async def hash_key(self, configured: str = "") -> bytes: ...
+    async def saved(self, kind: str) -> dict[str, tuple[str, datetime | None]]: ...
 
-    @classmethod
-    def from_account_url(cls, url: str, credential: Any, prefix: str = "mktosync") -> StateStore:
-        return cls(TableServiceClient(endpoint=url, credential=credential), prefix)
+    # open links per entity, kept as links are saved and closed
+    async def link_counts(self) -> dict[str, int] | None: ...
+    async def ensure_link_counts(self) -> dict[str, int]: ...
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
-        self._service.close()
+    # the lease: one writer at a time
+    async def acquire_lease(self, owner: str, seconds: int, name: str = "cycle") -> bool: ...
+    async def release_lease(self, owner: str, name: str = "cycle") -> None: ...
 
-    def ensure_tables(self) -> None:
-        for name in self.TABLES:
-            self._service.create_table_if_not_exists(f"{self._prefix}{name}")
-        self.ensure_link_counts()
+    # links
+    async def links_by_marketo(self, ids: Iterable[int]) -> dict[int, Link]: ...
+    async def links_by_dynamics(
+        self, entity: Entity, ids: Iterable[str], hints: Mapping[str, int | None] | None = None
+    ) -> dict[str, Link]: ...
+    async def save_links(self, links: Iterable[Link], *, new: bool = False) -> None: ...
+    async def close_links(self, links: Iterable[Link]) -> None: ...
+    def iter_links(self) -> AsyncIterator[Link]: ...
 
-    def missing_tables(self) -> list[str]:
-        """State tables that do not exist (all five before `setup` or the first cycle)."""
-        names = {f"{self._prefix}{n}" for n in self.TABLES}
-        found = {t.name for t in self._service.list_tables() if t.name in names}
-        return sorted(names - found)
-
-    def _t(self, name: str) -> TableClient:
-        return self._tables[name]
-
-    def _write(self, table: str, entities: Iterable[dict[str, Any]], op: str = "upsert") -> None:
-        """Write entities in per-partition transactions of <= 100 (each one atomic)."""
-        by_pk: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for e in entities:
-            by_pk[e["PartitionKey"]].append(e)
-        client = self._t(table)
-        for rows in by_pk.values():
-            for i in range(0, len(rows), BATCH_LIMIT):
-                chunk = rows[i : i + BATCH_LIMIT]
-                if len(chunk) == 1 and op == "upsert":
-                    client.upsert_entity(chunk[0], mode=UpdateMode.REPLACE)
-                else:
-                    client.submit_transaction([(op, e) for e in chunk])
-
-    # ---- small key/value rows ---------------------------------------------
-    def get_value(self, kind: str, name: str) -> str | None:
-        try:
-            return str(self._t("state").get_entity(kind, safe_key(name))["value"])
-        except ResourceNotFoundError:
-            return None
-
-    def set_values(self, kind: str, values: dict[str, str | None]) -> None:
-        upserts = [
-            {"PartitionKey": kind, "RowKey": safe_key(k), "value": v}
-            for k, v in values.items()
-            if v is not None
-        ]
-        self._write("state", upserts)
-        for k, v in values.items():
-            if v is None:
-                self._t("state").delete_entity(kind, safe_key(k))
-
-    def add_to_value(self, kind: str, name: str, amount: int) -> int:
-        """Add to an integer row and return the new total, ETag-guarded: the timer and
-        every webhook delivery (in any worker) count into the same Marketo quota row."""
-        table, key = self._t("state"), safe_key(name)
-        for _ in range(50):
-            try:
-                row = table.get_entity(kind, key)
-            except ResourceNotFoundError:
-                try:
-                    table.create_entity({"PartitionKey": kind, "RowKey": key, "value": str(amount)})
-                    return amount
-                except ResourceExistsError:
-                    continue
-            total = int(row["value"] or 0) + amount
-            try:
-                table.update_entity(
-                    {"PartitionKey": kind, "RowKey": key, "value": str(total)},
-                    mode=UpdateMode.REPLACE,
-                    etag=row.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return total
-            except (ResourceModifiedError, ResourceNotFoundError):
-                continue  # another writer counted in between: read again
-        raise ResourceModifiedError(f"{kind}/{name}: 50 writers in a row counted first")
-
-    def get_cursor(self, name: str) -> str | None:
-        return self.get_value("cursor", name)
-
-    def set_cursors(self, values: dict[str, str | None]) -> None:
-        self.set_values("cursor", values)
-
-    def hash_key(self, configured: str = "") -> bytes:
-        """The base-hash key: the configured one, else one generated once and kept here."""
-        if configured:
-            return configured.encode()
-        existing = self.get_value("meta", "hashkey")
-        if existing:
-            return bytes.fromhex(existing)
-        key = secrets.token_hex(32)
-        try:
-            self._t("state").create_entity(
-                {"PartitionKey": "meta", "RowKey": "hashkey", "value": key}
-            )
-        except ResourceExistsError:
-            # Another process created it first; everybody must use that one.
-            return bytes.fromhex(str(self.get_value("meta", "hashkey")))
-        return bytes.fromhex(key)
-
-    def saved(self, kind: str) -> dict[str, tuple[str, datetime | None]]:
-        """Every row of one small partition (e.g. "cursor"): name -> (value, when the
-        service last wrote it). The row's own timestamp dates a cursor at no extra cost."""
-        out: dict[str, tuple[str, datetime | None]] = {}
-        for row in self._t("state").query_entities("PartitionKey eq @pk", parameters={"pk": kind}):
-            stamp = row.metadata.get("timestamp")
-            out[_unsafe(str(row["RowKey"]))] = (
-                str(row.get("value") or ""),
-                stamp if isinstance(stamp, datetime) else None,
-            )
-        return out
-
-    # ---- counters: link counts kept as writes commit ----------------------
-    def link_counts(self) -> dict[str, int] | None:
-        """Open links per entity, or None when the counters were never seeded."""
-        try:
-            row = self._t("state").get_entity(COUNTER_PK, LINKS_COUNTER)
-        except ResourceNotFoundError:
-            return None
-        return {str(k): int(v) for k, v in json.loads(str(row["value"])).items()}
-
-    def ensure_link_counts(self) -> dict[str, int]:
-        """Seed the link counters once by counting the links table (a fresh install
-        counts nothing; an older install pays one scan); afterwards they are kept."""
-        current = self.link_counts()
-        if current is not None:
-            return current
-        counts: dict[str, int] = defaultdict(int)
-        for link in self.iter_links():
-            counts[link.entity] += 1
-        row = {"PartitionKey": COUNTER_PK, "RowKey": LINKS_COUNTER, "value": json.dumps(counts)}
-        try:
-            self._t("state").create_entity(row)
-        except ResourceExistsError:
-            return self.link_counts() or dict(counts)
-        return dict(counts)
-
-    def _adjust_link_counts(self, deltas: dict[str, int]) -> None:
-        """Add to the counters, ETag-guarded: the cycle and the webhook both save links."""
-        deltas = {k: v for k, v in deltas.items() if v}
-        if not deltas:
-            return
-        table = self._t("state")
-        for _ in range(20):
-            try:
-                row = table.get_entity(COUNTER_PK, LINKS_COUNTER)
-            except ResourceNotFoundError:
-                return  # not seeded: the seeding scan will count these links
-            counts = {str(k): int(v) for k, v in json.loads(str(row["value"])).items()}
-            for k, v in deltas.items():
-                counts[k] = max(0, counts.get(k, 0) + v)
-            try:
-                table.update_entity(
-                    {"PartitionKey": COUNTER_PK, "RowKey": LINKS_COUNTER,
-                     "value": json.dumps(counts)},
-                    mode=UpdateMode.REPLACE,
-                    etag=row.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )  # fmt: skip
-                return
-            except ResourceModifiedError:
-                continue  # someone else counted in between: read again
-
-    # ---- lease: one writer at a time --------------------------------------
-    def acquire_lease(self, owner: str, seconds: int, name: str = "cycle") -> bool:
-        """Take the lease if free or expired. ETag-guarded, so of two racing cycles
-        exactly one wins even when both read the same expired row."""
-        table = self._t("state")
-        now = time.time()
-        row = {"PartitionKey": "lease", "RowKey": name, "owner": owner, "expires": now + seconds}
-        try:
-            current = table.get_entity("lease", name)
-        except ResourceNotFoundError:
-            try:
-                table.create_entity(row)
-                return True
-            except ResourceExistsError:
-                return False
-        if current.get("owner") != owner and float(current.get("expires", 0)) > now:
-            return False
-        try:
-            table.update_entity(
-                row,
-                mode=UpdateMode.REPLACE,
-                etag=current.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-            return True
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return False
-
-    def release_lease(self, owner: str, name: str = "cycle") -> None:
-        table = self._t("state")
-        try:
-            current = table.get_entity("lease", name)
-            if current.get("owner") == owner:
-                table.delete_entity(
-                    "lease",
-                    name,
-                    etag=current.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceNotFoundError, ResourceModifiedError):
-            pass
-
-    # ---- links ------------------------------------------------------------
-    @staticmethod
-    def _m_key(marketo_id: int) -> tuple[str, str]:
-        # Zero-padded so RowKey order is numeric order: a bucket of 1,000 consecutive
-        # ids is one partition that a single range query can read.
-        return f"m{marketo_id // BUCKET:012d}", f"{marketo_id:012d}"
-
-    @staticmethod
-    def _d_key(entity: Entity, dynamics_id: str) -> tuple[str, str]:
-        did = dynamics_id.lower()
-        return f"d{entity[0]}{safe_key(did[:2])}", safe_key(did)
-
-    def _get_many(self, table: str, keys: list[tuple[str, str]]) -> list[dict[str, Any] | None]:
-        client = self._t(table)
-
-        def one(key: tuple[str, str]) -> dict[str, Any] | None:
-            try:
-                return dict(client.get_entity(*key))
-            except ResourceNotFoundError:
-                return None
-
-        return list(self._pool.map(one, keys))
-
-    def _bucket_rows(self, bucket: int, low: int, high: int) -> list[dict[str, Any]]:
-        pk = f"m{bucket:012d}"
-        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
-        params = {"pk": pk, "lo": f"{low:012d}", "hi": f"{high:012d}"}
-        return [dict(r) for r in self._t("links").query_entities(query, parameters=params)]
-
-    @staticmethod
-    def _link(row: dict[str, Any]) -> Link:
-        return Link(
-            marketo_id=int(row["RowKey"]),
-            entity=row["entity"],
-            dynamics_id=row["dynamicsId"],
-            base=json.loads(row.get("base") or "{}"),
-            linked_at=row.get("linkedAt", ""),
-        )
-
-    def links_by_marketo(self, ids: Iterable[int]) -> dict[int, Link]:
-        """Links of these people. Ids that crowd one bucket are read with one range query
-        (a page of changes is mostly consecutive ids); stragglers with point reads."""
-        wanted = set(ids)
-        by_bucket: dict[int, list[int]] = defaultdict(list)
-        for i in wanted:
-            by_bucket[i // BUCKET].append(i)
-        ranged = [(b, min(v), max(v)) for b, v in by_bucket.items() if len(v) >= RANGE_FROM]
-        single = [i for v in by_bucket.values() if len(v) < RANGE_FROM for i in v]
-        rows: list[dict[str, Any] | None] = []
-        for chunk in self._pool.map(lambda r: self._bucket_rows(*r), ranged):
-            rows.extend(chunk)
-        rows.extend(self._get_many("links", [self._m_key(i) for i in single]))
-        links = (self._link(r) for r in rows if r is not None)
-        return {link.marketo_id: link for link in links if link.marketo_id in wanted}
-
-    def links_by_dynamics(
-        self, entity: Entity, ids: Iterable[str], hints: dict[str, int] | None = None
-    ) -> dict[str, Link]:
-        """Links of these records. `hints` (record id -> the Marketo id the record
-        carries) saves the index read; a hint that does not check out falls back to it."""
-        ids = [i.lower() for i in dict.fromkeys(ids)]
-        hinted = {i: m for i, m in (hints or {}).items() if m is not None}
-        found: dict[str, Link] = {}
-        if hinted:
-            links = self.links_by_marketo(hinted.values())
-            for d, m in hinted.items():
-                link = links.get(m)
-                if link and link.dynamics_id.lower() == d.lower() and link.entity == entity:
-                    found[d.lower()] = link
-        rest = [i for i in ids if i not in found]
-        index = self._get_many("links", [self._d_key(entity, i) for i in rest])
-        marketo_ids = {i: int(r["marketoId"]) for i, r in zip(rest, index, strict=True) if r}
-        links = self.links_by_marketo(marketo_ids.values())
-        # The index can outlive a re-linked person; only a matching main row counts.
-        found.update(
-            (d, links[m])
-            for d, m in marketo_ids.items()
-            if m in links and links[m].dynamics_id.lower() == d and links[m].entity == entity
-        )
-        return found
-
-    def save_links(self, links: Iterable[Link], *, new: bool = False) -> None:
-        """Upsert main rows (with base); with `new`, also the Dynamics-id index rows."""
-        links = list(links)
-        stamp = _now().isoformat()
-        deltas: dict[str, int] = defaultdict(int)
-        if new:
-            # A new link may replace a person's earlier one (a lead qualified into a
-            # contact, a re-link): only a person without a main row adds to the count.
-            before = self.links_by_marketo(link.marketo_id for link in links)
-            for link in links:
-                old = before.get(link.marketo_id)
-                if old is None or old.entity != link.entity:
-                    deltas[link.entity] += 1
-                    if old is not None:
-                        deltas[old.entity] -= 1
-            self._write(
-                "links",
-                [
-                    {
-                        "PartitionKey": pk,
-                        "RowKey": rk,
-                        "marketoId": str(link.marketo_id),
-                    }
-                    for link in links
-                    for pk, rk in [self._d_key(link.entity, link.dynamics_id)]
-                ],
-            )
-        self._write(
-            "links",
-            [
-                {
-                    "PartitionKey": pk,
-                    "RowKey": rk,
-                    "entity": link.entity,
-                    "dynamicsId": link.dynamics_id.lower(),
-                    "base": json.dumps(link.base, separators=(",", ":"), sort_keys=True),
-                    "linkedAt": link.linked_at or stamp,
-                    "updatedAt": stamp,
-                }
-                for link in links
-                for pk, rk in [self._m_key(link.marketo_id)]
-            ],
-        )
-        self._adjust_link_counts(deltas)
-
-    def close_links(self, links: Iterable[Link]) -> None:
-        client = self._t("links")
-        deltas: dict[str, int] = defaultdict(int)
-        for link in links:
-            for main, (pk, rk) in (
-                (True, self._m_key(link.marketo_id)),
-                (False, self._d_key(link.entity, link.dynamics_id)),
-            ):
-                try:
-                    client.delete_entity(pk, rk)
-                except ResourceNotFoundError:
-                    continue
-                if main:
-                    deltas[link.entity] -= 1
-        self._adjust_link_counts(deltas)
-
-    def iter_links(self) -> Iterator[Link]:
-        """Every open link, page by page (memory stays bounded by the page size)."""
-        query = "PartitionKey ge 'm' and PartitionKey lt 'n'"
-        for row in self._t("links").query_entities(query):
-            yield self._link(dict(row))
-
-    # ---- intents and retries (sets of keys) -------------------------------
-    def add_to_set(
+    # sets of keys (intents, retries, paused, ...)
+    async def add_to_set(
         self, kind: str, keys: Iterable[str], data: dict[str, str] | None = None
-    ) -> None:
-        self._write(
-            "state",
-            [{"PartitionKey": kind, "RowKey": safe_key(k), **(data or {})} for k in keys],
-        )
+    ) -> None: ...
+    async def members(self, kind: str) -> list[str]: ...
+    async def remove_from_set(self, kind: str, keys: Iterable[str]) -> None: ...
 
-    def members(self, kind: str) -> list[str]:
-        rows = self._t("state").query_entities(f"PartitionKey eq '{kind}'", select=["RowKey"])
-        return [_unsafe(str(r["RowKey"])) for r in rows]
-
-    def remove_from_set(self, kind: str, keys: Iterable[str]) -> None:
-        client = self._t("state")
-        rows = [{"PartitionKey": kind, "RowKey": safe_key(k)} for k in keys]
-        for i in range(0, len(rows), BATCH_LIMIT):
-            chunk = rows[i : i + BATCH_LIMIT]
-            try:
-                client.submit_transaction([("delete", r) for r in chunk])
-            except (TableTransactionError, ResourceNotFoundError):
-                # One key was already gone, which fails the whole transaction: go one by one.
-                for r in chunk:
-                    try:
-                        client.delete_entity(r["PartitionKey"], r["RowKey"])
-                    except ResourceNotFoundError:
-                        pass
-
-    # ---- logs -------------------------------------------------------------
-    def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
-        started = datetime.fromisoformat(summary["started"])
-        row = {"PartitionKey": "cycle", "RowKey": f"{_newest_first(started)}-{cycle_id}"}
-        for key, value in summary.items():
-            row[key] = json.dumps(value) if isinstance(value, dict | list) else value
-        self._t("cycles").upsert_entity(row)
-
-    def recent_cycles(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self._t("cycles").query_entities("PartitionKey eq 'cycle'", results_per_page=limit)
-        out = []
-        for row in rows:
-            out.append(dict(row))
-            if len(out) >= limit:
-                break
-        return out
-
-    def cycles_since(self, since: datetime) -> list[dict[str, Any]]:
-        """Cycles started at or after `since`, newest first (one range read)."""
-        query = "PartitionKey eq 'cycle' and RowKey lt @bound"
-        params = {"bound": _newest_first(since) + "~"}
-        return [dict(r) for r in self._t("cycles").query_entities(query, parameters=params)]
-
-    def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Add error rows; return those added. A row with a `signature` another run
-        already recorded is skipped (the same refusal met again after a crash)."""
-        stamp = _now()
-        entities = []
-        added = []
-        for n, row in enumerate(rows):
-            sig = row.get("signature")
-            if sig:
-                try:
-                    self._t("state").create_entity({"PartitionKey": "errorsig", "RowKey": sig})
-                except ResourceExistsError:
-                    continue
-            added.append(row)
-            entities.append(
-                {
-                    "PartitionKey": "error",
-                    "RowKey": f"{_newest_first(stamp)}-{n:05d}-{secrets.token_hex(3)}",
-                    "at": stamp.isoformat(),
-                    **{
-                        k: (json.dumps(v) if isinstance(v, list | dict) else v)
-                        for k, v in row.items()
-                    },
-                }
-            )
-        self._write("errors", entities)
-        return added
-
-    def list_errors(
+    # logs, newest first
+    async def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None: ...
+    async def recent_cycles(self, limit: int = 20) -> list[dict[str, Any]]: ...
+    async def cycles_since(self, since: datetime) -> list[dict[str, Any]]: ...
+    async def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    async def list_errors(
         self, since: datetime | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Errors newest first; `limit` stops after that many (one page, not the table)."""
-        query = "PartitionKey eq 'error'"
-        params: dict[str, Any] = {}
-        if since is not None:
-            query += " and RowKey lt @bound"
-            params["bound"] = _newest_first(since) + "~"
-        rows = self._t("errors").query_entities(
-            query, parameters=params, results_per_page=limit or 1000
-        )
-        out = []
-        for row in rows:
-            out.append(dict(row))
-            if limit is not None and len(out) >= limit:
-                break
-        return out
-
-    def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
-        stamp = _now()
-        tag = secrets.token_hex(3)  # two batches in one millisecond must not collide
-        rows = []
-        for n, ev in enumerate(events):
-            mid = int(ev["marketoId"])
-            # Bucketed like links so one cycle's events batch into few transactions;
-            # the RowKey starts with the person, newest first within them.
-            rows.append(
-                {
-                    "PartitionKey": f"p{mid // BUCKET:012d}",
-                    "RowKey": f"{mid:012d}-{_newest_first(stamp)}-{n:06d}-{tag}",
-                    "marketoId": mid,
-                    "at": stamp.isoformat(),
-                    **{
-                        k: (json.dumps(v) if isinstance(v, list | dict) else v)
-                        for k, v in ev.items()
-                        if k != "marketoId"
-                    },
-                }
-            )
-        self._write("personlog", rows)
-
-    def person_events(self, marketo_id: int) -> list[dict[str, Any]]:
-        mid = int(marketo_id)
-        query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
-        params = {"pk": f"p{mid // BUCKET:012d}", "lo": f"{mid:012d}-", "hi": f"{mid:012d}."}
-        return [dict(r) for r in self._t("personlog").query_entities(query, parameters=params)]
+    ) -> list[dict[str, Any]]: ...
+    async def record_person_events(self, events: Iterable[dict[str, Any]]) -> None: ...
+    async def person_events(self, marketo_id: int) -> list[dict[str, Any]]: ...
 
 
-def _unsafe(key: str) -> str:
+# ---- keys ---------------------------------------------------------------------------
+def safe_key(text: str) -> str:
+    """Encode a PartitionKey/RowKey: `/ \\ # ?` and control characters are not allowed
+    in keys, so they (and the escape char) become %XX instead of crashing a write."""
+    return "".join(
+        f"%{ord(c):02X}" if c in _FORBIDDEN or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c
+        for c in text
+    )
+
+
+def unsafe_key(key: str) -> str:
+    """The text `safe_key` encoded."""
     out, i = [], 0
     while i < len(key):
         if key[i] == "%" and i + 2 < len(key):
@@ -576,3 +113,98 @@ def _unsafe(key: str) -> str:
             out.append(key[i])
             i += 1
     return "".join(out)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def newest_first(t: datetime) -> str:
+    # Table Storage sorts by RowKey ascending; an inverted timestamp lists newest first.
+    return f"{10**15 - int(t.timestamp() * 1000):015d}"
+
+
+def m_key(marketo_id: int) -> tuple[str, str]:
+    # Zero-padded so RowKey order is numeric order: a bucket of 1,000 consecutive
+    # ids is one partition that a single range query can read.
+    return f"m{marketo_id // BUCKET:012d}", f"{marketo_id:012d}"
+
+
+def d_key(entity: Entity, dynamics_id: str) -> tuple[str, str]:
+    did = dynamics_id.lower()
+    return f"d{entity[0]}{safe_key(did[:2])}", safe_key(did)
+
+
+def person_range(marketo_id: int) -> tuple[str, str, str]:
+    """Partition and exclusive RowKey bounds of one person's log rows."""
+    mid = int(marketo_id)
+    return f"p{mid // BUCKET:012d}", f"{mid:012d}-", f"{mid:012d}."
+
+
+# ---- rows ---------------------------------------------------------------------------
+def _flat(values: dict[str, Any]) -> dict[str, Any]:
+    """Table Storage holds no lists or dicts: they are kept as JSON text."""
+    return {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in values.items()}
+
+
+def link_from_row(row: dict[str, Any]) -> Link:
+    return Link(
+        marketo_id=int(row["RowKey"]),
+        entity=row["entity"],
+        dynamics_id=row["dynamicsId"],
+        base=json.loads(row.get("base") or "{}"),
+        linked_at=row.get("linkedAt", ""),
+    )
+
+
+def link_row(link: Link, stamp: str) -> dict[str, Any]:
+    """A link's main row (keyed by Marketo id), with its base."""
+    pk, rk = m_key(link.marketo_id)
+    return {
+        "PartitionKey": pk,
+        "RowKey": rk,
+        "entity": link.entity,
+        "dynamicsId": link.dynamics_id.lower(),
+        "base": json.dumps(link.base, separators=(",", ":"), sort_keys=True),
+        "linkedAt": link.linked_at or stamp,
+        "updatedAt": stamp,
+    }
+
+
+def index_row(link: Link) -> dict[str, Any]:
+    """A link's Dynamics-id index row: the record id -> the Marketo id."""
+    pk, rk = d_key(link.entity, link.dynamics_id)
+    return {"PartitionKey": pk, "RowKey": rk, "marketoId": str(link.marketo_id)}
+
+
+def cycle_row(cycle_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+    started = datetime.fromisoformat(summary["started"])
+    row = {"PartitionKey": "cycle", "RowKey": f"{newest_first(started)}-{cycle_id}"}
+    return {**row, **_flat(summary)}
+
+
+def error_row(row: dict[str, Any], n: int, stamp: datetime) -> dict[str, Any]:
+    """The n-th error row of one batch recorded at `stamp`."""
+    key = f"{newest_first(stamp)}-{n:05d}-{secrets.token_hex(3)}"
+    return {"PartitionKey": "error", "RowKey": key, "at": stamp.isoformat(), **_flat(row)}
+
+
+def person_event_rows(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    stamp = _now()
+    tag = secrets.token_hex(3)  # two batches in one millisecond must not collide
+    rows = []
+    for n, ev in enumerate(events):
+        mid = int(ev["marketoId"])
+        pk, lo, _ = person_range(mid)
+        # Bucketed like links so one cycle's events batch into few transactions;
+        # the RowKey starts with the person, newest first within them.
+        rows.append(
+            {
+                "PartitionKey": pk,
+                "RowKey": f"{lo}{newest_first(stamp)}-{n:06d}-{tag}",
+                "marketoId": mid,
+                "at": stamp.isoformat(),
+                **_flat({k: v for k, v in ev.items() if k != "marketoId"}),
+            }
+        )
+    return rows

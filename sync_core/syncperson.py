@@ -53,7 +53,7 @@ async def sync_person(rt: Runtime, req: SyncRequest) -> Reply:
     fields = [*m.marketo_fields(), m.dynamics_deleted_field]
     people, links = await asyncio.gather(
         rt.marketo.get_leads("id", [req.lead_id], fields),
-        asyncio.to_thread(rt.store.links_by_marketo, [req.lead_id]),
+        rt.store.links_by_marketo([req.lead_id]),
     )
     if not people:
         return Reply(404, {"status": "not-found", "message": f"no Marketo person {req.lead_id}"})
@@ -77,18 +77,18 @@ async def sync_person(rt: Runtime, req: SyncRequest) -> Reply:
         )
     try:
         # The previous holder may have finished the job while we waited.
-        done = await asyncio.to_thread(rt.store.links_by_marketo, [req.lead_id])
+        done = await rt.store.links_by_marketo([req.lead_id])
         if req.lead_id in done:
             return _already(done[req.lead_id].dynamics_id, done[req.lead_id].entity)
         return await _create(rt, req, person)
     finally:
-        await asyncio.to_thread(rt.store.release_lease, owner, lease)
+        await rt.store.release_lease(owner, lease)
 
 
 async def _acquire(rt: Runtime, owner: str, lease: str) -> bool:
     loop = asyncio.get_running_loop()
     give_up = loop.time() + LEASE_WAIT_SECONDS
-    while not await asyncio.to_thread(rt.store.acquire_lease, owner, LEASE_SECONDS, lease):
+    while not await rt.store.acquire_lease(owner, LEASE_SECONDS, lease):
         if loop.time() > give_up:
             return False
         await asyncio.sleep(0.1)
@@ -178,11 +178,10 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
             raise result
     plan = plan_pair(m.fields[entity], decode_row(rules, created), person, None, rt.hasher)
     link = Link(lead_id, entity, dynamics_id, dict(plan.settled))
-    await asyncio.to_thread(rt.store.save_links, [link], new=True)
+    await rt.store.save_links([link], new=True)
     await _best_effort(
         "person log",
-        asyncio.to_thread(
-            rt.store.record_person_events,
+        rt.store.record_person_events(
             [
                 {
                     "marketoId": lead_id,
@@ -215,7 +214,7 @@ async def _record_bad_options(
         "marketoId": lead_id,
         "dynamicsId": "",
     }
-    await asyncio.to_thread(rt.store.record_errors, [row])
+    await rt.store.record_errors([row])
     await log_activities(rt.marketo, SYNC_ERROR, error_entries([row]))
 
 
@@ -227,12 +226,12 @@ async def _adopt(rt: Runtime, req: SyncRequest, person: dict[str, Any], address:
     entity, key = req.sync_as, ENTITY_KEY[req.sync_as]
     row = await rt.dataverse.get_json(f"{address}?$select={','.join([key, *m.columns(entity)])}")
     dynamics_id = str(row[key]).lower()
-    links = await asyncio.to_thread(rt.store.links_by_marketo, [req.lead_id])
+    links = await rt.store.links_by_marketo([req.lead_id])
     if req.lead_id not in links:
         await _write_back(rt, person, dynamics_id, entity)
         plan = plan_pair(m.fields[entity], row, person, None, rt.hasher)
         link = Link(req.lead_id, entity, dynamics_id, dict(plan.settled))
-        await asyncio.to_thread(rt.store.save_links, [link], new=True)
+        await rt.store.save_links([link], new=True)
     return _already(dynamics_id, entity)
 
 
@@ -296,7 +295,7 @@ async def _rejected(
     }
     # The error row is the record of truth (a failure here answers 503 and Marketo's
     # retry records it again); the activity is best effort.
-    await asyncio.to_thread(rt.store.record_errors, [row])
+    await rt.store.record_errors([row])
     await _best_effort(
         "error activity", log_activities(rt.marketo, SYNC_ERROR, error_entries([row]))
     )

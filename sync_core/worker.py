@@ -22,7 +22,6 @@ them. Across instances the APIs' own throttling answers (606, 429) are the guard
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -51,9 +50,11 @@ class _Shared:
 @dataclass
 class _Limits:
     loop: asyncio.AbstractEventLoop  # asyncio primitives belong to the loop they wait on
+    scale: float
     marketo: SlidingWindow
     dataverse: SlidingWindow
     pacer: ExecutionPacer
+    building: asyncio.Lock
 
 
 class Worker:
@@ -63,7 +64,6 @@ class Worker:
         self._environ = environ
         self._shared: _Shared | None = None
         self._limits: _Limits | None = None
-        self._lock = threading.Lock()
 
     def settings(self) -> Settings:
         """Read on every invocation: cheap, and a bad setting is named every time."""
@@ -73,28 +73,23 @@ class Worker:
         shared = self._shared
         if shared is not None and shared.settings == settings:
             return shared
-        # Table Storage is synchronous (azure-data-tables): keep it off the event loop.
-        return await asyncio.to_thread(self._build, settings)
-
-    def _build(self, settings: Settings) -> _Shared:
-        with self._lock:  # concurrent first invocations build once
+        async with self._limiters(settings).building:  # concurrent first calls build once
             if self._shared is not None and self._shared.settings == settings:
                 return self._shared
             store = build_store(settings)
-            store.ensure_tables()
-            hasher = Hasher(store.hash_key(settings.sync_hash_key.get_secret_value()))
+            await store.ensure_tables()
+            hasher = Hasher(await store.hash_key(settings.sync_hash_key.get_secret_value()))
             mapping = load_mapping(settings.sync_mapping_file)
             self._shared = _Shared(settings, mapping, store, hasher)
-            self._limits = None
             return self._shared
 
     def _limiters(self, settings: Settings) -> _Limits:
         loop = asyncio.get_running_loop()
-        if self._limits is None or self._limits.loop is not loop:
-            scale = settings.sync_time_scale
+        scale = settings.sync_time_scale
+        if self._limits is None or self._limits.loop is not loop or self._limits.scale != scale:
             self._limits = _Limits(
-                loop, marketo_limiter(scale), dataverse_limiter(scale),
-                ExecutionPacer(time_scale=scale),
+                loop, scale, marketo_limiter(scale), dataverse_limiter(scale),
+                ExecutionPacer(time_scale=scale), asyncio.Lock(),
             )  # fmt: skip
         return self._limits
 
@@ -106,7 +101,7 @@ class Worker:
         (shared) is not. `options` go to build_clients (transports, CA bundle)."""
         settings = settings or self.settings()
         shared = await self._parts(settings)
-        limits = self._limiters(settings)
+        limits = self._limiters(shared.settings)
         marketo, dataverse = build_clients(
             settings, retry=retry, marketo_limiter=limits.marketo,
             dataverse_limiter=limits.dataverse, pacer=limits.pacer, **options,

@@ -33,7 +33,8 @@ from sync_core.mapping import Entity, load_mapping
 from sync_core.mapping import Mapping as SyncMapping
 from sync_core.runtime import table_service
 from sync_core.settings import Settings, SettingsError, load_settings
-from sync_core.state import StateStore
+from sync_core.state import TABLES
+from sync_core.tablestore import TableStateStore
 
 T = TypeVar("T")
 HELP = "check settings, access, schema and mapping on both systems (exit 1 on FAIL)"
@@ -42,8 +43,7 @@ HELP = "check settings, access, schema and mapping on both systems (exit 1 on FA
 # ---- Table Storage ----------------------------------------------------------------------
 
 
-def check_storage(s: Settings, r: Report) -> None:
-    """Blocking (azure-data-tables is synchronous): run in a thread."""
+async def check_storage(s: Settings, r: Report) -> None:
     where = s.sync_storage_account_url or "SYNC_STORAGE_CONNECTION"
     prefix = s.sync_table_prefix
     fix_access = (
@@ -52,7 +52,8 @@ def check_storage(s: Settings, r: Report) -> None:
     )
     try:
         service = table_service(s, retry_total=1, retry_backoff_factor=0.2, connection_timeout=5)
-        existing = {t.name for t in service.list_tables() if t.name.startswith(prefix)}
+        store = TableStateStore(service, prefix)
+        absent = set(await store.missing_tables())
     except Exception as exc:  # bad strings, DNS, refused, 403: all "unreachable" to us
         r.add(
             "storage.tables",
@@ -62,9 +63,8 @@ def check_storage(s: Settings, r: Report) -> None:
         )
         r.skip(["storage.write"], "Table Storage unreachable")
         return
-    store = StateStore(service, prefix)
     try:
-        missing = [f"{prefix}{t}" for t in StateStore.TABLES if f"{prefix}{t}" not in existing]
+        missing = [f"{prefix}{t}" for t in TABLES if f"{prefix}{t}" in absent]
         if missing:
             r.add(
                 "storage.tables",
@@ -74,13 +74,13 @@ def check_storage(s: Settings, r: Report) -> None:
             )
             r.skip(["storage.write"], "state table missing")
             return
-        r.add("storage.tables", "PASS", f"{len(StateStore.TABLES)} tables '{prefix}*' present")
+        r.add("storage.tables", "PASS", f"{len(TABLES)} tables '{prefix}*' present")
         probe = f"doctor-{secrets.token_hex(4)}"
         try:
-            store.set_values("doctor", {probe: datetime.now(UTC).isoformat()})
-            ok = store.get_value("doctor", probe) is not None
-            store.set_values("doctor", {probe: None})
-            gone = store.get_value("doctor", probe) is None
+            await store.set_values("doctor", {probe: datetime.now(UTC).isoformat()})
+            ok = await store.get_value("doctor", probe) is not None
+            await store.set_values("doctor", {probe: None})
+            gone = await store.get_value("doctor", probe) is None
         except Exception as exc:
             r.add(
                 "storage.write",
@@ -192,7 +192,7 @@ async def run_doctor(
     mfields, columns, _ = await asyncio.gather(
         _guard("marketo", mk_report, check_marketo(s, mapping, mk_report)),
         _guard("dynamics", dv_report, check_dynamics(s, mapping, dv_report, ca_bundle)),
-        _guard("storage", st_report, asyncio.to_thread(check_storage, s, st_report)),
+        _guard("storage", st_report, check_storage(s, st_report)),
     )
     r.checks += mk_report.checks + dv_report.checks + st_report.checks
     if mapping is None:

@@ -213,66 +213,66 @@ class DryRunStore:
             return getattr(self._inner, name)
         return _refuse("StateStore", name)
 
-    def get_value(self, kind: str, name: str) -> str | None:
+    async def get_value(self, kind: str, name: str) -> str | None:
         if (kind, name) in self._values:
             return self._values[(kind, name)]
-        return self._inner.get_value(kind, name)
+        return await self._inner.get_value(kind, name)
 
-    def get_cursor(self, name: str) -> str | None:
-        return self.get_value("cursor", name)
+    async def get_cursor(self, name: str) -> str | None:
+        return await self.get_value("cursor", name)
 
-    def set_values(self, kind: str, values: dict[str, str | None]) -> None:
+    async def set_values(self, kind: str, values: dict[str, str | None]) -> None:
         self._values.update(((kind, k), v) for k, v in values.items())
 
-    def set_cursors(self, values: dict[str, str | None]) -> None:
-        self.set_values("cursor", values)
+    async def set_cursors(self, values: dict[str, str | None]) -> None:
+        await self.set_values("cursor", values)
 
-    def add_to_value(self, kind: str, name: str, amount: int) -> int:
-        total = int(self.get_value(kind, name) or 0) + amount
+    async def add_to_value(self, kind: str, name: str, amount: int) -> int:
+        total = int(await self.get_value(kind, name) or 0) + amount
         self._values[(kind, name)] = str(total)
         return total
 
-    def hash_key(self, configured: str = "") -> bytes:
+    async def hash_key(self, configured: str = "") -> bytes:
         if configured:
             return configured.encode()
-        existing = self.get_value("meta", "hashkey")
+        existing = await self.get_value("meta", "hashkey")
         # No key yet means no link yet: any key plans the same first load.
         return bytes.fromhex(existing) if existing else b"dry-run-key-no-state-yet"
 
-    def acquire_lease(self, owner: str, seconds: int, name: str = "cycle") -> bool:
+    async def acquire_lease(self, owner: str, seconds: int, name: str = "cycle") -> bool:
         return True  # a plan writes nothing, so it may run beside a real cycle
 
-    def release_lease(self, owner: str, name: str = "cycle") -> None:
+    async def release_lease(self, owner: str, name: str = "cycle") -> None:
         return None
 
-    def save_links(self, links: Any, *, new: bool = False) -> None:
+    async def save_links(self, links: Any, *, new: bool = False) -> None:
         self.links_saved += len(list(links))
 
-    def close_links(self, links: Any) -> None:
+    async def close_links(self, links: Any) -> None:
         return None
 
-    def add_to_set(self, kind: str, keys: Any, data: Any = None) -> None:
+    async def add_to_set(self, kind: str, keys: Any, data: Any = None) -> None:
         return None
 
-    def remove_from_set(self, kind: str, keys: Any) -> None:
+    async def remove_from_set(self, kind: str, keys: Any) -> None:
         return None
 
-    def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
+    async def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
         self.cycle = summary
 
-    def record_errors(self, rows: Any) -> list[dict[str, Any]]:
+    async def record_errors(self, rows: Any) -> list[dict[str, Any]]:
         rows = list(rows)
         self._capture.errors.extend(rows)
         return rows
 
-    def record_person_events(self, events: Any) -> None:
+    async def record_person_events(self, events: Any) -> None:
         self._capture.events.extend(events)
 
-    def ensure_tables(self) -> None:
+    async def ensure_tables(self) -> None:
         return None
 
-    def ensure_link_counts(self) -> dict[str, int]:
-        return self._inner.link_counts() or {}
+    async def ensure_link_counts(self) -> dict[str, int]:
+        return await self._inner.link_counts() or {}
 
 
 def _rules_by(capture: Capture) -> dict[tuple[int, str], dict[str, str]]:
@@ -373,7 +373,7 @@ async def dry_run(
     capture = Capture(limit)
     real_store = build_store(settings)
     try:
-        await asyncio.to_thread(require_tables, real_store)
+        await require_tables(real_store)
     except ConfigError:
         real_store.close()
         raise
@@ -385,7 +385,7 @@ async def dry_run(
         cast(StateStore, store),
         cast(MarketoClient, DryRunMarketo(marketo, capture)),
         cast(DataverseClient, DryRunDataverse(dataverse, capture)),
-        Hasher(await asyncio.to_thread(store.hash_key, settings.sync_hash_key.get_secret_value())),
+        Hasher(await store.hash_key(settings.sync_hash_key.get_secret_value())),
     )
     cycle = new_cycle(rt)
     try:

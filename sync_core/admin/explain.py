@@ -68,7 +68,7 @@ async def _resolve(rt: Runtime, mapping: Mapping, key: str) -> list[Target]:
     if kind == "dynamics":
         did = key.lower()
         for entity in ENTITIES:
-            found = await asyncio.to_thread(store.links_by_dynamics, entity, [did])
+            found = await store.links_by_dynamics(entity, [did])
             if did in found:
                 link = found[did]
                 return [Target(link.marketo_id, link, entity, did)]
@@ -84,7 +84,7 @@ async def _resolve(rt: Runtime, mapping: Mapping, key: str) -> list[Target]:
         ids = sorted(int(p["id"]) for p in people)
         if not ids:
             return await _dynamics_by_email(rt, mapping, key)
-    links = await asyncio.to_thread(store.links_by_marketo, ids)
+    links = await store.links_by_marketo(ids)
     return [
         Target(
             i,
@@ -198,7 +198,7 @@ async def explain(rt: Runtime, key: str) -> dict[str, Any]:
     mapping = await known_mapping(rt.store, rt.mapping)
     targets = await _resolve(rt, mapping, key)
     since = datetime.now(UTC) - timedelta(days=ERROR_DAYS)
-    errors = await asyncio.to_thread(rt.store.list_errors, since)
+    errors = await rt.store.list_errors(since)
     people = []
     for t in targets:
         person = None
@@ -212,11 +212,7 @@ async def explain(rt: Runtime, key: str) -> dict[str, Any]:
                 mapping.columns(t.entity),
             )  # fmt: skip
             row = decode_row(mapping.fields[t.entity], rows[0]) if rows else None
-        events = (
-            await asyncio.to_thread(rt.store.person_events, t.marketo_id)
-            if t.marketo_id is not None
-            else []
-        )
+        events = await rt.store.person_events(t.marketo_id) if t.marketo_id is not None else []
         mine = [
             e
             for e in errors
@@ -294,11 +290,11 @@ async def _run(key: str) -> dict[str, Any]:
     settings = load_settings()
     store = build_store(settings)
     try:
-        await asyncio.to_thread(require_tables, store)
+        await require_tables(store)
     except ConfigError:
         store.close()
         raise
-    rt = await asyncio.to_thread(build_runtime, settings, store=store, ensure_tables=False)
+    rt = await build_runtime(settings, store=store, ensure_tables=False)
     try:
         return await explain(rt, key)
     finally:

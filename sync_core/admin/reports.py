@@ -49,7 +49,7 @@ def _when(text: str) -> datetime:
 
 def errors(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     store = build_store(load_settings())
-    rows = store.list_errors(since=args.since)
+    rows = asyncio.run(store.list_errors(since=args.since))
     if args.csv:
         writer = csv.DictWriter(out, fieldnames=ERROR_COLUMNS, extrasaction="ignore")
         writer.writeheader()

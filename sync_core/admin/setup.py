@@ -18,12 +18,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
-
 from sync_core.activitylog import TYPES, ensure_types
 from sync_core.runtime import build_marketo, table_service
 from sync_core.settings import Settings, load_settings
-from sync_core.state import StateStore
+from sync_core.state import TABLES
+from sync_core.tablestore import TableStateStore
 
 HELP = "create the state tables and the Marketo activity types (safe to repeat)"
 DESCRIPTION = (
@@ -42,28 +41,26 @@ class Step:
     detail: str = ""
 
 
-def setup_storage(settings: Settings) -> list[Step]:
+async def setup_storage(settings: Settings) -> list[Step]:
     prefix = settings.sync_table_prefix
     steps: list[Step] = []
-    service = table_service(settings)
-    store = StateStore(service, prefix)
+    store = TableStateStore(table_service(settings), prefix)
     try:
-        for name in StateStore.TABLES:
+        missing = set(await store.missing_tables())
+        await store.ensure_tables()
+        for name in TABLES:
             table = f"{prefix}{name}"
-            try:
-                service.create_table(table)
-                steps.append(Step("storage", f"table {table}", "created"))
-            except ResourceExistsError:
-                steps.append(Step("storage", f"table {table}", "exists"))
-        store.ensure_link_counts()  # `status` reads counters, never scans the links
+            outcome = "created" if table in missing else "exists"
+            steps.append(Step("storage", f"table {table}", outcome))
+        await store.ensure_link_counts()  # `status` reads counters, never scans the links
         # The hash key must be the same for every process; make it exist before the
         # first cycle and the first webhook call could race to create it.
         if settings.sync_hash_key.get_secret_value():
             steps.append(Step("storage", "hash key", "configured", "SYNC_HASH_KEY is set"))
-        elif store.get_value("meta", "hashkey"):
+        elif await store.get_value("meta", "hashkey"):
             steps.append(Step("storage", "hash key", "exists", f"kept in {prefix}state"))
         else:
-            store.hash_key()
+            await store.hash_key()
             steps.append(Step("storage", "hash key", "generated", f"kept in {prefix}state"))
     finally:
         store.close()
@@ -92,23 +89,21 @@ async def setup_marketo(settings: Settings) -> list[Step]:
     return steps
 
 
-def record_activity_types(settings: Settings, steps: list[Step]) -> None:
+async def record_activity_types(settings: Settings, steps: list[Step]) -> None:
     """Note which activity types setup left approved, for `status` (no API call there)."""
     approved = [s.item.removeprefix("activity type ") for s in steps if s.system == "marketo"]
-    store = StateStore(table_service(settings), settings.sync_table_prefix)
+    store = TableStateStore(table_service(settings), settings.sync_table_prefix)
     try:
         row = {"approved": approved, "at": datetime.now(UTC).isoformat()}
-        store.set_values("meta", {"activitytypes": json.dumps(row)})
+        await store.set_values("meta", {"activitytypes": json.dumps(row)})
     finally:
         store.close()
 
 
 async def run_setup(settings: Settings) -> list[Step]:
-    """Run every step; Table Storage calls are blocking, so they run in a thread."""
-    storage, marketo = await asyncio.gather(
-        asyncio.to_thread(setup_storage, settings), setup_marketo(settings)
-    )
-    await asyncio.to_thread(record_activity_types, settings, marketo)
+    """Run every step."""
+    storage, marketo = await asyncio.gather(setup_storage(settings), setup_marketo(settings))
+    await record_activity_types(settings, marketo)
     return [*storage, *marketo]
 
 

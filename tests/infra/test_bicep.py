@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sync_core.settings import ENV_NAMES, Settings
-from sync_core.state import StateStore
+from sync_core.state import TABLES
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 MAIN = INFRA / "main.bicep"
@@ -55,7 +55,7 @@ ROLE_GUIDS = {
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 
 # The tables the state store opens, as SYNC_TABLE_PREFIX + suffix.
-TABLE_SUFFIXES = StateStore.TABLES
+TABLE_SUFFIXES = TABLES
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sync_core.entrypoints import run_cycle
-from sync_core.state import StateStore
+from sync_core.tablestore import TableStateStore
 from tests.scenarios.test_delta_sync import linked_contact, linked_lead
 from tests.scenarios.world import World
 
@@ -26,18 +26,21 @@ class Crash(BaseException):
 
 
 def crash_once(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
-    original: Callable[..., Any] = getattr(StateStore, method)
+    original: Callable[..., Any] = getattr(TableStateStore, method)
     state = {"armed": True}
 
-    def dying(self: StateStore, *args: Any, **kwargs: Any) -> Any:
+    async def dying(self: TableStateStore, *args: Any, **kwargs: Any) -> Any:
         if state["armed"]:
             state["armed"] = False
             raise Crash(method)
-        return original(self, *args, **kwargs)
+        return await original(self, *args, **kwargs)
 
-    monkeypatch.setattr(StateStore, method, dying)
+    async def keep_lease(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(TableStateStore, method, dying)
     # A killed worker never releases its lease.
-    monkeypatch.setattr(StateStore, "release_lease", lambda *a, **k: None)
+    monkeypatch.setattr(TableStateStore, "release_lease", keep_lease)
 
 
 def crashed_cycle(world: World, monkeypatch: pytest.MonkeyPatch, method: str) -> None:

@@ -29,7 +29,8 @@ from emulators.stack import sync_env
 from sync_core.admin.setup import run_setup
 from sync_core.entrypoints import run_cycle
 from sync_core.settings import Settings, load_settings
-from sync_core.state import StateStore
+from sync_core.tablestore import TableStateStore
+from tests.support.blocking import BlockingStore
 from tests.support.servers import running_server
 
 TIME_SCALE = 0.01  # under SCENARIO_PROFILE: one real second is 10 ms here
@@ -72,8 +73,9 @@ class World(People):
         assert summary["outcome"] in ("succeeded", "skipped", "stopped", "partial"), summary
         return summary
 
-    def store(self) -> StateStore:
-        return StateStore.from_connection_string(self.storage, self.prefix)
+    def store(self) -> Any:
+        """The sync's state tables, read and written call by call (a BlockingStore)."""
+        return BlockingStore(TableStateStore.from_connection_string(self.storage, self.prefix))
 
 
 def open_world(
@@ -106,8 +108,10 @@ def open_world(
         # The admin sets the feed overlap past the instance's late-commit delay (the
         # default, 120 s, covers production's 60 s; hostile's 300 s needs more).
         overlap = max(120.0, 1.2 * mconf.late_delay_s) * TIME_SCALE
-        env = {"SYNC_MARKETO_FEED_OVERLAP_SECONDS": str(overlap),
-               "SYNC_TIME_SCALE": str(TIME_SCALE)}  # the sync's own waits, compressed too
+        env = {
+            "SYNC_MARKETO_FEED_OVERLAP_SECONDS": str(overlap),
+            "SYNC_TIME_SCALE": str(TIME_SCALE),
+        }  # the sync's own waits, compressed too
     else:
         settle, env = 0.0, {}
     apps = {"marketo": marketo_app(mconf), "dynamics": dynamics_app(dconf)}

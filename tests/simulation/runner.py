@@ -3,7 +3,7 @@ cycle, then quiet cycles and every invariant.
 
 Everything random comes from `random.Random(seed)` (and the emulators' own seeded dice),
 so `replay_command(seed)` reruns the same steps. Concurrency (a delivery racing a cycle,
-overlapping cycles) interleaves on one event loop and threads for the store; those steps
+overlapping cycles) interleaves on one event loop (the memory store never waits); those steps
 replay the same choices, and almost always the same interleaving.
 """
 
@@ -96,7 +96,7 @@ class Simulation:
         start = len(w.writes)
         summary: dict[str, Any] = {}
         try:
-            cycle = new_cycle(w.runtime(er))
+            cycle = new_cycle(await w.runtime(er))
             er.own(cycle.id)
             summary = await cycle.run()
             outcome = str(summary["outcome"])
@@ -187,7 +187,7 @@ class Simulation:
     async def setup(self) -> None:
         # What an admin runs once: our activity types in Marketo (setup's Marketo part).
         er = self.world.parts("setup-types")
-        await ensure_types(self.world.runtime(er).marketo)
+        await ensure_types((await self.world.runtime(er)).marketo)
         await er.aclose()
         for _ in range(self.rng.randint(2, 5)):
             await new_dynamics_record(self.ctx)

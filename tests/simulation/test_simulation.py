@@ -126,7 +126,7 @@ def test_duplicates_echo_lease_and_personal_data_checks_fire() -> None:
             "lead", {"lastname": "Other", "subject": "s", "new_marketoid": str(link.marketo_id)}
         )
         # A personal value in the state tables.
-        w.store.set_values("meta", {"note": "Last-0a1b2c3d"})
+        await w.store.set_values("meta", {"note": "Last-0a1b2c3d"})
         checker = Checker(w, sim.model)
         checker.duplicates("end")
         checker.no_echo("end", ["marketo POST /rest/v1/leads.json"])

@@ -35,7 +35,7 @@ from sync_core.http import RetryPolicy
 from sync_core.memstore import MemoryStateStore
 from sync_core.runtime import Runtime, build_runtime
 from sync_core.settings import Settings, load_settings
-from sync_core.state import Link, StateStore
+from sync_core.state import Link, StateStore, link_from_row
 
 TENANT = DynamicsConfig().tenant_id
 WEBHOOK_SECRET = "sim-webhook-secret"
@@ -237,9 +237,9 @@ class SimWorld:
         gate = cast(StateStore, StoreGate(self.store, fate))
         return EngineRun(fate, wires, gate, token, [token_http])
 
-    def runtime(self, er: EngineRun) -> Runtime:
+    async def runtime(self, er: EngineRun) -> Runtime:
         """A runtime as one timer invocation builds it, on this run's wires."""
-        rt = build_runtime(
+        rt = await build_runtime(
             self.settings,
             marketo_transport=er.wires[0],
             dynamics_transport=er.wires[1],
@@ -378,7 +378,7 @@ class SimWorld:
     def links(self) -> list[Link]:
         """Open links as stored (read past the fault gate: checking is not a call)."""
         rows = self.store.table("links")
-        return [StateStore._link(r) for r in rows if str(r["PartitionKey"]).startswith("m")]
+        return [link_from_row(r) for r in rows if str(r["PartitionKey"]).startswith("m")]
 
     def records(self, entity: str) -> dict[str, dict[str, Any]]:
         rows = self.apps["dynamics"].state.stores[entity].rows

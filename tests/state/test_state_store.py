@@ -1,110 +1,119 @@
-"""The Table Storage state store against a real Azurite."""
+"""The Table Storage state store against a real Azurite, through its async API."""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sync_core.state import Link, StateStore, safe_key
+from sync_core.state import Link, safe_key
+from sync_core.tablestore import TableStateStore as StateStore
+from tests.support.blocking import run_async
 
 
 @pytest.fixture
 def store(azurite: str):
     s = StateStore.from_connection_string(azurite, prefix="t" + uuid.uuid4().hex[:10])
-    s.ensure_tables()
+    asyncio.run(s.ensure_tables())
     yield s
     s.close()
 
 
-def test_cursor_round_trip_and_clear(store: StateStore):
-    assert store.get_cursor("dyn/contacts?delta#1") is None
-    store.set_cursors({"dyn/contacts?delta#1": "https://x/api/data/v9.2/contacts?$deltatoken=1!2"})
+@run_async
+async def test_cursor_round_trip_and_clear(store: StateStore):
+    assert await store.get_cursor("dyn/contacts?delta#1") is None
+    await store.set_cursors(
+        {"dyn/contacts?delta#1": "https://x/api/data/v9.2/contacts?$deltatoken=1!2"}
+    )
     assert (
-        store.get_cursor("dyn/contacts?delta#1")
+        await store.get_cursor("dyn/contacts?delta#1")
         == "https://x/api/data/v9.2/contacts?$deltatoken=1!2"
     )
-    store.set_cursors({"dyn/contacts?delta#1": None})
-    assert store.get_cursor("dyn/contacts?delta#1") is None
+    await store.set_cursors({"dyn/contacts?delta#1": None})
+    assert await store.get_cursor("dyn/contacts?delta#1") is None
 
 
-def test_forbidden_key_characters_are_encoded_not_fatal(store: StateStore):
+@run_async
+async def test_forbidden_key_characters_are_encoded_not_fatal(store: StateStore):
     odd = "a/b\\c#d?e%f\x01g"
-    store.add_to_set("retry", [odd])
-    assert store.members("retry") == [odd]
+    await store.add_to_set("retry", [odd])
+    assert await store.members("retry") == [odd]
     assert not set("/\\#?") & set(safe_key(odd))
 
 
-def test_links_by_both_ids_and_base_survives(store: StateStore):
+@run_async
+async def test_links_by_both_ids_and_base_survives(store: StateStore):
     did = str(uuid.uuid4()).upper()
-    store.save_links([Link(12345, "contact", did, {"email": "h1"})], new=True)
-    by_m = store.links_by_marketo([12345, 999])
+    await store.save_links([Link(12345, "contact", did, {"email": "h1"})], new=True)
+    by_m = await store.links_by_marketo([12345, 999])
     assert list(by_m) == [12345] and by_m[12345].base == {"email": "h1"}
-    by_d = store.links_by_dynamics("contact", [did])
+    by_d = await store.links_by_dynamics("contact", [did])
     assert by_d[did.lower()].marketo_id == 12345
-    assert store.links_by_dynamics("lead", [did]) == {}
-    store.close_links([by_m[12345]])
-    assert store.links_by_marketo([12345]) == {}
-    assert store.links_by_dynamics("contact", [did]) == {}
+    assert await store.links_by_dynamics("lead", [did]) == {}
+    await store.close_links([by_m[12345]])
+    assert await store.links_by_marketo([12345]) == {}
+    assert await store.links_by_dynamics("contact", [did]) == {}
 
 
-def test_more_than_one_transaction_worth_of_links(store: StateStore):
+@run_async
+async def test_more_than_one_transaction_worth_of_links(store: StateStore):
     links = [Link(1000 + i, "lead", str(uuid.uuid4())) for i in range(250)]
-    store.save_links(links, new=True)
-    assert len(store.links_by_marketo(range(1000, 1250))) == 250
-    assert sum(1 for _ in store.iter_links()) == 250
+    await store.save_links(links, new=True)
+    assert len(await store.links_by_marketo(range(1000, 1250))) == 250
+    assert len([x async for x in store.iter_links()]) == 250
 
 
-def test_hash_key_is_generated_once_and_reused(store: StateStore):
-    first = store.hash_key()
-    assert len(first) == 32 and store.hash_key() == first
-    assert store.hash_key("configured-secret-value") == b"configured-secret-value"
+@run_async
+async def test_hash_key_is_generated_once_and_reused(store: StateStore):
+    first = await store.hash_key()
+    assert len(first) == 32 and await store.hash_key() == first
+    assert await store.hash_key("configured-secret-value") == b"configured-secret-value"
 
 
-def test_lease_has_exactly_one_owner_among_racers(store: StateStore):
-    results: dict[str, bool] = {}
-
-    def take(owner: str) -> None:
-        results[owner] = store.acquire_lease(owner, 60)
-
-    threads = [threading.Thread(target=take, args=(f"o{i}",)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+@run_async
+async def test_lease_has_exactly_one_owner_among_racers(store: StateStore):
+    owners = [f"o{i}" for i in range(6)]
+    # Each call runs in its own worker thread: the six reads and writes really race.
+    won = await asyncio.gather(*(store.acquire_lease(o, 60) for o in owners))
+    results = dict(zip(owners, won, strict=True))
     assert sum(results.values()) == 1
     winner = next(o for o, ok in results.items() if ok)
-    assert store.acquire_lease("late", 60) is False
-    store.release_lease(winner)
-    assert store.acquire_lease("late", 60) is True
+    assert await store.acquire_lease("late", 60) is False
+    await store.release_lease(winner)
+    assert await store.acquire_lease("late", 60) is True
 
 
-def test_expired_lease_can_be_taken_over(store: StateStore):
-    assert store.acquire_lease("crashed", 30)
+@run_async
+async def test_expired_lease_can_be_taken_over(store: StateStore):
+    assert await store.acquire_lease("crashed", 30)
     row = store._t("state").get_entity("lease", "cycle")
     row["expires"] = 0.0
     store._t("state").upsert_entity(row)
-    assert store.acquire_lease("next", 30)
+    assert await store.acquire_lease("next", 30)
 
 
-def test_cycle_and_error_logs_list_newest_first(store: StateStore):
+@run_async
+async def test_cycle_and_error_logs_list_newest_first(store: StateStore):
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for n in range(3):
         started = (t0 + timedelta(minutes=5 * n)).isoformat()
-        store.record_cycle(f"c{n}", {"started": started, "outcome": "ok", "counts": {"n": n}})
-    assert [c["outcome"] for c in store.recent_cycles(2)] == ["ok", "ok"]
-    assert store.recent_cycles(1)[0]["started"].endswith("00:10:00+00:00")
-    store.record_errors([{"code": "0x80044331", "message": "too long", "marketoId": 5}])
-    errs = store.list_errors()
+        await store.record_cycle(f"c{n}", {"started": started, "outcome": "ok", "counts": {"n": n}})
+    assert [c["outcome"] for c in await store.recent_cycles(2)] == ["ok", "ok"]
+    assert (await store.recent_cycles(1))[0]["started"].endswith("00:10:00+00:00")
+    await store.record_errors([{"code": "0x80044331", "message": "too long", "marketoId": 5}])
+    errs = await store.list_errors()
     assert errs[0]["code"] == "0x80044331"
-    assert store.list_errors(since=datetime.now(UTC) + timedelta(hours=1)) == []
+    assert await store.list_errors(since=datetime.now(UTC) + timedelta(hours=1)) == []
 
 
-def test_removing_many_set_members_including_missing_ones(store: StateStore):
-    store.add_to_set("intentlead", [f"id{n}" for n in range(250)])
-    store.remove_from_set("intentlead", [f"id{n}" for n in range(0, 250, 2)] + ["never-added"])
-    assert sorted(store.members("intentlead")) == sorted(f"id{n}" for n in range(1, 250, 2))
-    store.remove_from_set("intentlead", [f"id{n}" for n in range(250)])
-    assert store.members("intentlead") == []
+@run_async
+async def test_removing_many_set_members_including_missing_ones(store: StateStore):
+    await store.add_to_set("intentlead", [f"id{n}" for n in range(250)])
+    await store.remove_from_set(
+        "intentlead", [f"id{n}" for n in range(0, 250, 2)] + ["never-added"]
+    )
+    assert sorted(await store.members("intentlead")) == sorted(f"id{n}" for n in range(1, 250, 2))
+    await store.remove_from_set("intentlead", [f"id{n}" for n in range(250)])
+    assert await store.members("intentlead") == []

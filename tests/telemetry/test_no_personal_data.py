@@ -111,7 +111,7 @@ def test_a_demo_sized_run_logs_no_personal_data(
         asyncio.run(read_status(settings, live=True))
 
         async def explain_one(key: str) -> None:
-            rt = runtime.build_runtime(settings, ensure_tables=False)
+            rt = await runtime.build_runtime(settings, ensure_tables=False)
             try:
                 await explain(rt, key)
             finally:

@@ -1,0 +1,167 @@
+"""One page of Dynamics rows through the engine: filter, merges, pairing, new links,
+the guard, the writes, and the page's commit running while the next page is read.
+
+At most one page's commit is in flight: `settle` waits for it, and everything that
+relies on committed link rows (cursors, logs, the end of the cycle) settles first.
+Linked records whose sync filter says No are remembered as paused, durably before the
+Marketo cursor moves past their dropped edits, so when the filter lets them through
+again the pair is re-planned in full. What it prevents: a cursor saved past writes
+whose link rows are not, and a paused person's Marketo edits lost for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sync_core.apply import Applier, PairWork
+from sync_core.context import CycleContext
+from sync_core.dataverse import ChangePage
+from sync_core.deletes import dynamics_deleted
+from sync_core.guard import MassChangeGuard
+from sync_core.holds import guard_page
+from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
+from sync_core.merges import follow_dynamics_merges
+from sync_core.newlinks import clear_intents, link_new_records
+from sync_core.pairing import Prepared, matches_base, plan_pairs, prepare
+from sync_core.planner import as_id
+from sync_core.state import Link
+
+PAUSED = "paused"  # state set: linked records held back by their sync filter
+
+
+class PageSync:
+    def __init__(
+        self,
+        ctx: CycleContext,
+        applier: Applier,
+        guard: MassChangeGuard,
+        refresh_access: Callable[[], Awaitable[bool]],
+    ) -> None:
+        self.ctx = ctx
+        self.applier = applier
+        self.guard = guard
+        # Re-read field access; False when it was read in this cycle already.
+        self.refresh_access = refresh_access
+        self._commit: asyncio.Task[None] | None = None
+        # Marketo ids of linked records whose sync filter said No in some cycle. Their
+        # Marketo edits were passed over by the feed cursor, so when the filter lets them
+        # through again the pair is re-planned in full, not only on this cycle's changes.
+        self.paused: set[int] = set()
+        self.resumed: set[int] = set()
+
+    async def load_paused(self) -> None:
+        self.paused = {int(x) for x in await self.ctx.store.members(PAUSED)}
+
+    async def finish_resumed(self) -> None:
+        """Only once every resumed pair's writes and links are committed."""
+        if self.resumed:
+            await self.ctx.store.remove_from_set(PAUSED, [str(i) for i in self.resumed])
+
+    async def prepare(self, entity: Entity, rows: list[dict[str, Any]]) -> Prepared:
+        return await prepare(self.ctx, entity, rows)
+
+    async def apply_page(
+        self, entity: Entity, page: ChangePage, prepared: Prepared | None = None
+    ) -> None:
+        if page.deleted:
+            await dynamics_deleted(self.ctx, entity, page.deleted)
+        if page.rows:
+            await self.sync_rows(entity, page.rows, prepared)
+
+    async def sync_rows(
+        self, entity: Entity, rows: list[dict[str, Any]], prepared: Prepared | None = None
+    ) -> None:
+        ctx = self.ctx
+        key = ENTITY_KEY[entity]
+        filtered, live, links = prepared or await prepare(ctx, entity, rows)
+        newly_paused: list[str] = []
+        for row in filtered:
+            ctx.record.counts.filtered_out += 1
+            mid = as_id(row.get(ctx.mapping.marketo_id_column))
+            if mid is not None:
+                ctx.changes.pop(mid)
+                if mid not in self.paused:
+                    self.paused.add(mid)
+                    newly_paused.append(str(mid))
+        if newly_paused:
+            # Durable before the Marketo cursor moves past the edits dropped above.
+            await ctx.store.add_to_set(PAUSED, newly_paused)
+        if not live:
+            return
+        merged = await follow_dynamics_merges(ctx, entity, live, links)
+        if merged:
+            live = [r for r in live if str(r[key]).lower() not in merged]
+        fold = ctx.mapping.case_folded()
+        linked, unlinked = [], []
+        for row in live:
+            link = links.get(str(row[key]).lower())
+            if link is None:
+                unlinked.append(row)
+                continue
+            dirty = ctx.changes.dirty(link, ctx.hasher, fold)
+            if link.marketo_id in self.paused:
+                dirty = True
+                self.resumed.add(link.marketo_id)
+            ctx.changes.pop(link.marketo_id)
+            if dirty or not matches_base(ctx.mapping, ctx.hasher, entity, row, link):
+                linked.append((row, link))
+        work = await self._pair_work(entity, linked)
+        if unlinked:
+            work += await link_new_records(ctx, entity, unlinked)
+        await guard_page(ctx, self.guard, work)
+        if work:
+            commit = await self.applier.apply(entity, work)
+            await self.settle()  # at most one page's commit in flight
+            self._commit = asyncio.create_task(self._commit_page(entity, work, commit))
+
+    async def _commit_page(self, entity: Entity, work: list[PairWork], commit: Any) -> None:
+        await commit()
+        await clear_intents(self.ctx, entity, work)
+
+    async def settle(self) -> None:
+        """Wait for the page commit running in the background (its error surfaces here).
+        Called before anything that relies on committed links: cursors, logs, the end."""
+        task, self._commit = self._commit, None
+        if task is not None:
+            await task
+
+    async def _pair_work(
+        self, entity: Entity, pairs: list[tuple[dict[str, Any], Link]]
+    ) -> list[PairWork]:
+        if not pairs:
+            return []
+        ctx = self.ctx
+        people = await ctx.marketo.get_leads(
+            "id", [link.marketo_id for _, link in pairs], ctx.mapping.marketo_fields()
+        )
+        by_id = {int(p["id"]): p for p in people}
+        work = plan_pairs(ctx, self.guard, entity, pairs, by_id)
+        blank = any(v is None for w in work for v in w.plan.to_marketo.values())
+        # A value that suddenly reads as empty may be a column secured since the
+        # metadata was read: check access before copying the blank to Marketo.
+        if blank and await self.refresh_access():
+            work = plan_pairs(ctx, self.guard, entity, pairs, by_id)
+        return work
+
+    async def marketo_leftovers(self) -> None:
+        """Linked people changed in Marketo whose record no Dynamics page brought."""
+        ctx = self.ctx
+        if not ctx.changes:
+            return
+        links = await ctx.store.links_by_marketo(ctx.changes.ids())
+        fold = ctx.mapping.case_folded()
+        by_entity: dict[Entity, list[Link]] = defaultdict(list)
+        for link in links.values():
+            if ctx.changes.dirty(link, ctx.hasher, fold):
+                by_entity[link.entity].append(link)
+        for entity, group in by_entity.items():
+            rows = await ctx.dataverse.get_by_ids(
+                ENTITY_SET[entity],
+                ENTITY_KEY[entity],
+                [link.dynamics_id for link in group],
+                ctx.mapping.columns(entity),
+            )
+            await self.sync_rows(entity, rows)

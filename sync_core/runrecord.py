@@ -1,0 +1,135 @@
+"""What one engine run did, as it goes: counts, error rows and person-log events.
+
+Every part of a cycle (pairing, linking, merges, deletes, writes) reports into the one
+`RunRecord` it is handed, and the record is flushed in one place, in one order: error
+rows before anything that relies on them being on record (a link row carrying a
+refused-value mark), person events before the cursors move. What it prevents: a part
+that keeps its own list and is never flushed, or flushed twice, after a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
+from sync_core.errors import SyncError
+from sync_core.marketo import MarketoClient
+from sync_core.state import StateStore
+
+log = logging.getLogger("sync_core")
+
+
+@dataclass
+class Counts:
+    to_marketo: int = 0
+    to_dynamics: int = 0
+    fields_to_marketo: int = 0
+    fields_to_dynamics: int = 0
+    collisions: int = 0
+    rejected: int = 0
+    stale: int = 0
+    retry_later: int = 0
+    linked: int = 0
+    created_in_marketo: int = 0
+    filtered_out: int = 0
+    deleted_in_dynamics: int = 0
+    deleted_in_marketo: int = 0
+    held: int = 0  # changes the mass-change guard holds back for a release
+    merged: int = 0  # merges followed from one system into the other
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(slots=True)
+class SyncErrorRow:
+    """One row of the error table: a write, create, merge or hold that did not happen."""
+
+    operation: str  # update | create | merge | hold
+    direction: str  # to-marketo | to-dynamics
+    entity: str
+    fields: list[str]
+    code: str
+    message: str
+    marketo_id: int | str = ""  # "" where no person exists (yet)
+    dynamics_id: str = ""
+    # A refusal's stable name: a run repeating it after a crash records it once.
+    signature: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "operation": self.operation,
+            "direction": self.direction,
+            "entity": self.entity,
+            "fields": self.fields,
+            "code": self.code,
+            "message": self.message,
+            "marketoId": self.marketo_id,
+            "dynamicsId": self.dynamics_id,
+        }
+        if self.signature is not None:
+            out["signature"] = self.signature
+        return out
+
+
+@dataclass(slots=True)
+class PersonEvent:
+    """One line of a person's history (`explain` reads it): what the sync did for them."""
+
+    marketo_id: int
+    entity: str
+    dynamics_id: str
+    direction: str  # to-marketo | to-dynamics | merge
+    fields: list[str]
+    note: str | None = None
+    # What else the line says: collisions, rules, truncated, merged ids, left-out fields.
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "marketoId": self.marketo_id,
+            "entity": self.entity,
+            "dynamicsId": self.dynamics_id,
+            "direction": self.direction,
+            "fields": self.fields,
+            **self.details,
+        }
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+@dataclass
+class RunRecord:
+    counts: Counts = field(default_factory=Counts)
+    errors: list[SyncErrorRow] = field(default_factory=list)
+    events: list[PersonEvent] = field(default_factory=list)
+
+    def error(self, err: SyncErrorRow) -> None:
+        self.errors.append(err)
+
+    def event(self, ev: PersonEvent) -> None:
+        self.events.append(ev)
+
+    async def flush_errors(self, store: StateStore, marketo: MarketoClient) -> None:
+        """Record the errors gathered so far (error table, then the person's activity
+        log). Rows a previous run already recorded (same signature) are skipped."""
+        errors, self.errors = self.errors, []
+        if not errors:
+            return
+        new = await store.record_errors([e.row() for e in errors])
+        try:
+            await log_activities(marketo, SYNC_ERROR, error_entries(new))
+        except SyncError as exc:
+            # The error table has the row; a missing log line must not fail the cycle.
+            log.warning("could not write sync errors to Marketo activity logs: %s", exc)
+
+    async def flush(self, store: StateStore, marketo: MarketoClient) -> None:
+        """Errors first, then the person log."""
+        await self.flush_errors(store, marketo)
+        if self.events:
+            # Cleared only once written: a failed write is tried again by the next flush.
+            await store.record_person_events([e.row() for e in self.events])
+            self.events = []

@@ -1,0 +1,450 @@
+"""The blocking half of the Table Storage store: every azure-data-tables call it makes.
+
+Only `sync_core.tablestore.TableStateStore` calls this, always in a worker thread, so
+no SDK call ever blocks the event loop. (The SDK's async client would need aiohttp,
+which the project does not ship.)
+
+Kept here, with the reasons they exist: every multi-row write is chunked into
+entity-group transactions of at most 100 (the service limit, which the SDK does not
+enforce and Azurite answers with a malformed response); the lease and the link
+counters are ETag-guarded, so two racing writers never both win; links of a page are
+read with one range query per crowded bucket instead of a point read per person.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+
+from sync_core import state
+from sync_core.mapping import Entity
+from sync_core.state import (
+    BUCKET,
+    TABLES,
+    Link,
+    d_key,
+    index_row,
+    link_from_row,
+    link_row,
+    m_key,
+    newest_first,
+    safe_key,
+    unsafe_key,
+)
+
+BATCH_LIMIT = 100
+RANGE_FROM = 8  # this many wanted ids in one bucket: one range query beats point reads
+COUNTER_PK, LINKS_COUNTER = "counter", "links"
+
+
+class TableRows:
+    """The state tables, read and written with blocking SDK calls."""
+
+    def __init__(self, service: TableServiceClient, prefix: str) -> None:
+        self.service = service
+        self.prefix = prefix
+        self._tables: dict[str, TableClient] = {
+            name: service.get_table_client(f"{prefix}{name}") for name in TABLES
+        }
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="state")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self.service.close()
+
+    def ensure_tables(self) -> None:
+        for name in TABLES:
+            self.service.create_table_if_not_exists(f"{self.prefix}{name}")
+        self.ensure_link_counts()
+
+    def missing_tables(self) -> list[str]:
+        names = {f"{self.prefix}{n}" for n in TABLES}
+        found = {t.name for t in self.service.list_tables() if t.name in names}
+        return sorted(names - found)
+
+    def table(self, name: str) -> TableClient:
+        return self._tables[name]
+
+    def _write(self, table: str, entities: Iterable[dict[str, Any]], op: str = "upsert") -> None:
+        """Write entities in per-partition transactions of <= 100 (each one atomic)."""
+        by_pk: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for e in entities:
+            by_pk[e["PartitionKey"]].append(e)
+        client = self.table(table)
+        for rows in by_pk.values():
+            for i in range(0, len(rows), BATCH_LIMIT):
+                chunk = rows[i : i + BATCH_LIMIT]
+                if len(chunk) == 1 and op == "upsert":
+                    client.upsert_entity(chunk[0], mode=UpdateMode.REPLACE)
+                else:
+                    client.submit_transaction([(op, e) for e in chunk])
+
+    # ---- small key/value rows ---------------------------------------------
+    def get_value(self, kind: str, name: str) -> str | None:
+        try:
+            return str(self.table("state").get_entity(kind, safe_key(name))["value"])
+        except ResourceNotFoundError:
+            return None
+
+    def set_values(self, kind: str, values: dict[str, str | None]) -> None:
+        upserts = [
+            {"PartitionKey": kind, "RowKey": safe_key(k), "value": v}
+            for k, v in values.items()
+            if v is not None
+        ]
+        self._write("state", upserts)
+        for k, v in values.items():
+            if v is None:
+                self.table("state").delete_entity(kind, safe_key(k))
+
+    def add_to_value(self, kind: str, name: str, amount: int) -> int:
+        """Add to an integer row and return the new total, ETag-guarded: the timer and
+        every webhook delivery (in any worker) count into the same Marketo quota row."""
+        table, key = self.table("state"), safe_key(name)
+        for _ in range(50):
+            try:
+                row = table.get_entity(kind, key)
+            except ResourceNotFoundError:
+                try:
+                    table.create_entity({"PartitionKey": kind, "RowKey": key, "value": str(amount)})
+                    return amount
+                except ResourceExistsError:
+                    continue
+            total = int(row["value"] or 0) + amount
+            try:
+                table.update_entity(
+                    {"PartitionKey": kind, "RowKey": key, "value": str(total)},
+                    mode=UpdateMode.REPLACE,
+                    etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return total
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # another writer counted in between: read again
+        raise ResourceModifiedError(f"{kind}/{name}: 50 writers in a row counted first")
+
+    def hash_key(self, configured: str = "") -> bytes:
+        if configured:
+            return configured.encode()
+        existing = self.get_value("meta", "hashkey")
+        if existing:
+            return bytes.fromhex(existing)
+        key = secrets.token_hex(32)
+        try:
+            self.table("state").create_entity(
+                {"PartitionKey": "meta", "RowKey": "hashkey", "value": key}
+            )
+        except ResourceExistsError:
+            # Another process created it first; everybody must use that one.
+            return bytes.fromhex(str(self.get_value("meta", "hashkey")))
+        return bytes.fromhex(key)
+
+    def saved(self, kind: str) -> dict[str, tuple[str, datetime | None]]:
+        out: dict[str, tuple[str, datetime | None]] = {}
+        rows = self.table("state").query_entities("PartitionKey eq @pk", parameters={"pk": kind})
+        for row in rows:
+            stamp = row.metadata.get("timestamp")
+            out[unsafe_key(str(row["RowKey"]))] = (
+                str(row.get("value") or ""),
+                stamp if isinstance(stamp, datetime) else None,
+            )
+        return out
+
+    # ---- counters: link counts kept as writes commit ----------------------
+    def link_counts(self) -> dict[str, int] | None:
+        try:
+            row = self.table("state").get_entity(COUNTER_PK, LINKS_COUNTER)
+        except ResourceNotFoundError:
+            return None
+        return {str(k): int(v) for k, v in json.loads(str(row["value"])).items()}
+
+    def ensure_link_counts(self) -> dict[str, int]:
+        current = self.link_counts()
+        if current is not None:
+            return current
+        counts: dict[str, int] = defaultdict(int)
+        for link in self.iter_links():
+            counts[link.entity] += 1
+        row = {"PartitionKey": COUNTER_PK, "RowKey": LINKS_COUNTER, "value": json.dumps(counts)}
+        try:
+            self.table("state").create_entity(row)
+        except ResourceExistsError:
+            return self.link_counts() or dict(counts)
+        return dict(counts)
+
+    def _adjust_link_counts(self, deltas: dict[str, int]) -> None:
+        """Add to the counters, ETag-guarded: the cycle and the webhook both save links."""
+        deltas = {k: v for k, v in deltas.items() if v}
+        if not deltas:
+            return
+        table = self.table("state")
+        for _ in range(20):
+            try:
+                row = table.get_entity(COUNTER_PK, LINKS_COUNTER)
+            except ResourceNotFoundError:
+                return  # not seeded: the seeding scan will count these links
+            counts = {str(k): int(v) for k, v in json.loads(str(row["value"])).items()}
+            for k, v in deltas.items():
+                counts[k] = max(0, counts.get(k, 0) + v)
+            try:
+                table.update_entity(
+                    {"PartitionKey": COUNTER_PK, "RowKey": LINKS_COUNTER,
+                     "value": json.dumps(counts)},
+                    mode=UpdateMode.REPLACE,
+                    etag=row.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
+                return
+            except ResourceModifiedError:
+                continue  # someone else counted in between: read again
+
+    # ---- lease: one writer at a time --------------------------------------
+    def acquire_lease(self, owner: str, seconds: int, name: str = "cycle") -> bool:
+        """ETag-guarded, so of two racing cycles exactly one wins even when both read
+        the same expired row."""
+        table = self.table("state")
+        now = time.time()
+        row = {"PartitionKey": "lease", "RowKey": name, "owner": owner, "expires": now + seconds}
+        try:
+            current = table.get_entity("lease", name)
+        except ResourceNotFoundError:
+            try:
+                table.create_entity(row)
+                return True
+            except ResourceExistsError:
+                return False
+        if current.get("owner") != owner and float(current.get("expires", 0)) > now:
+            return False
+        try:
+            table.update_entity(
+                row,
+                mode=UpdateMode.REPLACE,
+                etag=current.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+            return True
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+
+    def release_lease(self, owner: str, name: str = "cycle") -> None:
+        table = self.table("state")
+        try:
+            current = table.get_entity("lease", name)
+            if current.get("owner") == owner:
+                table.delete_entity(
+                    "lease",
+                    name,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass
+
+    # ---- links ------------------------------------------------------------
+    def _get_many(self, table: str, keys: list[tuple[str, str]]) -> list[dict[str, Any] | None]:
+        client = self.table(table)
+
+        def one(key: tuple[str, str]) -> dict[str, Any] | None:
+            try:
+                return dict(client.get_entity(*key))
+            except ResourceNotFoundError:
+                return None
+
+        return list(self._pool.map(one, keys))
+
+    def _bucket_rows(self, bucket: int, low: int, high: int) -> list[dict[str, Any]]:
+        pk = f"m{bucket:012d}"
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
+        params = {"pk": pk, "lo": f"{low:012d}", "hi": f"{high:012d}"}
+        return [dict(r) for r in self.table("links").query_entities(query, parameters=params)]
+
+    def links_by_marketo(self, ids: Iterable[int]) -> dict[int, Link]:
+        """Ids that crowd one bucket are read with one range query (a page of changes is
+        mostly consecutive ids); stragglers with point reads."""
+        wanted = set(ids)
+        by_bucket: dict[int, list[int]] = defaultdict(list)
+        for i in wanted:
+            by_bucket[i // BUCKET].append(i)
+        ranged = [(b, min(v), max(v)) for b, v in by_bucket.items() if len(v) >= RANGE_FROM]
+        single = [i for v in by_bucket.values() if len(v) < RANGE_FROM for i in v]
+        rows: list[dict[str, Any] | None] = []
+        for chunk in self._pool.map(lambda r: self._bucket_rows(*r), ranged):
+            rows.extend(chunk)
+        rows.extend(self._get_many("links", [m_key(i) for i in single]))
+        links = (link_from_row(r) for r in rows if r is not None)
+        return {link.marketo_id: link for link in links if link.marketo_id in wanted}
+
+    def links_by_dynamics(
+        self, entity: Entity, ids: Iterable[str], hints: Mapping[str, int | None] | None = None
+    ) -> dict[str, Link]:
+        """`hints` (record id -> the Marketo id the record carries) saves the index
+        read; a hint that does not check out falls back to it."""
+        ids = [i.lower() for i in dict.fromkeys(ids)]
+        hinted = {i: m for i, m in (hints or {}).items() if m is not None}
+        found: dict[str, Link] = {}
+        if hinted:
+            links = self.links_by_marketo(hinted.values())
+            for d, m in hinted.items():
+                link = links.get(m)
+                if link and link.dynamics_id.lower() == d.lower() and link.entity == entity:
+                    found[d.lower()] = link
+        rest = [i for i in ids if i not in found]
+        index = self._get_many("links", [d_key(entity, i) for i in rest])
+        marketo_ids = {i: int(r["marketoId"]) for i, r in zip(rest, index, strict=True) if r}
+        links = self.links_by_marketo(marketo_ids.values())
+        # The index can outlive a re-linked person; only a matching main row counts.
+        found.update(
+            (d, links[m])
+            for d, m in marketo_ids.items()
+            if m in links and links[m].dynamics_id.lower() == d and links[m].entity == entity
+        )
+        return found
+
+    def save_links(self, links: Iterable[Link], *, new: bool = False) -> None:
+        links = list(links)
+        stamp = state._now().isoformat()
+        deltas: dict[str, int] = defaultdict(int)
+        if new:
+            # A new link may replace a person's earlier one (a lead qualified into a
+            # contact, a re-link): only a person without a main row adds to the count.
+            before = self.links_by_marketo(link.marketo_id for link in links)
+            for link in links:
+                old = before.get(link.marketo_id)
+                if old is None or old.entity != link.entity:
+                    deltas[link.entity] += 1
+                    if old is not None:
+                        deltas[old.entity] -= 1
+            self._write("links", [index_row(link) for link in links])
+        self._write("links", [link_row(link, stamp) for link in links])
+        self._adjust_link_counts(deltas)
+
+    def close_links(self, links: Iterable[Link]) -> None:
+        client = self.table("links")
+        deltas: dict[str, int] = defaultdict(int)
+        for link in links:
+            for main, (pk, rk) in (
+                (True, m_key(link.marketo_id)),
+                (False, d_key(link.entity, link.dynamics_id)),
+            ):
+                try:
+                    client.delete_entity(pk, rk)
+                except ResourceNotFoundError:
+                    continue
+                if main:
+                    deltas[link.entity] -= 1
+        self._adjust_link_counts(deltas)
+
+    def iter_links(self) -> Iterator[Link]:
+        """Every open link, page by page (memory stays bounded by the page size)."""
+        for page in self.link_pages():
+            yield from page
+
+    def link_pages(self) -> Iterator[list[Link]]:
+        query = "PartitionKey ge 'm' and PartitionKey lt 'n'"
+        for page in self.table("links").query_entities(query).by_page():
+            yield [link_from_row(dict(row)) for row in page]
+
+    # ---- intents and retries (sets of keys) -------------------------------
+    def add_to_set(
+        self, kind: str, keys: Iterable[str], data: dict[str, str] | None = None
+    ) -> None:
+        self._write(
+            "state",
+            [{"PartitionKey": kind, "RowKey": safe_key(k), **(data or {})} for k in keys],
+        )
+
+    def members(self, kind: str) -> list[str]:
+        rows = self.table("state").query_entities(f"PartitionKey eq '{kind}'", select=["RowKey"])
+        return [unsafe_key(str(r["RowKey"])) for r in rows]
+
+    def remove_from_set(self, kind: str, keys: Iterable[str]) -> None:
+        client = self.table("state")
+        rows = [{"PartitionKey": kind, "RowKey": safe_key(k)} for k in keys]
+        for i in range(0, len(rows), BATCH_LIMIT):
+            chunk = rows[i : i + BATCH_LIMIT]
+            try:
+                client.submit_transaction([("delete", r) for r in chunk])
+            except (TableTransactionError, ResourceNotFoundError):
+                # One key was already gone, which fails the whole transaction: go one by one.
+                for r in chunk:
+                    try:
+                        client.delete_entity(r["PartitionKey"], r["RowKey"])
+                    except ResourceNotFoundError:
+                        pass
+
+    # ---- logs -------------------------------------------------------------
+    def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
+        self.table("cycles").upsert_entity(state.cycle_row(cycle_id, summary))
+
+    def recent_cycles(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.table("cycles").query_entities(
+            "PartitionKey eq 'cycle'", results_per_page=limit
+        )
+        out = []
+        for row in rows:
+            out.append(dict(row))
+            if len(out) >= limit:
+                break
+        return out
+
+    def cycles_since(self, since: datetime) -> list[dict[str, Any]]:
+        query = "PartitionKey eq 'cycle' and RowKey lt @bound"
+        params = {"bound": newest_first(since) + "~"}
+        return [dict(r) for r in self.table("cycles").query_entities(query, parameters=params)]
+
+    def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        stamp = state._now()
+        entities = []
+        added = []
+        for n, row in enumerate(rows):
+            sig = row.get("signature")
+            if sig:
+                try:
+                    self.table("state").create_entity({"PartitionKey": "errorsig", "RowKey": sig})
+                except ResourceExistsError:
+                    continue
+            added.append(row)
+            entities.append(state.error_row(row, n, stamp))
+        self._write("errors", entities)
+        return added
+
+    def list_errors(
+        self, since: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        query = "PartitionKey eq 'error'"
+        params: dict[str, Any] = {}
+        if since is not None:
+            query += " and RowKey lt @bound"
+            params["bound"] = newest_first(since) + "~"
+        rows = self.table("errors").query_entities(
+            query, parameters=params, results_per_page=limit or 1000
+        )
+        out = []
+        for row in rows:
+            out.append(dict(row))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
+        self._write("personlog", state.person_event_rows(events))
+
+    def person_events(self, marketo_id: int) -> list[dict[str, Any]]:
+        pk, lo, hi = state.person_range(marketo_id)
+        query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
+        params = {"pk": pk, "lo": lo, "hi": hi}
+        return [dict(r) for r in self.table("personlog").query_entities(query, parameters=params)]

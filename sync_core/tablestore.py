@@ -1,0 +1,169 @@
+"""Sync state in Azure Table Storage: cursors, the cycle lease, links with their base,
+create intents, the retry set, the cycle / error / per-person logs, and link counters.
+
+`TableStateStore` is the production `StateStore` and the only place in the engine that
+hops threads for state: each call runs the blocking SDK code (`sync_core.tables`) in a
+worker thread, so a slow storage account never stalls the event loop that the cycle's
+Marketo and Dataverse calls share. (The SDK's async client would need aiohttp, which is
+not among the project's packages.)
+
+Keeping all state in one store (Azurite locally, identity-based in Azure) is what lets a
+cycle killed at any instant resume without losing or duplicating anything. Link counts
+per entity are kept as links are saved and closed, so `status` never scans the links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from azure.data.tables import TableClient, TableServiceClient
+
+from sync_core.mapping import Entity
+from sync_core.state import TABLES, Link, StateStore
+from sync_core.tables import TableRows
+
+
+class TableStateStore:
+    TABLES = TABLES
+
+    def __init__(self, service: TableServiceClient, prefix: str = "mktosync") -> None:
+        self._rows = TableRows(service, prefix)
+
+    @classmethod
+    def from_connection_string(cls, conn: str, prefix: str = "mktosync") -> TableStateStore:
+        return cls(TableServiceClient.from_connection_string(conn), prefix)
+
+    @classmethod
+    def from_account_url(
+        cls, url: str, credential: Any, prefix: str = "mktosync"
+    ) -> TableStateStore:
+        return cls(TableServiceClient(endpoint=url, credential=credential), prefix)
+
+    def _t(self, name: str) -> TableClient:
+        """One table's blocking client (tests use it to age a lease)."""
+        return self._rows.table(name)
+
+    def close(self) -> None:
+        self._rows.close()
+
+    async def ensure_tables(self) -> None:
+        await asyncio.to_thread(self._rows.ensure_tables)
+
+    async def missing_tables(self) -> list[str]:
+        """State tables that do not exist (all five before `setup` or the first cycle)."""
+        return await asyncio.to_thread(self._rows.missing_tables)
+
+    # ---- small key/value rows ---------------------------------------------
+    async def get_value(self, kind: str, name: str) -> str | None:
+        return await asyncio.to_thread(self._rows.get_value, kind, name)
+
+    async def set_values(self, kind: str, values: dict[str, str | None]) -> None:
+        await asyncio.to_thread(self._rows.set_values, kind, values)
+
+    async def add_to_value(self, kind: str, name: str, amount: int) -> int:
+        return await asyncio.to_thread(self._rows.add_to_value, kind, name, amount)
+
+    async def get_cursor(self, name: str) -> str | None:
+        return await self.get_value("cursor", name)
+
+    async def set_cursors(self, values: dict[str, str | None]) -> None:
+        await self.set_values("cursor", values)
+
+    async def hash_key(self, configured: str = "") -> bytes:
+        """The base-hash key: the configured one, else one generated once and kept here."""
+        return await asyncio.to_thread(self._rows.hash_key, configured)
+
+    async def saved(self, kind: str) -> dict[str, tuple[str, datetime | None]]:
+        """Every row of one small partition (e.g. "cursor"): name -> (value, when the
+        service last wrote it). The row's own timestamp dates a cursor at no extra cost."""
+        return await asyncio.to_thread(self._rows.saved, kind)
+
+    # ---- counters -----------------------------------------------------------
+    async def link_counts(self) -> dict[str, int] | None:
+        """Open links per entity, or None when the counters were never seeded."""
+        return await asyncio.to_thread(self._rows.link_counts)
+
+    async def ensure_link_counts(self) -> dict[str, int]:
+        """Seed the link counters once by counting the links table (a fresh install
+        counts nothing; an older install pays one scan); afterwards they are kept."""
+        return await asyncio.to_thread(self._rows.ensure_link_counts)
+
+    # ---- lease --------------------------------------------------------------
+    async def acquire_lease(self, owner: str, seconds: int, name: str = "cycle") -> bool:
+        """Take the lease if free, expired or already ours."""
+        return await asyncio.to_thread(self._rows.acquire_lease, owner, seconds, name)
+
+    async def release_lease(self, owner: str, name: str = "cycle") -> None:
+        await asyncio.to_thread(self._rows.release_lease, owner, name)
+
+    # ---- links ----------------------------------------------------------------
+    async def links_by_marketo(self, ids: Iterable[int]) -> dict[int, Link]:
+        """Links of these people."""
+        return await asyncio.to_thread(self._rows.links_by_marketo, list(ids))
+
+    async def links_by_dynamics(
+        self, entity: Entity, ids: Iterable[str], hints: Mapping[str, int | None] | None = None
+    ) -> dict[str, Link]:
+        """Links of these records."""
+        return await asyncio.to_thread(self._rows.links_by_dynamics, entity, list(ids), hints)
+
+    async def save_links(self, links: Iterable[Link], *, new: bool = False) -> None:
+        """Upsert main rows (with base); with `new`, also the Dynamics-id index rows."""
+        await asyncio.to_thread(self._rows.save_links, list(links), new=new)
+
+    async def close_links(self, links: Iterable[Link]) -> None:
+        await asyncio.to_thread(self._rows.close_links, list(links))
+
+    async def iter_links(self) -> AsyncIterator[Link]:
+        """Every open link, one service page per thread hop (memory stays bounded)."""
+        pages = self._rows.link_pages()  # lazy: the first page is read below
+        while (page := await asyncio.to_thread(next, pages, None)) is not None:
+            for link in page:
+                yield link
+
+    # ---- sets -------------------------------------------------------------------
+    async def add_to_set(
+        self, kind: str, keys: Iterable[str], data: dict[str, str] | None = None
+    ) -> None:
+        await asyncio.to_thread(self._rows.add_to_set, kind, list(keys), data)
+
+    async def members(self, kind: str) -> list[str]:
+        return await asyncio.to_thread(self._rows.members, kind)
+
+    async def remove_from_set(self, kind: str, keys: Iterable[str]) -> None:
+        await asyncio.to_thread(self._rows.remove_from_set, kind, list(keys))
+
+    # ---- logs -------------------------------------------------------------------
+    async def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
+        await asyncio.to_thread(self._rows.record_cycle, cycle_id, summary)
+
+    async def recent_cycles(self, limit: int = 20) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._rows.recent_cycles, limit)
+
+    async def cycles_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Cycles started at or after `since`, newest first (one range read)."""
+        return await asyncio.to_thread(self._rows.cycles_since, since)
+
+    async def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add error rows; return those added. A row with a `signature` another run
+        already recorded is skipped (the same refusal met again after a crash)."""
+        return await asyncio.to_thread(self._rows.record_errors, list(rows))
+
+    async def list_errors(
+        self, since: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Errors newest first; `limit` stops after that many (one page, not the table)."""
+        return await asyncio.to_thread(self._rows.list_errors, since, limit)
+
+    async def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
+        await asyncio.to_thread(self._rows.record_person_events, list(events))
+
+    async def person_events(self, marketo_id: int) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._rows.person_events, marketo_id)
+
+
+if TYPE_CHECKING:
+    _conforms: StateStore = TableStateStore(TableServiceClient("https://x"))  # vs the protocol
