@@ -24,7 +24,7 @@ IN_FLIGHT = 5
 LATENCY_S = 0.1
 
 
-def test_every_delivery_answers_inside_the_deadline_with_emulated_api_latency(world: World, hook: Webhook):
+def test_every_delivery_answers_inside_the_deadline_with_api_latency(world: World, hook: Webhook):
     ids = [
         world.marketo_create(email=f"fast{n}@example.com", lastName=f"F{n}")
         for n in range(DELIVERIES)
