@@ -3,9 +3,10 @@ webhook delivery in that process share.
 
 Built once per process (and again only if the settings it was built from change): the
 settings, the mapping, the state store with its tables checked and its hash key read,
-and the rate limiters of both APIs. Each unit of work then gets its own pair of HTTP
-clients over those shared limiters, with the retry policy that unit needs (the webhook's
-is short: Marketo waits 30 s for it).
+the rate limiters of both APIs, and the webhook's Marketo batcher (`marketobatch`: the
+Marketo calls of concurrent deliveries go out together). Each unit of work then gets its
+own pair of HTTP clients over those shared limiters, with the retry policy that unit
+needs (the webhook's is short: Marketo waits 30 s for it).
 
 What it prevents: concurrent work in one worker each pacing itself as if alone (20
 deliveries with a Marketo window of 50 calls per 20 s each are 20 calls at once and far
@@ -28,11 +29,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from sync_core.dataverse import dataverse_limiter
 from sync_core.http import RetryPolicy, SlidingWindow
 from sync_core.mapping import Mapping as SyncMapping
 from sync_core.mapping import load_mapping
-from sync_core.marketo import marketo_limiter
+from sync_core.marketo import MarketoClient, marketo_limiter
+from sync_core.marketobatch import MarketoBatcher
 from sync_core.pacing import ExecutionPacer
 from sync_core.planner import Hasher
 from sync_core.runtime import Runtime, build_clients, build_store
@@ -51,9 +55,11 @@ class _Shared:
 @dataclass
 class _Limits:
     loop: asyncio.AbstractEventLoop  # asyncio primitives belong to the loop they wait on
+    shared: _Shared  # the parts (settings) these were made for
     marketo: SlidingWindow
     dataverse: SlidingWindow
     pacer: ExecutionPacer
+    batcher: MarketoBatcher | None = None  # made by the first delivery on this loop
 
 
 class Worker:
@@ -85,18 +91,23 @@ class Worker:
             hasher = Hasher(store.hash_key(settings.sync_hash_key.get_secret_value()))
             mapping = load_mapping(settings.sync_mapping_file)
             self._shared = _Shared(settings, mapping, store, hasher)
-            self._limits = None
             return self._shared
 
-    def _limiters(self, settings: Settings) -> _Limits:
+    def _limiters(self, shared: _Shared) -> _Limits:
         loop = asyncio.get_running_loop()
-        if self._limits is None or self._limits.loop is not loop:
-            scale = settings.sync_time_scale
-            self._limits = _Limits(
-                loop, marketo_limiter(scale), dataverse_limiter(scale),
-                ExecutionPacer(time_scale=scale),
-            )  # fmt: skip
-        return self._limits
+        old = self._limits
+        if old is not None and old.loop is loop and old.shared is shared:
+            return old
+        scale = shared.settings.sync_time_scale
+        self._limits = limits = _Limits(
+            loop, shared, marketo_limiter(scale), dataverse_limiter(scale),
+            ExecutionPacer(time_scale=scale),
+        )  # fmt: skip
+        if old is not None and old.loop is loop and old.batcher is not None:
+            # Its client would keep connections to the old settings' Marketo open.
+            # (A batcher of another loop cannot be closed from this one.)
+            old.batcher.close_when_idle()
+        return limits
 
     @asynccontextmanager
     async def runtime(
@@ -106,7 +117,7 @@ class Worker:
         (shared) is not. `options` go to build_clients (transports, CA bundle)."""
         settings = settings or self.settings()
         shared = await self._parts(settings)
-        limits = self._limiters(settings)
+        limits = self._limiters(shared)
         marketo, dataverse = build_clients(
             settings, retry=retry, marketo_limiter=limits.marketo,
             dataverse_limiter=limits.dataverse, pacer=limits.pacer, **options,
@@ -119,3 +130,31 @@ class Worker:
             yield rt
         finally:
             await rt.aclose()
+
+    async def marketo_batcher(
+        self,
+        settings: Settings | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        marketo_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> MarketoBatcher:
+        """This event loop's batcher of webhook Marketo calls, over the shared limiter.
+        Its client is the worker's, not a delivery's (a batch may outlive the delivery
+        that joined it first); `retry` and `marketo_transport` are taken from the first
+        delivery that asks (every delivery passes the same)."""
+        settings = settings or self.settings()
+        shared = await self._parts(settings)
+        limits = self._limiters(shared)
+        if limits.batcher is None:
+            s, limiter = shared.settings, limits.marketo
+
+            def new_client() -> MarketoClient:
+                return MarketoClient(
+                    s.marketo_base_url, s.marketo_client_id,
+                    s.marketo_client_secret.get_secret_value(), transport=marketo_transport,
+                    timeout=s.sync_http_timeout_seconds, limiter=limiter, retry=retry,
+                    time_scale=s.sync_time_scale,
+                )  # fmt: skip
+
+            limits.batcher = MarketoBatcher(new_client)
+        return limits.batcher
