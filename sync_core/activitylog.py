@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,11 @@ from sync_core.errors import SyncError
 from sync_core.marketo import MarketoClient
 
 log = logging.getLogger("sync_core")
+
+# One activity to log: (lead id, primary attribute value, other attributes).
+Entry = tuple[int, str, dict[str, Any]]
+# Sends activity records; one result per record, in order.
+AddActivities = Callable[[Sequence[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 SYNC_PERSON = "msdynSyncPerson"
 SYNC_ERROR = "msdynSyncError"
@@ -121,9 +127,17 @@ async def activity_log_state(marketo: MarketoClient) -> tuple[dict[str, int], st
 
 
 async def log_activities(
-    marketo: MarketoClient, api_name: str, entries: list[tuple[int, str, dict[str, Any]]]
+    marketo: MarketoClient,
+    api_name: str,
+    entries: list[Entry],
+    *,
+    add: AddActivities | None = None,
 ) -> int:
-    """Add activities (lead id, primary value, attributes); returns how many were added."""
+    """Add activities (lead id, primary value, attributes); returns how many were added.
+
+    `marketo` looks up the type ids; the records go through `add` (default: its
+    add_activities; the webhook passes the worker's batched one)."""
+    add = add or marketo.add_activities
     if not entries:
         return 0
     ids, _ = await activity_log_state(marketo)
@@ -144,7 +158,7 @@ async def log_activities(
         }
         for lead_id, primary, attrs in entries
     ]
-    results = await marketo.add_activities(records)
+    results = await add(records)
     stale = [rec for rec, r in zip(records, results, strict=False) if _unknown_type(r)]
     if stale:
         # Our type was deleted and re-created (new id) since it was cached: look it up
@@ -155,7 +169,7 @@ async def log_activities(
             for rec in stale:
                 rec["activityTypeId"] = ids[api_name]
             results = [r for r in results if not _unknown_type(r)]
-            results += await marketo.add_activities(stale)
+            results += await add(stale)
     return sum(1 for r in results if r.get("status") == "added")
 
 
@@ -178,7 +192,7 @@ def forget(base_url: str | None = None) -> None:
         del _OFF[url]
 
 
-def error_entries(errors: list[dict[str, Any]]) -> list[tuple[int, str, dict[str, Any]]]:
+def error_entries(errors: list[dict[str, Any]]) -> list[Entry]:
     """Activity-log entries for sync error rows that belong to a known person."""
     out = []
     for e in errors:

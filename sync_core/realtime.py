@@ -2,7 +2,8 @@
 
 Called by a Marketo webhook ("Call Webhook" in a trigger campaign). This module checks
 the secret, parses the body (`webhook_request`), runs the use case (`syncperson`)
-within a deadline, counts the Marketo calls it made into the daily quota, and turns
+within a deadline, its Marketo calls batched with those of concurrent deliveries
+(`marketobatch`), counts the Marketo calls it made into the daily quota, and turns
 every outcome into an answer Marketo can act on. What it prevents:
 
 * Marketo giving up. Marketo waits 30 s for a webhook and never retries on its own, so
@@ -25,20 +26,14 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from sync_core import quota
-from sync_core.errors import (
-    AuthFailed,
-    BadRequest,
-    ConfigError,
-    QuotaExhausted,
-    SyncError,
-    Throttled,
-)
+from sync_core.errors import AuthFailed, ConfigError, QuotaExhausted, SyncError, Throttled
 from sync_core.http import RetryPolicy
+from sync_core.marketobatch import BatchedPort, DirectPort, MarketoPort
 from sync_core.replies import Reply, misconfigured, unavailable
 from sync_core.runtime import CA_BUNDLE_VARS, Runtime, build_runtime, ca_bundle_from_env
 from sync_core.settings import Settings, SettingsError, load_settings
 from sync_core.syncperson import RETRY_AFTER_BUSY, sync_person
-from sync_core.webhook_request import SECRET_HEADER, parse_body, secret_ok
+from sync_core.webhook_request import SECRET_HEADER, BadRequest, parse_body, secret_ok
 from sync_core.worker import Worker
 
 log = logging.getLogger("sync_core")
@@ -94,11 +89,11 @@ async def handle_sync_person(
     options.setdefault("retry", _retry_policy())
     try:
         async with asyncio.timeout(DEADLINE_SECONDS):
-            async with _runtime(settings, worker, options) as rt:
+            async with _runtime(settings, worker, options) as (rt, marketo):
                 try:
-                    reply = await sync_person(rt, request)
+                    reply = await sync_person(rt, request, marketo)
                 finally:
-                    await _count_calls(rt)
+                    await _count_calls(rt, marketo)
     except TimeoutError:
         # Outcome unknown; every step is idempotent, so a later retry is safe.
         reply = unavailable(
@@ -124,30 +119,41 @@ async def handle_sync_person(
 @asynccontextmanager
 async def _runtime(
     settings: Settings, worker: Worker | None, options: dict[str, Any]
-) -> AsyncIterator[Runtime]:
+) -> AsyncIterator[tuple[Runtime, MarketoPort]]:
+    """The run's runtime and the port its Marketo calls go through: the worker's
+    batcher when there is a worker (concurrent deliveries share its calls), else the
+    run's own client."""
     if worker is not None:
         async with worker.runtime(settings, **options) as rt:
-            yield rt
+            batcher = await worker.marketo_batcher(
+                settings, retry=options["retry"],
+                marketo_transport=options.get("marketo_transport"),
+            )  # fmt: skip
+            yield rt, BatchedPort(rt.marketo, batcher)
         return
     key = _store_key(settings)
     ready = key in _TABLES_READY
     rt = await build_runtime(settings, ensure_tables=not ready, **options)
     _TABLES_READY.add(key)
     try:
-        yield rt
+        yield rt, DirectPort(rt.marketo)
     finally:
         await rt.aclose()
 
 
-async def _count_calls(rt: Runtime) -> None:
+async def _count_calls(rt: Runtime, marketo: MarketoPort) -> None:
     # Marketo counts every call the API user makes against one daily quota; the cycle
-    # plans its share from this counter, so the webhook's calls go in it too.
-    if not rt.marketo.calls:
+    # plans its share from this counter, so the webhook's calls go in it too. Batched
+    # calls are on the worker's client: each delivery adds the ones made since the last
+    # delivery took them, so each is counted once (a batch's calls are made before its
+    # waiters are answered, so they are taken by one of them or a later delivery).
+    calls = rt.marketo.calls + marketo.take_batch_calls()
+    if not calls:
         return
     try:
-        await rt.store.add_to_value(quota.KIND, quota.quota_day(), rt.marketo.calls)
+        await rt.store.add_to_value(quota.KIND, quota.quota_day(), calls)
     except AzureError as exc:
-        log.warning("sync-person: could not count %d Marketo calls: %s", rt.marketo.calls, exc)
+        log.warning("sync-person: could not count %d Marketo calls: %s", calls, exc)
 
 
 def _store_key(settings: Settings) -> str:

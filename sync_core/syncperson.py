@@ -26,9 +26,10 @@ from urllib.parse import quote
 from azure.core.exceptions import AzureError
 
 from sync_core.access import decode_row, encode_values, known_mapping
-from sync_core.activitylog import SYNC_ERROR, SYNC_PERSON, error_entries, log_activities
+from sync_core.activitylog import SYNC_ERROR, SYNC_PERSON, error_entries
 from sync_core.errors import RecordRejected, StaleRecord, SyncError
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
+from sync_core.marketobatch import DirectPort, MarketoPort
 from sync_core.planner import normalize, plan_pair
 from sync_core.replies import Reply, unavailable
 from sync_core.runtime import Runtime
@@ -48,21 +49,23 @@ LEASE_SECONDS = 60
 RETRY_AFTER_BUSY = 5
 
 
-async def sync_person(rt: Runtime, req: SyncRequest) -> Reply:
+async def sync_person(rt: Runtime, req: SyncRequest, marketo: MarketoPort | None = None) -> Reply:
+    """Run the use case; its Marketo calls go through `marketo` (default: straight
+    through the runtime's client; the webhook passes the worker's batched port)."""
+    marketo = marketo or DirectPort(rt.marketo)
     m = rt.mapping
     fields = [*m.marketo_fields(), m.dynamics_deleted_field]
-    people, links = await asyncio.gather(
-        rt.marketo.get_leads("id", [req.lead_id], fields),
+    person, links = await asyncio.gather(
+        marketo.read_person(req.lead_id, fields),
         rt.store.links_by_marketo([req.lead_id]),
     )
-    if not people:
+    if person is None:
         return Reply(404, {"status": "not-found", "message": f"no Marketo person {req.lead_id}"})
-    person = people[0]
     link = links.get(req.lead_id)
     if link is not None:
         # A delivery that failed after saving the link may have left the person
         # without the Dynamics id: put it back (a Marketo write, never a Dynamics one).
-        await _write_back(rt, person, link.dynamics_id, link.entity)
+        await _write_back(rt, marketo, person, link.dynamics_id, link.entity)
         return _already(link.dynamics_id, link.entity)
     current = str(normalize(person.get(m.dynamics_id_field)) or "")
     if current and not person.get(m.dynamics_deleted_field):
@@ -80,7 +83,7 @@ async def sync_person(rt: Runtime, req: SyncRequest) -> Reply:
         done = await rt.store.links_by_marketo([req.lead_id])
         if req.lead_id in done:
             return _already(done[req.lead_id].dynamics_id, done[req.lead_id].entity)
-        return await _create(rt, req, person)
+        return await _create(rt, marketo, req, person)
     finally:
         await rt.store.release_lease(owner, lease)
 
@@ -114,7 +117,9 @@ async def _owner_bind(rt: Runtime, assign_to: str) -> dict[str, str]:
     return {"ownerid@odata.bind": f"/systemusers({assign_to})"}
 
 
-async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Reply:
+async def _create(
+    rt: Runtime, marketo: MarketoPort, req: SyncRequest, person: dict[str, Any]
+) -> Reply:
     # The fields the sync identity may use, with option sets, as the last cycle found
     # them (no metadata calls here: Marketo is waiting).
     m = await known_mapping(rt.store, rt.mapping)
@@ -135,7 +140,9 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
     record, bad = encode_values(rules, values)
     if bad:
         # A label that is not an option: create without that field and say so.
-        await _best_effort("option-set error", _record_bad_options(rt, lead_id, entity, bad))
+        await _best_effort(
+            "option-set error", _record_bad_options(rt, marketo, lead_id, entity, bad)
+        )
     record[m.marketo_id_column] = str(lead_id)
     key = ENTITY_KEY[entity]
     address = f"{ENTITY_SET[entity]}({m.marketo_id_column}='{lead_id}')"
@@ -155,11 +162,11 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
             },
         )
     except StaleRecord:
-        return await _adopt(rt, req, person, address)
+        return await _adopt(rt, marketo, req, person, address)
     except RecordRejected as exc:
         if exc.code in EXISTS_CODES:
-            return await _adopt(rt, req, person, address)
-        return await _rejected(rt, lead_id, entity, exc, sorted(record))
+            return await _adopt(rt, marketo, req, person, address)
+        return await _rejected(rt, marketo, lead_id, entity, exc, sorted(record))
     created: dict[str, Any] = resp.json() if resp.content else {}
     if not created.get(key):
         # No representation came back (a proxy or an older service): read it by key.
@@ -169,8 +176,8 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
     # From here on the record exists; each step below is idempotent and repeated by
     # the next delivery (through _adopt) if this one fails.
     results = await asyncio.gather(
-        _write_back(rt, person, dynamics_id, entity),
-        _log_created(rt, req, dynamics_id),
+        _write_back(rt, marketo, person, dynamics_id, entity),
+        _log_created(marketo, req, dynamics_id),
         return_exceptions=True,
     )
     for result in results:
@@ -202,7 +209,7 @@ async def _create(rt: Runtime, req: SyncRequest, person: dict[str, Any]) -> Repl
 
 
 async def _record_bad_options(
-    rt: Runtime, lead_id: int, entity: Entity, bad: dict[str, str]
+    rt: Runtime, marketo: MarketoPort, lead_id: int, entity: Entity, bad: dict[str, str]
 ) -> None:
     row = {
         "operation": "create",
@@ -215,10 +222,12 @@ async def _record_bad_options(
         "dynamicsId": "",
     }
     await rt.store.record_errors([row])
-    await log_activities(rt.marketo, SYNC_ERROR, error_entries([row]))
+    await marketo.log(SYNC_ERROR, error_entries([row]))
 
 
-async def _adopt(rt: Runtime, req: SyncRequest, person: dict[str, Any], address: str) -> Reply:
+async def _adopt(
+    rt: Runtime, marketo: MarketoPort, req: SyncRequest, person: dict[str, Any], address: str
+) -> Reply:
     """A record with this Marketo id exists: an earlier delivery created it (and maybe
     failed before finishing), or someone else did. Finish what is missing: the
     person's Dynamics id and the link row. Nothing is written to Dynamics."""
@@ -228,7 +237,7 @@ async def _adopt(rt: Runtime, req: SyncRequest, person: dict[str, Any], address:
     dynamics_id = str(row[key]).lower()
     links = await rt.store.links_by_marketo([req.lead_id])
     if req.lead_id not in links:
-        await _write_back(rt, person, dynamics_id, entity)
+        await _write_back(rt, marketo, person, dynamics_id, entity)
         plan = plan_pair(m.fields[entity], row, person, None, rt.hasher)
         link = Link(req.lead_id, entity, dynamics_id, dict(plan.settled))
         await rt.store.save_links([link], new=True)
@@ -236,7 +245,7 @@ async def _adopt(rt: Runtime, req: SyncRequest, person: dict[str, Any], address:
 
 
 async def _write_back(
-    rt: Runtime, person: dict[str, Any], dynamics_id: str, entity: Entity
+    rt: Runtime, marketo: MarketoPort, person: dict[str, Any], dynamics_id: str, entity: Entity
 ) -> None:
     """Put the Dynamics id and type on the person unless they are there already."""
     m = rt.mapping
@@ -252,17 +261,15 @@ async def _write_back(
         m.dynamics_type_field: entity,
         m.dynamics_deleted_field: False,
     }
-    (result,) = await rt.marketo.sync_leads("updateOnly", [update], "id")
+    result = await marketo.write_back(update)
     if result.get("status") not in ("updated", "created"):
         # Deleted in Marketo meanwhile: nothing left to write the id on.
         log.warning("sync-person %s: write-back skipped: %s", person["id"], result)
 
 
-async def _log_created(rt: Runtime, req: SyncRequest, dynamics_id: str) -> None:
+async def _log_created(marketo: MarketoPort, req: SyncRequest, dynamics_id: str) -> None:
     attrs = {"syncAs": req.sync_as, "assignTo": req.assign_to}
-    await _best_effort(
-        "activity", log_activities(rt.marketo, SYNC_PERSON, [(req.lead_id, dynamics_id, attrs)])
-    )
+    await _best_effort("activity", marketo.log(SYNC_PERSON, [(req.lead_id, dynamics_id, attrs)]))
 
 
 async def _best_effort(what: str, work: Any) -> None:
@@ -281,7 +288,12 @@ def _already(dynamics_id: str, entity: Any) -> Reply:
 
 
 async def _rejected(
-    rt: Runtime, lead_id: int, entity: Entity, exc: RecordRejected, fields: list[str]
+    rt: Runtime,
+    marketo: MarketoPort,
+    lead_id: int,
+    entity: Entity,
+    exc: RecordRejected,
+    fields: list[str],
 ) -> Reply:
     row = {
         "operation": "create",
@@ -296,7 +308,5 @@ async def _rejected(
     # The error row is the record of truth (a failure here answers 503 and Marketo's
     # retry records it again); the activity is best effort.
     await rt.store.record_errors([row])
-    await _best_effort(
-        "error activity", log_activities(rt.marketo, SYNC_ERROR, error_entries([row]))
-    )
+    await _best_effort("error activity", marketo.log(SYNC_ERROR, error_entries([row])))
     return Reply(422, {"status": "rejected", "code": exc.code, "message": exc.message})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -151,3 +152,41 @@ def test_a_delivery_waiting_on_another_for_too_long_is_a_503(
     assert first == [200]
     assert_unavailable(r, retry_after=syncperson.RETRY_AFTER_BUSY)
     assert len(dynamics_records(world, "lead", mid)) == 1
+
+
+def concurrently(hook: Webhook, ids: list[int]) -> list[httpx.Response]:
+    with ThreadPoolExecutor(len(ids)) as pool:
+        return list(pool.map(hook.sync, ids))
+
+
+def test_a_throttled_shared_read_is_a_503_for_each_delivery_that_joined_it(
+    world: World, hook: Webhook
+):
+    """Concurrent deliveries share the worker's Marketo calls; when that call fails,
+    each of them answers as it would alone, and the next ones are served normally."""
+    ids = [world.marketo_create(email=f"t{n}@example.com", lastName=f"T{n}") for n in range(6)]
+    world.marketo_admin(
+        "POST", "faults", json={"endpoint": "GET /rest/v1/leads.json", "kind": "606"}
+    )
+    for r in concurrently(hook, ids):
+        assert_unavailable(r, retry_after=20)
+    world.marketo_admin("DELETE", "faults")
+    assert {r.json()["status"] for r in concurrently(hook, ids)} == {"created"}
+
+
+def test_deliveries_past_their_deadline_in_a_shared_call_leave_it_working(
+    world: World, hook: Webhook, monkeypatch: pytest.MonkeyPatch
+):
+    """A delivery that gives up while it waits on the worker's Marketo call answers 503
+    (as it would alone); the call and the deliveries after it are unaffected."""
+    monkeypatch.setattr(realtime, "DEADLINE_SECONDS", 1.0)
+    ids = [world.marketo_create(email=f"d{n}@example.com", lastName=f"D{n}") for n in range(6)]
+    world.marketo_admin(
+        "POST", "latency", json={"endpoint": "GET /rest/v1/leads.json", "fixed_s": 1.5}
+    )
+    for r in concurrently(hook, ids[:3]):
+        assert_unavailable(r)
+    world.marketo_admin("DELETE", "latency")
+    monkeypatch.setattr(realtime, "DEADLINE_SECONDS", 25.0)
+    # The call the first ones gave up on still finishes; these queue behind it and go.
+    assert {r.json()["status"] for r in concurrently(hook, ids)} == {"created"}
