@@ -41,7 +41,6 @@ from sync_core.state import (
     link_from_row,
     link_row,
     m_key,
-    newest_first,
     safe_key,
     unsafe_key,
 )
@@ -79,7 +78,7 @@ class TableRows:
     def table(self, name: str) -> TableClient:
         return self._tables[name]
 
-    def _write(self, table: str, entities: Iterable[dict[str, Any]], op: str = "upsert") -> None:
+    def write(self, table: str, entities: Iterable[dict[str, Any]], op: str = "upsert") -> None:
         """Write entities in per-partition transactions of <= 100 (each one atomic)."""
         by_pk: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for e in entities:
@@ -106,7 +105,7 @@ class TableRows:
             for k, v in values.items()
             if v is not None
         ]
-        self._write("state", upserts)
+        self.write("state", upserts)
         for k, v in values.items():
             if v is None:
                 self.table("state").delete_entity(kind, safe_key(k))
@@ -328,8 +327,8 @@ class TableRows:
                     deltas[link.entity] += 1
                     if old is not None:
                         deltas[old.entity] -= 1
-            self._write("links", [index_row(link) for link in links])
-        self._write("links", [link_row(link, stamp) for link in links])
+            self.write("links", [index_row(link) for link in links])
+        self.write("links", [link_row(link, stamp) for link in links])
         self._adjust_link_counts(deltas)
 
     def close_links(self, links: Iterable[Link]) -> None:
@@ -362,7 +361,7 @@ class TableRows:
     def add_to_set(
         self, kind: str, keys: Iterable[str], data: dict[str, str] | None = None
     ) -> None:
-        self._write(
+        self.write(
             "state",
             [{"PartitionKey": kind, "RowKey": safe_key(k), **(data or {})} for k in keys],
         )
@@ -385,66 +384,3 @@ class TableRows:
                         client.delete_entity(r["PartitionKey"], r["RowKey"])
                     except ResourceNotFoundError:
                         pass
-
-    # ---- logs -------------------------------------------------------------
-    def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
-        self.table("cycles").upsert_entity(state.cycle_row(cycle_id, summary))
-
-    def recent_cycles(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self.table("cycles").query_entities(
-            "PartitionKey eq 'cycle'", results_per_page=limit
-        )
-        out = []
-        for row in rows:
-            out.append(dict(row))
-            if len(out) >= limit:
-                break
-        return out
-
-    def cycles_since(self, since: datetime) -> list[dict[str, Any]]:
-        query = "PartitionKey eq 'cycle' and RowKey lt @bound"
-        params = {"bound": newest_first(since) + "~"}
-        return [dict(r) for r in self.table("cycles").query_entities(query, parameters=params)]
-
-    def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        stamp = state._now()
-        entities = []
-        added = []
-        for n, row in enumerate(rows):
-            sig = row.get("signature")
-            if sig:
-                try:
-                    self.table("state").create_entity({"PartitionKey": "errorsig", "RowKey": sig})
-                except ResourceExistsError:
-                    continue
-            added.append(row)
-            entities.append(state.error_row(row, n, stamp))
-        self._write("errors", entities)
-        return added
-
-    def list_errors(
-        self, since: datetime | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        query = "PartitionKey eq 'error'"
-        params: dict[str, Any] = {}
-        if since is not None:
-            query += " and RowKey lt @bound"
-            params["bound"] = newest_first(since) + "~"
-        rows = self.table("errors").query_entities(
-            query, parameters=params, results_per_page=limit or 1000
-        )
-        out = []
-        for row in rows:
-            out.append(dict(row))
-            if limit is not None and len(out) >= limit:
-                break
-        return out
-
-    def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
-        self._write("personlog", state.person_event_rows(events))
-
-    def person_events(self, marketo_id: int) -> list[dict[str, Any]]:
-        pk, lo, hi = state.person_range(marketo_id)
-        query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
-        params = {"pk": pk, "lo": lo, "hi": hi}
-        return [dict(r) for r in self.table("personlog").query_entities(query, parameters=params)]

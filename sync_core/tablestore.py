@@ -23,6 +23,7 @@ from azure.data.tables import TableClient, TableServiceClient
 
 from sync_core.mapping import Entity
 from sync_core.state import TABLES, Link, StateStore
+from sync_core.tablelogs import TableLogs
 from sync_core.tables import TableRows
 
 
@@ -31,6 +32,7 @@ class TableStateStore:
 
     def __init__(self, service: TableServiceClient, prefix: str = "mktosync") -> None:
         self._rows = TableRows(service, prefix)
+        self._logs = TableLogs(self._rows)
 
     @classmethod
     def from_connection_string(cls, conn: str, prefix: str = "mktosync") -> TableStateStore:
@@ -138,31 +140,31 @@ class TableStateStore:
 
     # ---- logs -------------------------------------------------------------------
     async def record_cycle(self, cycle_id: str, summary: dict[str, Any]) -> None:
-        await asyncio.to_thread(self._rows.record_cycle, cycle_id, summary)
+        await asyncio.to_thread(self._logs.record_cycle, cycle_id, summary)
 
     async def recent_cycles(self, limit: int = 20) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self._rows.recent_cycles, limit)
+        return await asyncio.to_thread(self._logs.recent_cycles, limit)
 
     async def cycles_since(self, since: datetime) -> list[dict[str, Any]]:
         """Cycles started at or after `since`, newest first (one range read)."""
-        return await asyncio.to_thread(self._rows.cycles_since, since)
+        return await asyncio.to_thread(self._logs.cycles_since, since)
 
     async def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add error rows; return those added. A row with a `signature` another run
         already recorded is skipped (the same refusal met again after a crash)."""
-        return await asyncio.to_thread(self._rows.record_errors, list(rows))
+        return await asyncio.to_thread(self._logs.record_errors, list(rows))
 
     async def list_errors(
         self, since: datetime | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Errors newest first; `limit` stops after that many (one page, not the table)."""
-        return await asyncio.to_thread(self._rows.list_errors, since, limit)
+        return await asyncio.to_thread(self._logs.list_errors, since, limit)
 
     async def record_person_events(self, events: Iterable[dict[str, Any]]) -> None:
-        await asyncio.to_thread(self._rows.record_person_events, list(events))
+        await asyncio.to_thread(self._logs.record_person_events, list(events))
 
     async def person_events(self, marketo_id: int) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self._rows.person_events, marketo_id)
+        return await asyncio.to_thread(self._logs.person_events, marketo_id)
 
 
 if TYPE_CHECKING:

@@ -8,14 +8,14 @@ import inspect
 
 import pytest
 
-from sync_core.admin.dryrun import (
+from sync_core.admin.dryrun_wrappers import (
     Capture,
     DryRunDataverse,
     DryRunMarketo,
-    DryRunRefused,
     DryRunStore,
 )
 from sync_core.dataverse import DataverseClient
+from sync_core.errors import DryRunRefused
 from sync_core.marketo import MarketoClient
 from sync_core.state import StateStore
 
