@@ -3,6 +3,8 @@
 The Functions runtime accepts six fields (five are read as minute-first); evaluating
 them here the same way keeps the local host from firing on a different beat than
 Azure would. Times are UTC, as on Flex Consumption where time zones are unsupported.
+Hand-written, not croniter: croniter fires a schedule that names both a day of the month
+and a day of the week on either (Vixie cron), NCrontab, which the host uses, on both.
 """
 
 from __future__ import annotations
