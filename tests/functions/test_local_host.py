@@ -79,6 +79,12 @@ def test_ncrontab_schedule():
     assert weekdays.next_after(datetime(2026, 11, 28, tzinfo=UTC)) == datetime(
         2026, 11, 30, 9, 30, tzinfo=UTC
     )
+    # A day of the month and a day of the week: both must hold (NCrontab), so the next
+    # run is Friday the 13th, not the first Friday (Vixie cron's either-or).
+    friday_13th = Schedule("0 30 9 13 * 5")
+    assert friday_13th.next_after(datetime(2026, 11, 1, tzinfo=UTC)) == datetime(
+        2026, 11, 13, 9, 30, tzinfo=UTC
+    )
     with pytest.raises(ScheduleError):
         Schedule("0 61 * * * *")
     with pytest.raises(ScheduleError):
