@@ -32,6 +32,7 @@ from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
 from sync_core.marketobatch import DirectPort, MarketoPort
 from sync_core.planner import normalize, plan_pair
 from sync_core.replies import Reply, unavailable
+from sync_core.runrecord import PersonEvent, SyncErrorRow
 from sync_core.runtime import Runtime
 from sync_core.state import Link
 from sync_core.webhook_request import SyncRequest
@@ -190,16 +191,16 @@ async def _create(
         "person log",
         rt.store.record_person_events(
             [
-                {
-                    "marketoId": lead_id,
-                    "entity": entity,
-                    "dynamicsId": dynamics_id,
-                    "direction": "to-dynamics",
-                    "fields": sorted(record),
-                    "note": "created by Sync Person to Microsoft",
-                    **({"leftOut": [x["field"] for x in left_out]} if left_out else {}),
-                }
-            ],
+                PersonEvent(
+                    lead_id,
+                    entity,
+                    dynamics_id,
+                    "to-dynamics",
+                    sorted(record),
+                    note="created by Sync Person to Microsoft",
+                    details={"leftOut": [x["field"] for x in left_out]} if left_out else {},
+                ).row()
+            ]
         ),
     )
     reply: dict[str, Any] = {"status": "created", "dynamicsId": dynamics_id, "dynamicsType": entity}
@@ -211,16 +212,10 @@ async def _create(
 async def _record_bad_options(
     rt: Runtime, marketo: MarketoPort, lead_id: int, entity: Entity, bad: dict[str, str]
 ) -> None:
-    row = {
-        "operation": "create",
-        "direction": "to-dynamics",
-        "entity": entity,
-        "fields": sorted(bad),
-        "code": "option-set",
-        "message": "; ".join(bad.values()),
-        "marketoId": lead_id,
-        "dynamicsId": "",
-    }
+    row = SyncErrorRow(
+        "create", "to-dynamics", entity, sorted(bad), "option-set", "; ".join(bad.values()),
+        marketo_id=lead_id,
+    ).row()  # fmt: skip
     await rt.store.record_errors([row])
     await marketo.log(SYNC_ERROR, error_entries([row]))
 
@@ -295,16 +290,9 @@ async def _rejected(
     exc: RecordRejected,
     fields: list[str],
 ) -> Reply:
-    row = {
-        "operation": "create",
-        "direction": "to-dynamics",
-        "entity": entity,
-        "fields": fields,
-        "code": exc.code,
-        "message": exc.message,
-        "marketoId": lead_id,
-        "dynamicsId": "",
-    }
+    row = SyncErrorRow(
+        "create", "to-dynamics", entity, fields, exc.code, exc.message, marketo_id=lead_id
+    ).row()
     # The error row is the record of truth (a failure here answers 503 and Marketo's
     # retry records it again); the activity is best effort.
     await rt.store.record_errors([row])
