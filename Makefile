@@ -58,9 +58,9 @@ WORLD_SCENARIOS := tests/scenarios/test_delta_sync.py tests/scenarios/test_merge
 test: setup $(IAC_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest
-	SCENARIO_PROFILE=production $(PY) -m pytest -q $(WORLD_SCENARIOS)
-	SCENARIO_PROFILE=hostile SCENARIO_SEED=7 $(PY) -m pytest -q $(WORLD_SCENARIOS)
+	$(PY) -m pytest -n 2
+	SCENARIO_PROFILE=production $(PY) -m pytest -q -n 2 $(WORLD_SCENARIOS)
+	SCENARIO_PROFILE=hostile SCENARIO_SEED=7 $(PY) -m pytest -q -n 2 $(WORLD_SCENARIOS)
 	$(PY) scripts/checkov_gate.py
 
 bench: setup
