@@ -63,8 +63,10 @@ test: setup $(IAC_STAMP)
 	SCENARIO_PROFILE=hostile SCENARIO_SEED=7 $(PY) -m pytest -q -n 2 $(WORLD_SCENARIOS)
 	$(PY) scripts/checkov_gate.py
 
+# The sync against the production-like world, measured: bench/results.{json,md}.
+# A few minutes; FULL=1 runs the issue's sizes (hours on a small machine).
 bench: setup
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(if $(FULL),--full)
 
 # Seeded fault-injection simulation: make simulate SEEDS=1000 [FROM=0] [VERBOSE=1]
 SEEDS ?= 1000

@@ -40,7 +40,8 @@ async def throughput(calls: int) -> None:
     cfg.limits.enabled = False
     app = create_app(cfg)
     seed(app.state, 1000, 0)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://b") as c:
         tok = (
             await c.post(
                 f"/{cfg.tenant_id}/oauth2/v2.0/token",

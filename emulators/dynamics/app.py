@@ -135,6 +135,8 @@ class DynamicsApp(Org):
             stats.execution_ms += elapsed
             if user_id is not None:
                 self.throttle.leave(user_id, elapsed if counted_ms is None else counted_ms)
+            if counted_ms is not None:
+                stats.service_ms += counted_ms
         if resp.status == 429:
             stats.throttled += 1
         elif resp.status >= 400:
