@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-SPECS = Path("/work/shared/specs/marketo")
+SPECS = Path(__file__).parent / "specs"  # Adobe's files, vendored (specs/SOURCE.md)
 
 
 @functools.cache
