@@ -1,6 +1,7 @@
 """What other people do between cycles, drawn from the seed: edits on either side
 (single, colliding, split across fields, rapid, clearing, case-only, unmapped), sync
-filter flips, deletes, new records (some sharing an email) and new Marketo-only people.
+filter flips, deletes, new records (some sharing an email), new Marketo-only people and
+big campaign sends.
 
 Each action goes through the vendors' public APIs with the person's own identity, and
 records in the model only what really changed (an edit that leaves the value as it was
@@ -405,6 +406,17 @@ async def new_marketo_person(ctx: Ctx) -> str | None:
     return f"marketer creates person {mid} (Marketo only)"
 
 
+async def campaign_send(ctx: Ctx) -> str | None:
+    """A big email send logs a thousand or two activities in a few seconds, and Marketo's
+    commits lag under the load: the next feed read runs to several pages (so the read
+    after it starts from a fresh paging token, one overlap window before that read
+    began), and a marketer's edit made meanwhile reaches the feeds only after it."""
+    await ctx.world.commits_lag(late_share=0.5)
+    said = await marketer_edits(ctx)
+    await ctx.world.campaign_burst(ctx.rng.randint(1200, 2000), seconds=5.0)
+    return f"a campaign send logs many activities; meanwhile {said}"
+
+
 # name, weight, action: one line per kind of thing people do.
 ACTIONS: list[tuple[str, float, Action]] = [
     ("marketer-edit", 3.0, marketer_edits),
@@ -423,4 +435,5 @@ ACTIONS: list[tuple[str, float, Action]] = [
     ("marketo-delete", 0.3, marketo_delete),
     ("new-dynamics-record", 1.0, new_dynamics_record),
     ("new-marketo-person", 0.6, new_marketo_person),
+    ("campaign-send", 0.5, campaign_send),
 ]

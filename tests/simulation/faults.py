@@ -3,9 +3,11 @@
 A fault is armed after people have acted and before the cycle runs: through the
 emulators' admin APIs (throttling, server errors, the same codes a real org answers),
 on the memory store (an outage, a lost ETag race on the lease), or on how the cycle
-runs (the worker dies at its N-th I/O call, two cycles overlap, a sync-person delivery
-races the cycle). Everything is disarmed after the cycle. New faults (lost answers,
-late activities, merges) plug in as one more row in FAULTS.
+runs (the worker dies at its N-th I/O call or right after Marketo created people, two
+cycles overlap, a sync-person delivery races the cycle, a salesperson saves a record
+the cycle is writing). Everything is disarmed after the cycle. Late Marketo commits
+are part of the world (world.MARKETO_WORLD, and the campaign sends in actions). New
+faults (lost answers, merges) plug in as one more row in FAULTS.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class StepPlan:
 
     crash_at: int | None = None
     crash_on: str = ""  # die at the first I/O call described so (e.g. "store.save_links")
+    crash_after: str = ""  # die at the I/O call after one answered so ("marketo createDuplicate")
+    edit_mid_write: bool = False  # a salesperson saves a record the cycle's $batch updates
     overlap: bool = False
     crash_second_at: int | None = None  # the overlapping cycle may die too
     race: list[int] = field(default_factory=list)  # people delivered during the cycle
@@ -86,6 +90,32 @@ async def crash_before_logs(ctx: Ctx, plan: StepPlan) -> bool:
     return True
 
 
+async def crash_after_create(ctx: Ctx, plan: StepPlan) -> bool:
+    # Marketo created people for new Dynamics records; the worker dies before anything
+    # (the record's person id, the link row) says whose they are.
+    linked = {lk.dynamics_id for lk in ctx.links()}
+    waiting = [
+        rid
+        for entity, rid in ctx.live_records()
+        if rid not in linked
+        and ctx.world.records(entity)[rid].get("new_synctomkto") is not False
+        and ctx.world.records(entity)[rid].get("statecode") != 1
+    ]
+    if not waiting:
+        return False
+    plan.crash_after = "marketo createDuplicate"
+    return True
+
+
+async def edit_mid_write(ctx: Ctx, plan: StepPlan) -> bool:
+    # Salespeople work while the cycle runs: one saves a record after the cycle read it
+    # and before its update lands (the cycle's PATCH must not overwrite that edit).
+    if not ctx.live_records():
+        return False
+    plan.edit_mid_write = True
+    return True
+
+
 async def store_outage(ctx: Ctx, plan: StepPlan) -> bool:
     # The cycle's own calls only: the world arms it right before the cycle starts.
     ctx.world.pending_outage = (ctx.rng.randint(1, 30), ctx.rng.randint(1, 40))
@@ -126,8 +156,10 @@ FAULTS: list[tuple[str, float, Arm]] = [
     ("crash", 2.0, crash),
     ("crash-before-base", 0.7, crash_before_base),
     ("crash-before-logs", 0.4, crash_before_logs),
+    ("crash-after-create", 1.0, crash_after_create),
     ("store-outage", 1.0, store_outage),
     ("lease-conflict", 0.5, lease_conflict),
     ("overlapping-cycles", 1.0, overlapping_cycles),
     ("webhook-race", 1.5, webhook_race),
+    ("edit-mid-write", 1.5, edit_mid_write),
 ]

@@ -59,6 +59,10 @@ class Model:
     personal: set[str] = field(default_factory=set)  # every personal value made up
     # (person, Marketo field) -> values set there that Dynamics cannot hold
     too_long: dict[tuple[int, str], set[str]] = field(default_factory=dict)
+    # (record id, Marketo field) -> (value, engine run) of each edit a salesperson saved
+    # between that run's read of the record and its update of it
+    mid_write: dict[tuple[str, str], list[tuple[Any, str]]] = field(default_factory=dict)
+    died: set[str] = field(default_factory=set)  # engine runs that crashed
 
     def tick(self) -> int:
         self.seq += 1

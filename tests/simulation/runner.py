@@ -14,9 +14,11 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from azure.core.exceptions import AzureError
 
 from sync_core.activitylog import ensure_types
@@ -26,6 +28,7 @@ from sync_core.runtime import new_cycle
 from tests.simulation.actions import (
     ACTIONS,
     Ctx,
+    d_set,
     edit_while_paused,
     new_dynamics_record,
     resume_paused,
@@ -33,7 +36,16 @@ from tests.simulation.actions import (
 from tests.simulation.faults import FAULTS, StepPlan
 from tests.simulation.invariants import Checker, Violation
 from tests.simulation.model import Model, rules, same
-from tests.simulation.world import WEBHOOK_SECRET, Crash, SimWorld, seeded_dynamics_ids
+from tests.simulation.world import (
+    WEBHOOK_SECRET,
+    Crash,
+    MidWrite,
+    SimStore,
+    SimWorld,
+    batch_patches,
+    seeded_dynamics_ids,
+    shared_wall_clock,
+)
 
 QUIET_CYCLES = 2  # convergence is promised within this many quiet cycles
 FAULT_CHANCE = 0.55
@@ -74,11 +86,14 @@ class CycleRun:
     summary: dict[str, Any]
 
 
+MakeStore = Callable[[Callable[[], float]], SimStore]
+
+
 class Simulation:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, make_store: MakeStore | None = None) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.world = SimWorld(seed)
+        self.world = SimWorld(seed, make_store=make_store)
         self.model = Model()
         self.ctx = Ctx(self.world, self.model, self.rng)
         self.result = SeedResult(seed)
@@ -90,9 +105,16 @@ class Simulation:
         self.result.trace.append(f"[{self.model.step}] {line}")
 
     # ---- running the engine -------------------------------------------------------------
-    async def cycle(self, label: str, crash_at: int | None = None, crash_on: str = "") -> CycleRun:
+    async def cycle(
+        self,
+        label: str,
+        crash_at: int | None = None,
+        crash_on: str = "",
+        crash_after: str = "",
+        mid_write: MidWrite | None = None,
+    ) -> CycleRun:
         w = self.world
-        er = w.parts(label, crash_at, crash_on)
+        er = w.parts(label, crash_at, crash_on, crash_after, mid_write)
         start = len(w.writes)
         summary: dict[str, Any] = {}
         try:
@@ -102,6 +124,7 @@ class Simulation:
             outcome = str(summary["outcome"])
         except Crash:
             outcome = "crashed"
+            self.model.died.add(label)
         except AzureError as exc:
             outcome = f"store-error:{type(exc).__name__}"
         finally:
@@ -198,6 +221,8 @@ class Simulation:
     async def step(self) -> None:
         self.model.step += 1
         self.result.steps += 1
+        # The timer's period passes; what people do next happens just before it fires.
+        await self.world.pass_time(300)
         names = [a[0] for a in ACTIONS]
         weights = [a[1] for a in ACTIONS]
         for due in self.ctx.agenda.pop(self.model.step, []):
@@ -276,13 +301,41 @@ class Simulation:
         if self.world.pending_outage:
             first, count = self.world.pending_outage
             self.world.store.fail_calls(first, count)
-        jobs: list[Any] = [self.cycle(f"cycle-{step}", plan.crash_at, plan.crash_on)]
+        mid_write = self.salesperson_saves(f"cycle-{step}") if plan.edit_mid_write else None
+        jobs: list[Any] = [
+            self.cycle(f"cycle-{step}", plan.crash_at, plan.crash_on, plan.crash_after, mid_write)
+        ]
         if plan.overlap:
             jobs.append(self.cycle(f"cycle-{step}b", plan.crash_second_at))
         for n, mid in enumerate(plan.race):
             jobs.append(self.deliver(mid, f"webhook-{step}r{n}"))
         done = await asyncio.gather(*jobs)
         return [r for r in done if isinstance(r, CycleRun)]
+
+    def salesperson_saves(self, run: str) -> MidWrite:
+        """A salesperson saves a record this very $batch of `run` is about to update
+        (between the cycle's read of it and its write), mostly a field the batch writes."""
+
+        async def edit(request: httpx.Request) -> None:
+            targets = batch_patches(request)
+            if not targets:
+                return
+            entity, rid, columns = self.rng.choice(targets)
+            both = [r for r in rules(entity) if r.direction == "both"]
+            written = [r for r in both if r.column in columns]
+            rule = self.rng.choice(written if written and self.rng.random() < 0.8 else both)
+            row = self.world.records(entity).get(rid)
+            if row is None:
+                return
+            value = self.ctx.fresh(rule, row.get(rule.column))
+            if await d_set(self.ctx, entity, rid, rule, value):
+                self.model.mid_write.setdefault((rid, rule.marketo), []).append((value, run))
+                self.say(
+                    f"salesperson sets {rule.column} of {self.ctx.record(entity, rid)} "
+                    "while the cycle writes it"
+                )
+
+        return edit
 
     async def disarm(self) -> None:
         self.world.pending_outage = None
@@ -296,12 +349,14 @@ class Simulation:
         await self.disarm()
         # Leases left by dead workers expire; a retry campaign redelivers what got a 5xx.
         self.world.now += self.world.settings.sync_lease_seconds + 1
+        await self.world.pass_time(self.world.settings.sync_lease_seconds + 1)
         for mid, statuses in sorted(self.model.deliveries.items()):
             if statuses[-1] not in (200, 400, 401, 404, 422) and mid in self.world.people():
                 await self.deliver(mid, f"{label}-retry")
         runs = []
         for n in range(QUIET_CYCLES):
             self.world.now += 300
+            await self.world.pass_time(300)
             runs.append(await self.cycle(f"{label}.{n + 1}"))
         checker = Checker(self.world, self.model)
         for r in runs:
@@ -325,6 +380,7 @@ class Simulation:
         checker.deliveries(where)
         checker.rejections(where)
         self.world.now += 300
+        await self.world.pass_time(300)
         echo = await self.cycle(f"{label}.echo")
         checker.no_echo(f"{label}.echo", echo.writes)
         checker.single_writer()
@@ -340,10 +396,13 @@ class Simulation:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(_quiet_crashes)
         try:
-            await self.setup()
-            for _ in range(steps if steps is not None else self.rng.randint(3, 7)):
-                await self.step()
-            await self.quiet()
+            with shared_wall_clock(self.world):
+                await self.setup()
+                for _ in range(steps if steps is not None else self.rng.randint(3, 7)):
+                    await self.step()
+                await self.quiet()
+            if late := self.world.late_changes():
+                self.result.faults["marketo-late-change"] += late
         finally:
             logger.removeHandler(self.logs)
             logger.propagate, logger.level = old
@@ -362,6 +421,10 @@ ACTIONS_BY_NAME = {name: fn for name, _, fn in ACTIONS}
 FAULTS_BY_NAME = {name: fn for name, _, fn in FAULTS}
 
 
-def run_seed(seed: int, steps: int | None = None) -> SeedResult:
+def run_seed(
+    seed: int, steps: int | None = None, make_store: MakeStore | None = None
+) -> SeedResult:
+    """One seed; `make_store` builds the state store on the world's clock (default: the
+    memory store)."""
     with seeded_dynamics_ids(seed):
-        return asyncio.run(Simulation(seed).run(steps))
+        return asyncio.run(Simulation(seed, make_store).run(steps))

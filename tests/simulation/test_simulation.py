@@ -218,3 +218,36 @@ def test_a_rejected_value_is_recorded_once_when_another_field_changes() -> None:
         return len(w.store.table("errors"))
 
     assert _world_with_a_synced_contact(fn) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="known engine bug 'died-after-412' (see invariants.KNOWN)")
+def test_an_edit_saved_while_a_dead_run_wrote_does_not_win_a_collision_it_loses() -> None:
+    async def go() -> tuple[Any, Any]:
+        sim = Simulation(7)
+        w = sim.world
+        rid = await w.d_create(
+            "lead", {"lastname": "Last-1a2b3c4d", "subject": "s", "jobtitle": "title-1a2b3c4d"}
+        )
+        sim.model.personal.update({"Last-1a2b3c4d", "title-1a2b3c4d"})
+        sim.observe([await sim.cycle("setup")])
+        (link,) = w.links()
+        title = next(r for r in rules("lead") if r.marketo == "title")
+        # For a lead Marketo wins: the marketer's edit, not the salesperson's, must stay.
+        await m_set(sim.ctx, link.marketo_id, title, "title-aaaa0005")
+
+        async def salesperson(request: Any) -> None:
+            await w.d_edit("lead", rid, {"jobtitle": "title-bbbb0006"})
+
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.save_links", mid_write=salesperson)
+        # The update met the If-Match and failed; the run died before its link rows.
+        assert died.outcome == "crashed"
+        assert w.records("lead")[rid]["jobtitle"] == "title-bbbb0006"
+        w.now += w.settings.sync_lease_seconds + 1
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        return w.people()[link.marketo_id].get("title"), w.records("lead")[rid]["jobtitle"]
+
+    with seeded_dynamics_ids(7):
+        assert asyncio.run(go()) == ("title-aaaa0005", "title-aaaa0005")

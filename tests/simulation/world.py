@@ -1,28 +1,40 @@
-"""The in-process simulation world: both emulators as ASGI apps, the memory store, and
+"""The in-process simulation world: both emulators as ASGI apps, the state store, and
 the real engine (clients, `Cycle`, the sync-person use case) wired to them.
 
 No sockets and no server: the real httpx clients reach the emulators through
 `httpx.ASGITransport` (the emulators need no lifespan start-up, so none is run), the
 Dataverse token comes from the emulator's Entra endpoint over the same transport, and
-the store is `MemoryStateStore` on a simulated clock. Every engine call passes a `Wire`
-(HTTP) or `StoreGate` (state) that counts it, can kill the engine at the N-th call
-(a `Crash`, like a worker dying: nothing after that point reaches the world) and
-notes which cycle wrote while holding which lease.
+the store is `MemoryStateStore` on a simulated clock (or Table Storage on Azurite: see
+`tablestate`). Every engine call passes a `Wire` (HTTP) or `StoreGate` (state) that
+counts it, can kill the engine at the N-th call or right after a given answer (a
+`Crash`, like a worker dying: nothing after that point reaches the world), notes which
+cycle wrote while holding which lease, and can let a salesperson save a record right
+before the cycle's update of it.
 
 People act through the vendors' public APIs (a marketer in Marketo, a salesperson in
 Dynamics); faults go through the emulators' `/_emulator/` admin APIs. Invariant checks
 read the emulators' state directly (reading is not acting, and it is fast).
+
+Two clocks move in simulated time: `now`, the store's (leases), and `wall`, how far
+Marketo's clock and the engine's Marketo-feed clock run ahead of real time. Marketo
+pages its activity feeds by date and commits some activities late (the `production`
+world profile's numbers), so an activity dated just before a cycle's read can appear
+after it; only a shared wall clock makes "re-read the last two minutes" mean the same
+instant to the engine and to Marketo.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import random
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Protocol, cast
 
 import httpx
 
@@ -31,6 +43,9 @@ from emulators.dynamics import DynamicsConfig
 from emulators.dynamics import create_app as dynamics_app
 from emulators.marketo import MarketoConfig
 from emulators.marketo import create_app as marketo_app
+from emulators.marketo.activities import CHANGE_DATA_VALUE
+from emulators.marketo.profiles import PRODUCTION
+from sync_core import marketofeed
 from sync_core.http import RetryPolicy
 from sync_core.memstore import MemoryStateStore
 from sync_core.runtime import Runtime, build_runtime
@@ -42,6 +57,29 @@ WEBHOOK_SECRET = "sim-webhook-secret"
 SETS = {"lead": "leads", "contact": "contacts"}
 KEYS = {"lead": "leadid", "contact": "contactid"}
 _HOSTS = itertools.count(1)  # a fresh host per world: no client-side token cache is shared
+# Date-based activity paging and late commits, as the `production` world profile has
+# them; its feeds' scan block scaled down (2,000 there) so that a burst of a few thousand
+# activities already makes a read of several pages, at a quarter of the cost.
+MARKETO_WORLD = {
+    **{k: PRODUCTION[k] for k in ("paging_tokens", "late_share", "late_delay_s")},
+    "activity_scan_block": 500,
+}
+_BATCH_PATCH = re.compile(r"PATCH \S*?/(leads|contacts)\(([0-9a-fA-F-]+)\) HTTP/1\.1\r\n")
+
+
+class SimStore(StateStore, Protocol):
+    """A state store with the hooks the simulation arms faults and reads the truth with
+    (MemoryStateStore has them; tests.simulation.tablestate adds them to Table Storage)."""
+
+    lease_conflicts: int  # this many next lease acquisitions lose an ETag race
+
+    @property
+    def TABLES(self) -> tuple[str, ...]: ...
+
+    def table(self, name: str) -> list[dict[str, Any]]: ...
+    def lease_holder(self, name: str = "cycle") -> str | None: ...
+    def fail_calls(self, first: int, count: int = 1) -> None: ...
+    def heal(self) -> None: ...
 
 
 class Crash(BaseException):
@@ -64,15 +102,18 @@ class Fate:
 
     crash_at: int | None = None  # die at this I/O call (1-based)
     crash_on: str = ""  # or at the first call whose description starts with this
+    crash_after: str = ""  # or at the call right after one whose answer is described so
     calls: int = 0
     dead: bool = False
+    answered: str = ""  # the last call whose answer came back (its `crash_after` form)
 
     def tick(self, what: str) -> None:
         if self.dead:
             raise Crash(f"dead before {what}")
         self.calls += 1
         due = self.crash_at is not None and self.calls >= self.crash_at
-        if due or (self.crash_on and what.startswith(self.crash_on)):
+        after = bool(self.crash_after) and self.answered.startswith(self.crash_after)
+        if due or after or (self.crash_on and what.startswith(self.crash_on)):
             self.dead = True
             raise Crash(f"crashed at I/O call {self.calls} ({what})")
 
@@ -102,17 +143,55 @@ def is_write(system: str, request: httpx.Request) -> bool:
     return request.method in ("POST", "PATCH", "PUT", "DELETE")
 
 
+def marketo_action(request: httpx.Request) -> str:
+    """The action of a Sync Leads call ("createDuplicate", "updateOnly"...), else ""."""
+    if request.method != "POST" or not request.url.path.endswith("/leads.json"):
+        return ""
+    try:
+        return str(json.loads(request.content).get("action") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def batch_patches(request: httpx.Request) -> list[tuple[str, str, set[str]]]:
+    """(entity, record id, columns) of every update inside a Dataverse $batch request."""
+    if not request.url.path.endswith("/$batch"):
+        return []
+    text = request.content.decode()
+    out = []
+    entity_of = {v: k for k, v in SETS.items()}
+    for m in _BATCH_PATCH.finditer(text):
+        headers_end = text.find("\r\n\r\n", m.end() - 2)
+        line_end = text.find("\r\n", headers_end + 4)
+        try:
+            body = json.loads(text[headers_end + 4 : line_end])
+        except ValueError:
+            body = {}
+        out.append((entity_of[m.group(1)], m.group(2).lower(), set(body)))
+    return out
+
+
+MidWrite = Callable[[httpx.Request], Awaitable[None]]
+
+
 class Wire(httpx.AsyncBaseTransport):
     """One engine run's view of one system: counts calls, crashes on cue, logs writes."""
 
-    def __init__(self, world: SimWorld, system: str, fate: Fate, run: str) -> None:
+    def __init__(
+        self, world: SimWorld, system: str, fate: Fate, run: str, mid_write: MidWrite | None
+    ) -> None:
         self.world, self.system, self.fate, self.run = world, system, fate, run
         self.inner = httpx.ASGITransport(app=world.apps[system])
         self.owner = ""  # the cycle id once known
         self.writes = 0
+        # Someone else's edit, made once, right before this run's first Dataverse $batch.
+        self.mid_write = mid_write
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.fate.tick(f"{self.system} {request.method} {request.url.path}")
+        if self.mid_write is not None and request.url.path.endswith("/$batch"):
+            hook, self.mid_write = self.mid_write, None
+            await hook(request)
         if is_write(self.system, request):
             self.writes += 1
             self.world.writes.append(
@@ -123,13 +202,16 @@ class Wire(httpx.AsyncBaseTransport):
                     f"{self.system} {request.method} {request.url.path}",
                 )
             )
-        return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        if self.fate.crash_after and self.system == "marketo":
+            self.fate.answered = f"marketo {marketo_action(request)}"
+        return response
 
 
 class StoreGate:
-    """The memory store as one engine run sees it: every call can be its last."""
+    """The store as one engine run sees it: every call can be its last."""
 
-    def __init__(self, store: MemoryStateStore, fate: Fate) -> None:
+    def __init__(self, store: SimStore, fate: Fate) -> None:
         self._store, self._fate = store, fate
 
     def __getattr__(self, name: str) -> Any:
@@ -172,16 +254,20 @@ class SimWorld:
     apps: dict[str, Any] = field(default_factory=dict)
     now: float = 1_800_000_000.0  # simulated wall clock of the store (leases)
     writes: list[WriteSeen] = field(default_factory=list)
+    wall: float = 0.0  # seconds Marketo's clock and the engine's feed clock run ahead
     # (first call, how many calls) of a store outage armed for the next cycle
     pending_outage: tuple[int, int] | None = None
+    # The state store on the simulated clock; None: the memory store.
+    make_store: Callable[[Callable[[], float]], SimStore] | None = None
 
     def __post_init__(self) -> None:
-        mconf = MarketoConfig(rate_limit_calls=0, seed=self.seed)
+        mconf = MarketoConfig(rate_limit_calls=0, seed=self.seed, **MARKETO_WORLD)
         self.apps = {"marketo": marketo_app(mconf), "dynamics": dynamics_app(DynamicsConfig())}
         host = next(_HOSTS)
         self.marketo_url = f"http://mkto{host}.sim"
         self.dynamics_url = f"https://org{host}.sim"
-        self.store = MemoryStateStore(clock=lambda: self.now)
+        make = self.make_store or (lambda clock: MemoryStateStore(clock=clock))
+        self.store: SimStore = make(lambda: self.now)
         self.settings: Settings = load_settings(
             {
                 "MARKETO_BASE_URL": self.marketo_url,
@@ -210,11 +296,51 @@ class SimWorld:
         await self.mkto_http.aclose()
         await self.dyn_http.aclose()
 
+    async def pass_time(self, seconds: float) -> None:
+        """Wall-clock time passes, for Marketo and for the engine's feed reads alike."""
+        self.wall += seconds
+        await self.marketo_admin("POST", "clock", json={"advance_s": seconds})
+
+    async def commits_lag(self, late_share: float) -> None:
+        """Under load (a big send), a larger share of Marketo's commits lags behind their
+        dates, until `campaign_burst` ends."""
+        await self.marketo_admin("POST", "config", json={"late_share": late_share})
+
+    async def campaign_burst(self, activities: int, seconds: float) -> None:
+        """A big send logs about `activities` background activities (email sends,
+        deliveries, opens...) over the next `seconds`, by the emulator's own noise
+        generator run for exactly that span of its clock (not on every API call, whose
+        real-time moments would change the count), then the load is gone."""
+        emu = self.apps["marketo"].state.emulator
+        rate = activities / seconds * 3600
+        await self.marketo_admin("POST", "config", json={"noise_per_hour": rate})
+        start = emu.now()
+        emu.world.noise_next = start
+        await self.pass_time(seconds)
+        emu.world.catch_up(start + seconds, emu.log, emu.store)
+        normal = {"noise_per_hour": 0.0, "late_share": MARKETO_WORLD["late_share"]}
+        await self.marketo_admin("POST", "config", json=normal)
+
+    def late_changes(self) -> int:
+        """Field changes Marketo committed after their date (invisible to feeds meanwhile)."""
+        log = self.apps["marketo"].state.emulator.log
+        return sum(1 for a in log.items if a.type_id == CHANGE_DATA_VALUE and a.visible_ms)
+
     # ---- the engine -------------------------------------------------------------
-    def parts(self, run: str, crash_at: int | None = None, crash_on: str = "") -> EngineRun:
+    def parts(
+        self,
+        run: str,
+        crash_at: int | None = None,
+        crash_on: str = "",
+        crash_after: str = "",
+        mid_write: MidWrite | None = None,
+    ) -> EngineRun:
         """Wires, store gate and token provider for one engine run (one invocation)."""
-        fate = Fate(crash_at, crash_on)
-        wires = [Wire(self, "marketo", fate, run), Wire(self, "dynamics", fate, run)]
+        fate = Fate(crash_at, crash_on, crash_after)
+        wires = [
+            Wire(self, "marketo", fate, run, None),
+            Wire(self, "dynamics", fate, run, mid_write),
+        ]
         token_http = httpx.AsyncClient(transport=wires[1], base_url=self.dynamics_url)
 
         async def token(refresh: bool) -> str:
@@ -383,6 +509,25 @@ class SimWorld:
     def records(self, entity: str) -> dict[str, dict[str, Any]]:
         rows = self.apps["dynamics"].state.stores[entity].rows
         return {str(k).lower(): dict(v) for k, v in rows.items()}
+
+
+@contextmanager
+def shared_wall_clock(world: SimWorld) -> Iterator[None]:
+    """The engine's Marketo-feed clock on the world's wall clock, as Marketo's is: the
+    overlap window and the paging tokens it asks for name the instants Marketo means."""
+
+    class Wall(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Wall:
+            real = datetime.now(tz) + timedelta(seconds=world.wall)
+            return cls.fromtimestamp(real.timestamp(), tz)
+
+    original = marketofeed.datetime
+    marketofeed.datetime = Wall  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        marketofeed.datetime = original  # type: ignore[misc]
 
 
 @contextmanager
