@@ -105,3 +105,30 @@ async def test_a_read_cut_short_resumes_from_its_resume_link() -> None:
         assert eng.cursor("dynamics-contact-resume") is None
         assert isinstance(parse_position(eng.cursor("dynamics-contact")), DeltaLink)
         assert {eng.link(i).dynamics_id for i in ids} == set(ids)
+
+
+@run_async
+async def test_rows_changed_only_in_marketo_are_read_back_500_ids_a_query() -> None:
+    # The cycle reads each linked row a Marketo change touches; 50 ids a query made a
+    # 5,000-person change cost 100 Dataverse calls. Now the URL limit sets the chunk.
+    async with running_engine() as eng:
+        w = eng.world
+        ids = [await w.d_create("contact", {"lastname": f"Row{i}"}) for i in range(550)]
+        await eng.cycle()
+        await eng.cycle()  # the link fields it wrote come back through the feed
+        people = [eng.link(rid).marketo_id for rid in ids]
+        for i in range(0, len(people), 300):
+            batch = [{"id": mid, "title": "Changed in Marketo"} for mid in people[i : i + 300]]
+            await w.marketo("POST", "/rest/v1/leads.json",
+                            json={"action": "updateOnly", "lookupField": "id", "input": batch})
+        stats = w.apps["dynamics"].state.stats
+        before = stats["GET contacts"].calls
+        # Some changes commit late in Marketo: the next cycle's feed brings those.
+        reached = 0
+        for _ in range(2):
+            await w.pass_time(300)
+            reached += (await eng.cycle(sync_mass_change_limit=0))["counts"]["to_dynamics"]
+        assert reached == 550
+        assert {eng.record("contact", rid)["jobtitle"] for rid in ids} == {"Changed in Marketo"}
+        # two change-feed reads, then at most 500 ids a query (50 a query made 14 calls)
+        assert stats["GET contacts"].calls - before <= 2 + 2 + 1

@@ -46,6 +46,9 @@ def running_server(
         timeout_graceful_shutdown=1,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        # The emulators, not h11, decide how long a request line may be (Dataverse
+        # takes URLs up to 32 KB; h11 refuses a head past 16 KB that arrives in pieces).
+        h11_max_incomplete_event_size=128 * 1024,
     )
     server = uvicorn.Server(config)
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.emulators.dynamics.conftest import Dv
+from tests.emulators.dynamics.conftest import API, Dv
 
 
 def test_create_returns_absolute_odata_entityid_built_from_request_base(dv: Dv) -> None:
@@ -40,3 +40,18 @@ def test_unknown_entity_set_is_404(dv: Dv) -> None:
 def test_service_root_lists_entity_sets(dv: Dv) -> None:
     names = {v["name"] for v in dv.get("").json()["value"]}
     assert {"contacts", "leads", "accounts", "systemusers"} <= names
+
+
+def test_a_url_up_to_32_kb_is_served_and_a_longer_one_is_refused(dv: Dv) -> None:
+    ids = [dv.post("contacts", json={"lastname": f"Long{i}"}).headers["OData-EntityId"]
+           .rsplit("(", 1)[1].rstrip(")") for i in range(3)]
+    ids += [f"00000000-0000-4000-8000-{i:012d}" for i in range(520)]
+    cond = " or ".join(f"contactid eq {x}" for x in ids)
+    url = f"contacts?$select=lastname&$filter={cond}"
+    sent = len(dv.base + API) + len(url) + 2 * url.count(" ")
+    assert 30_000 < sent <= 32_768
+    r = dv.get(url)
+    assert r.status_code == 200
+    assert sorted(row["lastname"] for row in r.json()["value"]) == ["Long0", "Long1", "Long2"]
+    longer = url + " or contactid eq 00000000-0000-4000-8000-999999999999" * 60
+    assert dv.get(longer).status_code == 414
