@@ -2,14 +2,17 @@
 
 Two types are ours: "Sync Person to Microsoft" (the real-time create) and "Dynamics
 Sync Error" (a rejected write). Setup creates and approves them through the custom
-activity type API; at run time their ids are looked up once per process. When a type
-is missing, the first cycle or webhook call that needs it creates it exactly as setup
+activity type API; at run time their ids are looked up once and kept in the state
+store, so a fresh worker process (on Flex Consumption, often every cycle) spends no
+Marketo call on them; a line Marketo skips for an unknown type id looks them up afresh.
+When a type is missing, the first cycle or webhook call that needs it creates it exactly as setup
 does; where it cannot (no permission), the log is off, and every cycle summary says so
 and why, rather than failing the sync for the lack of a log line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,6 +21,7 @@ from typing import Any
 
 from sync_core.errors import SyncError
 from sync_core.marketo import MarketoClient
+from sync_core.state import StateStore
 
 log = logging.getLogger("sync_core")
 
@@ -62,18 +66,36 @@ _IDS: dict[tuple[str, str], int] = {}
 _OFF: dict[str, tuple[str, float]] = {}  # base URL -> (why the log is off, retry after)
 
 
-async def type_ids(marketo: MarketoClient) -> dict[str, int]:
-    """Approved ids of our activity types (cached per process once all are known)."""
-    known = {
-        name: _IDS[(marketo.base_url, name)] for name in TYPES if (marketo.base_url, name) in _IDS
-    }
-    if len(known) == len(TYPES):
+# The ids as the last lookup found them, for the instance at `url` (a meta row).
+STORED = ("meta", "activitytypeids")
+
+
+async def type_ids(
+    marketo: MarketoClient, store: StateStore | None = None, *, fresh: bool = False
+) -> dict[str, int]:
+    """Approved ids of our activity types: from this process's memory, else the state
+    store, else Marketo (then remembered in both). `fresh` asks Marketo."""
+    url = marketo.base_url
+    known = {name: _IDS[(url, name)] for name in TYPES if (url, name) in _IDS}
+    if len(known) == len(TYPES) and not fresh:
         return known
+    if store is not None and not fresh:
+        raw = await store.get_value(*STORED)
+        saved = json.loads(raw) if raw else {}
+        ids = saved.get("ids") or {}
+        if saved.get("url") == url and set(TYPES) <= set(ids):
+            for name in TYPES:
+                _IDS[(url, name)] = int(ids[name])
+            return {name: int(ids[name]) for name in TYPES}
     body = await marketo.call("GET", "/rest/v1/activities/external/types.json")
+    known = {}
     for t in body.get("result") or []:
         if t.get("apiName") in TYPES and str(t.get("status", "")).startswith("approved"):
-            _IDS[(marketo.base_url, t["apiName"])] = int(t["id"])
+            _IDS[(url, t["apiName"])] = int(t["id"])
             known[t["apiName"]] = int(t["id"])
+    if store is not None:
+        row = json.dumps({"url": url, "ids": known}) if len(known) == len(TYPES) else None
+        await store.set_values(STORED[0], {STORED[1]: row})
     return known
 
 
@@ -100,11 +122,13 @@ async def ensure_types(marketo: MarketoClient) -> dict[str, int]:
     return await type_ids(marketo)
 
 
-async def activity_log_state(marketo: MarketoClient) -> tuple[dict[str, int], str | None]:
+async def activity_log_state(
+    marketo: MarketoClient, store: StateStore | None = None, *, fresh: bool = False
+) -> tuple[dict[str, int], str | None]:
     """Our types' ids, creating any missing one exactly as `setup` does; with the reason
     when the activity log is off (so no cycle skips its log lines silently). A failed
     creation is not retried for an hour: it would cost calls every cycle."""
-    ids = await type_ids(marketo)
+    ids = await type_ids(marketo, store, fresh=fresh)
     if len(ids) == len(TYPES):
         return ids, None
     off = _OFF.get(marketo.base_url)
@@ -112,6 +136,9 @@ async def activity_log_state(marketo: MarketoClient) -> tuple[dict[str, int], st
         return ids, off[0]
     try:
         ids = await ensure_types(marketo)
+        if store is not None and len(ids) == len(TYPES):
+            row = json.dumps({"url": marketo.base_url, "ids": ids})
+            await store.set_values(STORED[0], {STORED[1]: row})
         missing = sorted(set(TYPES) - set(ids))
         reason = f"activity types {', '.join(missing)} are not approved" if missing else None
     except SyncError as exc:
@@ -132,15 +159,16 @@ async def log_activities(
     entries: list[Entry],
     *,
     add: AddActivities | None = None,
+    store: StateStore | None = None,
 ) -> int:
     """Add activities (lead id, primary value, attributes); returns how many were added.
 
-    `marketo` looks up the type ids; the records go through `add` (default: its
-    add_activities; the webhook passes the worker's batched one)."""
+    `marketo` looks up the type ids (kept in `store` when given); the records go through
+    `add` (default: its add_activities; the webhook passes the worker's batched one)."""
     add = add or marketo.add_activities
     if not entries:
         return 0
-    ids, _ = await activity_log_state(marketo)
+    ids, _ = await activity_log_state(marketo, store)
     if api_name not in ids:
         return 0  # the reason is in the cycle summary and the warning above
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -164,7 +192,7 @@ async def log_activities(
         # Our type was deleted and re-created (new id) since it was cached: look it up
         # again and resend only the lines Marketo skipped, so none is logged twice.
         forget(marketo.base_url)
-        ids, _ = await activity_log_state(marketo)
+        ids, _ = await activity_log_state(marketo, store, fresh=True)
         if api_name in ids:
             for rec in stale:
                 rec["activityTypeId"] = ids[api_name]

@@ -197,7 +197,7 @@ class Cycle:
         await self._load_access()
         # Writes a dead run may have landed without saving their base: mark them first.
         await journal.recover(self.store)
-        _, off = await activity_log_state(self.marketo)
+        _, off = await activity_log_state(self.marketo, self.store)
         self.activity_log = f"off: {off}" if off else "on"
         mk_cursor, deleted_people, merged = await self._read_marketo_feeds()
         retry_ids = [int(x) for x in await self.store.members("retry")]

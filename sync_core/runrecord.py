@@ -121,7 +121,7 @@ class RunRecord:
             return
         new = await store.record_errors([e.row() for e in errors])
         try:
-            await log_activities(marketo, SYNC_ERROR, error_entries(new))
+            await log_activities(marketo, SYNC_ERROR, error_entries(new), store=store)
         except SyncError as exc:
             # The error table has the row; a missing log line must not fail the cycle.
             log.warning("could not write sync errors to Marketo activity logs: %s", exc)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sync_core.activitylog import TYPES, ensure_types
+from sync_core.activitylog import STORED, TYPES, ensure_types
 from sync_core.runtime import build_marketo, table_service
 from sync_core.settings import Settings, load_settings
 from sync_core.state import TABLES
@@ -95,7 +95,8 @@ async def record_activity_types(settings: Settings, steps: list[Step]) -> None:
     store = TableStateStore(table_service(settings), settings.sync_table_prefix)
     try:
         row = {"approved": approved, "at": datetime.now(UTC).isoformat()}
-        await store.set_values("meta", {"activitytypes": json.dumps(row)})
+        # The ids a cycle kept may be of types deleted and re-created here: look again.
+        await store.set_values("meta", {"activitytypes": json.dumps(row), STORED[1]: None})
     finally:
         store.close()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from sync_core import activitylog
+from sync_core.activitylog import ensure_types
 from sync_core.dynamicscursor import DeltaLink, Watermark, parse_position
 from tests.engine.engine import running_engine
 from tests.support.blocking import run_async
@@ -132,3 +134,33 @@ async def test_rows_changed_only_in_marketo_are_read_back_500_ids_a_query() -> N
         assert {eng.record("contact", rid)["jobtitle"] for rid in ids} == {"Changed in Marketo"}
         # two change-feed reads, then at most 500 ids a query (50 a query made 14 calls)
         assert stats["GET contacts"].calls - before <= 2 + 2 + 1
+
+
+@run_async
+async def test_a_fresh_process_spends_no_marketo_call_on_the_activity_type_ids() -> None:
+    # On Flex Consumption a cycle often starts in a new process: its idle cycle would
+    # pay a types.json call every 5 minutes. The ids live in the state store instead.
+    async with running_engine() as eng:
+        w = eng.world
+        await w.d_create("contact", ADA)
+        activitylog.forget()  # what set-up's process learnt
+        await eng.cycle()
+        await eng.cycle()
+        stats = w.apps["marketo"].state.emulator.stats.endpoints
+        lookups = "GET /rest/v1/activities/external/types.json"
+        before = stats[lookups].calls
+        activitylog.forget()  # a new process remembers nothing
+        idle = await eng.cycle()
+        assert idle["activityLog"] == "on"
+        assert stats[lookups].calls == before
+        # A type deleted and re-created meanwhile (new id) is looked up afresh on use.
+        await w.marketo("POST", "/rest/v1/activities/external/type/msdynSyncError/delete.json")
+        await ensure_types((await w.runtime(w.parts("setup-again"))).marketo)
+        activitylog.forget()
+        mid = eng.link(next(iter(w.records("contact")))).marketo_id
+        assert await w.m_edit(mid, {"title": "t" * 150})  # Dataverse holds 100
+        await w.pass_time(300)
+        rejected = await eng.cycle()
+        assert rejected["counts"]["rejected"] == 1
+        log = w.apps["marketo"].state.emulator.log.items
+        assert sum("0x80044331" in str(a) for a in log) == 1
