@@ -348,7 +348,7 @@ class DataverseClient:
         start = 0
         try:
             while start < len(ops):
-                while len(running) >= pacer.parallel:
+                while len(running) >= pacer.in_flight:
                     done, running = await asyncio.wait(
                         running, return_when=asyncio.FIRST_COMPLETED
                     )

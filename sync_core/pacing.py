@@ -7,9 +7,12 @@ execution budget in seconds and then meet 429 `0x80072321` with a Retry-After th
 under sustained pressure. This module prevents that:
 
 - **batch size** follows the measured seconds per operation, so one batch takes about
-  `target_batch_s` (far from the 2-minute limit; small batches in parallel, as Microsoft
-  recommends, instead of huge ones);
-- **parallelism** follows the server's `x-ms-dop-hint`, capped by configuration;
+  `target_batch_s` (30 s: a quarter of the 2-minute limit, so a server four times slower
+  than measured still answers; batches in parallel rather than one huge one, as Microsoft
+  recommends, yet few enough that a 5,000-row change is a handful of calls);
+- **parallelism** follows the server's `x-ms-dop-hint`, capped by configuration; until
+  one batch has been measured only that first, modest batch is in flight (otherwise the
+  first 16 batches would all be sent at the unmeasured first size);
 - **an execution-time bucket** (capacity: our share of 1,200 s; refill: that share per
   300 s) is debited by each batch's estimated cost before it is sent and corrected by
   its measured time afterwards; `x-ms-ratelimit-time-remaining-xrm-requests` lowers it
@@ -35,7 +38,7 @@ class ExecutionPacer:
         self,
         *,
         share: float = 0.8,
-        target_batch_s: float = 10.0,
+        target_batch_s: float = 30.0,
         min_ops: int = 10,
         max_ops: int = 1000,
         first_ops: int = 100,
@@ -61,6 +64,11 @@ class ExecutionPacer:
         now = self._clock()
         self.level = min(self.capacity, self.level + (now - self._at) * self.refill)
         self._at = now
+
+    @property
+    def in_flight(self) -> int:
+        """Batches to run at once: the first alone, then the server's hint."""
+        return self.parallel if self.per_op is not None else 1
 
     def batch_size(self) -> int:
         if self.per_op is None:

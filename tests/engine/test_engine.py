@@ -164,3 +164,17 @@ async def test_a_fresh_process_spends_no_marketo_call_on_the_activity_type_ids()
         assert rejected["counts"]["rejected"] == 1
         log = w.apps["marketo"].state.emulator.log.items
         assert sum("0x80044331" in str(a) for a in log) == 1
+
+
+@run_async
+async def test_a_first_load_writes_a_probe_batch_then_batches_sized_by_its_cost() -> None:
+    # Unmeasured, every batch in flight was the 100-operation first guess: 550 link-field
+    # writes took six $batch calls. Now one probe, then one batch for the rest.
+    async with running_engine() as eng:
+        w = eng.world
+        for i in range(550):
+            await w.d_create("contact", {"lastname": f"Row{i}"})
+        stats = w.apps["dynamics"].state.stats
+        summary = await eng.cycle()
+        assert summary["counts"]["created_in_marketo"] == 550
+        assert stats["POST $batch"].calls == 2

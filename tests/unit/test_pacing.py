@@ -47,6 +47,13 @@ def test_parallelism_follows_the_dop_hint_within_the_configured_cap():
     assert p.parallel == 16
 
 
+def test_the_first_batch_is_sent_alone_until_its_cost_is_measured():
+    p, _ = pacer(max_parallel=16)
+    assert p.in_flight == 1
+    p.observe(100, 3.0, 0.0, {})
+    assert p.in_flight == 16
+
+
 def test_sustained_writes_never_spend_more_than_the_budget_share():
     p, clock = pacer(share=0.5, target_batch_s=10.0)
     p.observe(100, 10.0, 0.0, {})  # 100 ms per operation, 10 s per batch
