@@ -165,12 +165,25 @@ async def log_activities(
 
     `marketo` looks up the type ids (kept in `store` when given); the records go through
     `add` (default: its add_activities; the webhook passes the worker's batched one)."""
+    results = await send_activities(marketo, api_name, entries, add=add, store=store)
+    return sum(1 for r in results or [] if r.get("status") == "added")
+
+
+async def send_activities(
+    marketo: MarketoClient,
+    api_name: str,
+    entries: list[Entry],
+    *,
+    add: AddActivities | None = None,
+    store: StateStore | None = None,
+) -> list[dict[str, Any]] | None:
+    """Marketo's result for each entry, in order; None when the log is off."""
     add = add or marketo.add_activities
     if not entries:
-        return 0
+        return []
     ids, _ = await activity_log_state(marketo, store)
     if api_name not in ids:
-        return 0  # the reason is in the cycle summary and the warning above
+        return None  # the reason is in the cycle summary and the warning above
     now = datetime.now(UTC).isoformat(timespec="seconds")
     records = [
         {
@@ -186,19 +199,28 @@ async def log_activities(
         }
         for lead_id, primary, attrs in entries
     ]
-    results = await add(records)
-    stale = [rec for rec, r in zip(records, results, strict=False) if _unknown_type(r)]
+    results = list(await add(records))
+    stale = [i for i, r in enumerate(results) if _unknown_type(r)]
     if stale:
         # Our type was deleted and re-created (new id) since it was cached: look it up
         # again and resend only the lines Marketo skipped, so none is logged twice.
         forget(marketo.base_url)
         ids, _ = await activity_log_state(marketo, store, fresh=True)
         if api_name in ids:
-            for rec in stale:
-                rec["activityTypeId"] = ids[api_name]
-            results = [r for r in results if not _unknown_type(r)]
-            results += await add(stale)
-    return sum(1 for r in results if r.get("status") == "added")
+            for i in stale:
+                records[i]["activityTypeId"] = ids[api_name]
+            again = await add([records[i] for i in stale])
+            for i, r in zip(stale, again, strict=True):
+                results[i] = r
+    return results
+
+
+def final(result: dict[str, Any]) -> bool:
+    """Marketo took the line, or refused it for good (the person is gone...): sending it
+    again would not help. An unknown type id is not final (the types may come back)."""
+    return result.get("status") == "added" or (
+        result.get("status") == "skipped" and not _unknown_type(result)
+    )
 
 
 def _unknown_type(result: dict[str, Any]) -> bool:

@@ -341,12 +341,25 @@ class MemoryStateStore:
         for n, row in enumerate(rows):
             sig = row.get("signature")
             if sig:
-                if self._get("state", "errorsig", sig) is not None:
+                if self._get("state", state.ERROR_SIG, sig) is not None:
                     continue
-                self._put("state", {"PartitionKey": "errorsig", "RowKey": sig})
+                self._put("state", {"PartitionKey": state.ERROR_SIG, "RowKey": sig})
+                self._put("state", state.pending_log_row(row))
             added.append(row)
             self._put("errors", state.error_row(row, n, stamp))
         return added
+
+    async def pending_error_logs(self, limit: int = 300) -> list[dict[str, Any]]:
+        self._enter("pending_error_logs")
+        rows = self._partition("state", state.ERROR_SIG)
+        owed = [r for r in rows if r["RowKey"].startswith(state.PENDING_LOG)]
+        return [json.loads(r["row"]) for r in owed[:limit]]
+
+    async def error_logs_done(self, signatures: Iterable[str]) -> None:
+        signatures = list(signatures)
+        self._enter("error_logs_done")
+        for sig in signatures:
+            self._delete("state", state.ERROR_SIG, state.PENDING_LOG + sig)
 
     async def list_errors(
         self, since: datetime | None = None, limit: int | None = None

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync_core.activitylog import SYNC_ERROR, error_entries, log_activities
+from sync_core.activitylog import SYNC_ERROR, error_entries, final, send_activities
 from sync_core.errors import SyncError
 from sync_core.marketo import MarketoClient
 from sync_core.state import StateStore
@@ -115,16 +115,37 @@ class RunRecord:
 
     async def flush_errors(self, store: StateStore, marketo: MarketoClient) -> None:
         """Record the errors gathered so far (error table, then the person's activity
-        log). Rows a previous run already recorded (same signature) are skipped."""
+        log). Rows a previous run already recorded (same signature) are skipped. A
+        refusal's log line is owed until Marketo took it: one an earlier run could not
+        send (Marketo down, the run died first) goes out with this one, once."""
         errors, self.errors = self.errors, []
-        if not errors:
+        new = await store.record_errors([e.row() for e in errors]) if errors else []
+        rows = await store.pending_error_logs()  # the new signed rows are among them
+        rows += [r for r in new if not r.get("signature")]
+        loggable = [r for r in rows if error_entries([r])]
+        nobody = [r["signature"] for r in rows if r.get("signature") and r not in loggable]
+        if nobody:
+            await store.error_logs_done(nobody)  # naming no person, it can never be sent
+        if not loggable:
             return
-        new = await store.record_errors([e.row() for e in errors])
         try:
-            await log_activities(marketo, SYNC_ERROR, error_entries(new), store=store)
+            results = await send_activities(
+                marketo, SYNC_ERROR, error_entries(loggable), store=store
+            )
         except SyncError as exc:
-            # The error table has the row; a missing log line must not fail the cycle.
+            # The error table has the row; a missing log line must not fail the cycle
+            # (it stays owed and is sent by the next flush).
             log.warning("could not write sync errors to Marketo activity logs: %s", exc)
+            return
+        if results is None:
+            return  # the log is off (the summary says why); the lines stay owed
+        done = [
+            str(row["signature"])
+            for row, result in zip(loggable, results, strict=True)
+            if row.get("signature") and final(result)
+        ]
+        if done:
+            await store.error_logs_done(done)
 
     async def flush(self, store: StateStore, marketo: MarketoClient) -> None:
         """Errors first, then the person log."""

@@ -85,6 +85,10 @@ class StateStore(Protocol):
     async def recent_cycles(self, limit: int = 20) -> list[dict[str, Any]]: ...
     async def cycles_since(self, since: datetime) -> list[dict[str, Any]]: ...
     async def record_errors(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    # A new row with a signature is also kept, in the same write, as owed to the
+    # person's activity log, until error_logs_done says its line was sent.
+    async def pending_error_logs(self, limit: int = 300) -> list[dict[str, Any]]: ...
+    async def error_logs_done(self, signatures: Iterable[str]) -> None: ...
     async def list_errors(
         self, since: datetime | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]: ...
@@ -181,6 +185,18 @@ def cycle_row(cycle_id: str, summary: dict[str, Any]) -> dict[str, Any]:
     started = datetime.fromisoformat(summary["started"])
     row = {"PartitionKey": "cycle", "RowKey": f"{newest_first(started)}-{cycle_id}"}
     return {**row, **_flat(summary)}
+
+
+ERROR_SIG = "errorsig"  # state partition: one row per signature recorded (the dedupe)
+PENDING_LOG = "~"  # ... and, prefixed so, one per line still owed to the activity log
+
+
+def pending_log_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "PartitionKey": ERROR_SIG,
+        "RowKey": PENDING_LOG + str(row["signature"]),
+        "row": json.dumps(row, default=str),
+    }
 
 
 def error_row(row: dict[str, Any], n: int, stamp: datetime) -> dict[str, Any]:

@@ -2,17 +2,21 @@
 cycle log, the error log and the person log, newest first.
 
 What it prevents: a log line that exists twice (error rows are deduped by their
-signature row before they are written) and a history read that scans a whole table
-(every query is a key range).
+signature row before they are written), a refusal that never reaches the person's
+Marketo activity log (the line is kept as owed in the same transaction as the signature,
+until it is sent), and a history read that scans a whole table (every query is a key
+range).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError
 
 from sync_core import state
 from sync_core.state import newest_first
@@ -50,15 +54,44 @@ class TableLogs:
         for n, row in enumerate(rows):
             sig = row.get("signature")
             if sig:
+                # One transaction: the dedupe row and the line owed to the activity log
+                # exist together or not at all (a crash between them would lose the line).
+                seen = {"PartitionKey": state.ERROR_SIG, "RowKey": sig}
                 try:
-                    seen = {"PartitionKey": "errorsig", "RowKey": sig}
-                    self._rows.table("state").create_entity(seen)
-                except ResourceExistsError:
+                    self._rows.table("state").submit_transaction(
+                        [("create", seen), ("upsert", state.pending_log_row(row))]
+                    )
+                except TableTransactionError as exc:
+                    if getattr(exc, "error_code", None) != "EntityAlreadyExists":
+                        raise
                     continue
             added.append(row)
             entities.append(state.error_row(row, n, stamp))
         self._rows.write("errors", entities)
         return added
+
+    def pending_error_logs(self, limit: int = 300) -> list[dict[str, Any]]:
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        lo = state.PENDING_LOG
+        params = {"pk": state.ERROR_SIG, "lo": lo, "hi": lo[:-1] + chr(ord(lo[-1]) + 1)}
+        rows = self._rows.table("state").query_entities(
+            query, parameters=params, results_per_page=limit
+        )
+        out = []
+        for row in rows:
+            out.append(json.loads(row["row"]))
+            if len(out) >= limit:
+                break
+        return out
+
+    def error_logs_done(self, signatures: Iterable[str]) -> None:
+        client = self._rows.table("state")
+        for sig in signatures:
+            try:
+                client.delete_entity(state.ERROR_SIG, state.PENDING_LOG + sig)
+            except ResourceNotFoundError:
+                pass  # another run sent it and cleared it
+
 
     def list_errors(
         self, since: datetime | None = None, limit: int | None = None

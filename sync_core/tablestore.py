@@ -154,6 +154,13 @@ class TableStateStore:
         already recorded is skipped (the same refusal met again after a crash)."""
         return await asyncio.to_thread(self._logs.record_errors, list(rows))
 
+    async def pending_error_logs(self, limit: int = 300) -> list[dict[str, Any]]:
+        """Error rows whose activity-log line is still owed (oldest signature first)."""
+        return await asyncio.to_thread(self._logs.pending_error_logs, limit)
+
+    async def error_logs_done(self, signatures: Iterable[str]) -> None:
+        await asyncio.to_thread(self._logs.error_logs_done, list(signatures))
+
     async def list_errors(
         self, since: datetime | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:

@@ -179,7 +179,7 @@ class DryRunStore:
         {"get_value", "get_cursor", "set_values", "set_cursors", "hash_key", "acquire_lease",
          "release_lease", "save_links", "close_links", "add_to_set", "remove_from_set",
          "record_cycle", "record_errors", "record_person_events", "ensure_tables",
-         "ensure_link_counts", "add_to_value"}
+         "ensure_link_counts", "add_to_value", "pending_error_logs", "error_logs_done"}
     )  # fmt: skip
     # get_value / get_cursor / hash_key are listed as writes: they must see the overlay.
 
@@ -246,6 +246,13 @@ class DryRunStore:
         rows = list(rows)
         self._capture.errors.extend(rows)
         return rows
+
+    async def pending_error_logs(self, limit: int = 300) -> list[dict[str, Any]]:
+        owed = await self._inner.pending_error_logs(limit)
+        return owed + [r for r in self._capture.errors if r.get("signature")][: limit - len(owed)]
+
+    async def error_logs_done(self, signatures: Any) -> None:
+        return None
 
     async def record_person_events(self, events: Any) -> None:
         self._capture.events.extend(events)

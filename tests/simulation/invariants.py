@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from sync_core.activitylog import SYNC_ERROR
 from sync_core.planner import REJECTED_BY, as_id
 from tests.simulation.model import Model, rules, same
 from tests.simulation.world import SimWorld
@@ -356,6 +357,36 @@ class Checker:
                         0,
                         "the engine holds the value back as refused, but nobody was told",
                     )
+
+        # ... and in the person's Marketo activity log: exactly one line per refused value
+        # the error table holds (a line Marketo could not take is sent by a later cycle).
+        emu = self.world.apps["marketo"].state.emulator
+        ours = {i for i, t in emu.custom_types.by_id.items() if t.get("apiName") == SYNC_ERROR}
+        lines: Counter[tuple[int, str, str]] = Counter()
+        for act in emu.log.items:
+            if act.type_id in ours:
+                attrs = {a[2]: a[1] for a in act.attrs if len(a) > 2}
+                for name in str(attrs.get("fields") or "").split(","):
+                    lines[(act.lead_id, str(act.primary_value), name)] += 1
+        owed: Counter[tuple[int, str, str]] = Counter()
+        for row in self.world.store.table("errors"):
+            mid = as_id(row.get("marketoId"))
+            if not row.get("signature") or mid is None or mid not in self.people:
+                continue
+            for name in json.loads(row.get("fields") or "[]"):
+                owed[(mid, str(row.get("code")), name)] += 1
+        for (mid, code, name), count in owed.items():
+            self.checks["rejection-once"] += 1
+            if lines[(mid, code, name)] != count:
+                self._fail(
+                    "rejection-once",
+                    step,
+                    f"person {mid}",
+                    name,
+                    f"{count} activity-log line(s) for {code}",
+                    lines[(mid, code, name)],
+                    "a refusal in the error table is not in the person's activity log once",
+                )
 
     # ---- 5. no echo ------------------------------------------------------------------
     def no_echo(self, step: str, writes: list[str]) -> None:

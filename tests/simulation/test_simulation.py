@@ -220,6 +220,30 @@ def test_a_rejected_value_is_recorded_once_when_another_field_changes() -> None:
     assert _world_with_a_synced_contact(fn) == 1
 
 
+def test_a_rejection_whose_log_line_marketo_refused_is_logged_by_the_next_cycle_once() -> None:
+    """Bug: a refusal whose activity-log write failed was in the error table only."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[int, int]:
+        w = sim.world
+        await m_set(sim.ctx, link.marketo_id, _rule("title"), "title-".ljust(120, "x"))
+        # Marketo fails every attempt to add the log line during this cycle.
+        fault = {"endpoint": "POST /rest/v1/activities/external.json", "kind": "http503"}
+        await w.marketo_admin("POST", "faults", json={**fault, "count": 50})
+        w.now += 300
+        await sim.cycle("rejects")
+        await w.marketo_admin("DELETE", "faults")
+        assert len(w.store.table("errors")) == 1
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        log = w.apps["marketo"].state.emulator.log.items
+        mine = [a for a in log if a.lead_id == link.marketo_id]
+        lines = sum(1 for a in mine if a.primary_value == "0x80044331")
+        return len(w.store.table("errors")), lines
+
+    assert _world_with_a_synced_contact(fn) == (1, 1)
+
+
 @pytest.mark.xfail(strict=True, reason="known engine bug 'died-after-412' (see invariants.KNOWN)")
 def test_an_edit_saved_while_a_dead_run_wrote_does_not_win_a_collision_it_loses() -> None:
     async def go() -> tuple[Any, Any]:

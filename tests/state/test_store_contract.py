@@ -226,6 +226,22 @@ async def test_errors_with_since(store: Any) -> None:
 
 
 @run_async
+async def test_a_signed_error_is_owed_to_the_activity_log_until_done(store: Any) -> None:
+    signed = {"code": "0x80044331", "fields": ["title"], "marketoId": 7, "signature": "s1"}
+    added = await store.record_errors([signed, {"code": "X", "marketoId": 8}])
+    assert [r["code"] for r in added] == ["0x80044331", "X"]
+    assert await store.pending_error_logs() == [signed]  # unsigned rows are not kept owed
+    # The same refusal met again (a rerun after a crash): no second row, no second line.
+    assert await store.record_errors([signed]) == []
+    assert await store.pending_error_logs() == [signed]
+    await store.error_logs_done(["s1", "never-owed"])
+    assert await store.pending_error_logs() == []
+    assert await store.record_errors([signed]) == []  # still deduped once sent
+    await store.record_errors([{**signed, "signature": f"s{n}"} for n in range(2, 6)])
+    assert len(await store.pending_error_logs(limit=3)) == 3
+
+
+@run_async
 async def test_person_events_per_person(store: Any) -> None:
     await store.record_person_events(
         [
