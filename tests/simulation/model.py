@@ -5,7 +5,8 @@ personal value it made up (to look for them later where they must not be).
 The collision and lost-update promises are judged against this: for a linked pair and
 a field, the edits that count are those after the pair was last seen agreeing on that
 field at the end of a cycle that completed. One side edited: its last value must win;
-both edited: the field's winner's last value must win.
+both edited: the field's winner's last value must win. A write a cycle was sending when
+it died can stand in for that agreement (`InFlight`, Checker._in_flight says when).
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ class Edit:
     value: Any
 
 
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A write a cycle was sending to one side when it died, so no answer came back."""
+
+    seq: int
+    value: Any  # the value it carried
+    side: str  # "marketo" | "dynamics": where it was going
+    shown: Any  # what that side showed when the run died (the write never landed)
+
+
 @dataclass
 class Model:
     seq: int = 0
@@ -63,6 +74,8 @@ class Model:
     # between that run's read of the record and its update of it
     mid_write: dict[tuple[str, str], list[tuple[Any, str]]] = field(default_factory=dict)
     died: set[str] = field(default_factory=set)  # engine runs that crashed
+    # (person, record) -> Marketo field -> the last write a dead cycle left unanswered
+    in_flight: dict[tuple[int, str], dict[str, InFlight]] = field(default_factory=dict)
 
     def tick(self) -> int:
         self.seq += 1
@@ -79,13 +92,20 @@ class Model:
         )
 
     def since(
-        self, mid: int, rid: str, rule: FieldRule, *, seen: bool = False
+        self,
+        mid: int,
+        rid: str,
+        rule: FieldRule,
+        *,
+        seen: bool = False,
+        at: tuple[int, Any] | None = None,
     ) -> tuple[int | None, list[Edit], list[Edit]]:
         """(seq of the last agreement or None, Marketo edits since, Dynamics edits since);
-        `seen`: agreement as both systems showed it rather than as the engine stored it.
-        A side whose last edit put back the agreed value has, in net, not changed."""
+        `seen`: agreement as both systems showed it rather than as the engine stored it;
+        `at`: (seq, value) to judge from instead. A side whose last edit put back the
+        agreed value has, in net, not changed."""
         name = rule.marketo
-        found = (self.seen_equal if seen else self.agreed).get((mid, rid), {}).get(name)
+        found = at or (self.seen_equal if seen else self.agreed).get((mid, rid), {}).get(name)
         if found is None:
             return None, [], []
         at, value = found

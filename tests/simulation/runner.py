@@ -35,7 +35,7 @@ from tests.simulation.actions import (
 )
 from tests.simulation.faults import FAULTS, StepPlan
 from tests.simulation.invariants import Checker, Violation
-from tests.simulation.model import Model, rules, same
+from tests.simulation.model import InFlight, Model, rules, same
 from tests.simulation.world import (
     WEBHOOK_SECRET,
     Crash,
@@ -43,6 +43,7 @@ from tests.simulation.world import (
     SimStore,
     SimWorld,
     batch_patches,
+    marketo_action,
     seeded_dynamics_ids,
     shared_wall_clock,
 )
@@ -132,6 +133,8 @@ class Simulation:
             for _ in range(5):
                 await asyncio.sleep(0)
             await er.aclose()
+        if outcome == "crashed":
+            self.unanswered(er.fate.unsent)
         writes = [x.what for x in w.writes[start:] if x.run == label]
         self.result.cycles += 1
         self.result.outcomes[outcome] += 1
@@ -198,6 +201,42 @@ class Simulation:
                     seen[rule.marketo] = (self.model.seq, value)
                 if recorded:
                     agreed[rule.marketo] = (self.model.seq, value)
+
+    def unanswered(self, unsent: list[tuple[str, httpx.Request]]) -> None:
+        """Note the field updates a dead cycle was sending (model.InFlight): its
+        write-ahead journal holds them as sent with no answer."""
+        links = self.world.links()
+        by_person = {lk.marketo_id: lk for lk in links}
+        by_record = {(lk.entity, lk.dynamics_id): lk for lk in links}
+        people = self.world.people()
+        # (link, side, what that side shows, {Marketo name: value sent})
+        sent: list[tuple[Any, str, dict[str, Any], dict[str, Any]]] = []
+        for system, request in unsent:
+            if system == "dynamics":
+                for entity, rid, body in batch_patches(request):
+                    link, row = by_record.get((entity, rid)), self.world.records(entity).get(rid)
+                    if link is None or row is None:
+                        continue
+                    shown = {r.marketo: row.get(r.column) for r in rules(entity)}
+                    values = {
+                        r.marketo: dict(r.options or ()).get(body[r.column], body[r.column])
+                        for r in rules(entity)
+                        if r.column in body
+                    }
+                    sent.append((link, "dynamics", shown, values))
+            elif marketo_action(request) == "updateOnly":
+                for rec in json.loads(request.content).get("input", []):
+                    mid = int(rec.get("id", 0))
+                    link, person = by_person.get(mid), people.get(mid)
+                    if link is not None and person is not None:
+                        sent.append((link, "marketo", person, rec))
+        for link, side, shown, values in sent:
+            flights = self.model.in_flight.setdefault((link.marketo_id, link.dynamics_id), {})
+            for rule in rules(link.entity):
+                if rule.marketo in values:
+                    flights[rule.marketo] = InFlight(
+                        self.model.tick(), values[rule.marketo], side, shown.get(rule.marketo)
+                    )
 
     def absorb(self, checker: Checker) -> None:
         self.result.checks.update(checker.checks)

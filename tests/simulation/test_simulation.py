@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.simulation.__main__ import new_violations, report
-from tests.simulation.actions import m_set
+from tests.simulation.actions import d_set, m_set
 from tests.simulation.invariants import Checker
 from tests.simulation.model import rules
 from tests.simulation.runner import Simulation, run_seed
@@ -275,3 +275,53 @@ def test_an_edit_saved_while_a_dead_run_wrote_does_not_win_a_collision_it_loses(
 
     with seeded_dynamics_ids(7):
         assert asyncio.run(go()) == ("title-aaaa0005", "title-aaaa0005")
+
+
+def _lead_title_edited_after_a_run_died(**crash: str) -> tuple[Any, Any, list[Any]]:
+    """A lead's title edited on both sides (Marketo wins); a cycle dies as `crash` says
+    while sending the marketer's value to Dynamics; the salesperson edits the title again;
+    two cycles once the lease has expired. Returns both titles and the violations."""
+
+    async def go() -> tuple[Any, Any, list[Any]]:
+        sim = Simulation(7)
+        w = sim.world
+        rid = await w.d_create(
+            "lead", {"lastname": "Last-2b3c4d5e", "subject": "s", "jobtitle": "title-2b3c4d5e"}
+        )
+        sim.model.personal.update({"Last-2b3c4d5e", "title-2b3c4d5e"})
+        sim.observe([await sim.cycle("setup")])
+        (link,) = w.links()
+        title = next(r for r in rules("lead") if r.marketo == "title")
+        sim.model.step = 1
+        await m_set(sim.ctx, link.marketo_id, title, "title-aaaa0007")
+        await d_set(sim.ctx, "lead", rid, title, "title-bbbb0008")
+        w.now += 300
+        died = await sim.cycle("dies", **crash)
+        assert died.outcome == "crashed"
+        sim.observe([died])
+        sim.model.step = 2
+        await d_set(sim.ctx, "lead", rid, title, "title-cccc0009")
+        w.now += w.settings.sync_lease_seconds + 1
+        for n in range(2):
+            w.now += 300
+            sim.observe([await sim.cycle(f"after-{n}")])
+        person, row = w.people()[link.marketo_id], w.records("lead")[rid]
+        await w.aclose()
+        return person.get("title"), row["jobtitle"], sim.result.violations
+
+    with seeded_dynamics_ids(7):
+        return asyncio.run(go())
+
+
+def test_an_edit_over_a_write_a_dead_run_never_sent_is_judged_as_over_a_landed_one() -> None:
+    """Seed 3322: a run that died sending its write left what a landed write leaves."""
+    # Dynamics never got the marketer's value, yet the next cycle sees exactly what it
+    # sees in the next test, where the write landed and the salesperson's edit must win.
+    result = _lead_title_edited_after_a_run_died(crash_on="dynamics POST /api/data/v9.2/$batch")
+    assert result == ("title-cccc0009", "title-cccc0009", [])
+
+
+def test_an_edit_over_a_write_that_landed_before_its_run_died_wins() -> None:
+    """The twin of seed 3322: the write landed, its answer was lost with the run."""
+    result = _lead_title_edited_after_a_run_died(crash_after="dynamics POST /api/data/v9.2/$batch")
+    assert result == ("title-cccc0009", "title-cccc0009", [])

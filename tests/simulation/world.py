@@ -106,6 +106,9 @@ class Fate:
     calls: int = 0
     dead: bool = False
     answered: str = ""  # the last call whose answer came back (its `crash_after` form)
+    # (system, request) of each write the run was sending when it died: none went out,
+    # but the engine, which journaled them first, cannot know that (Simulation.unanswered)
+    unsent: list[tuple[str, httpx.Request]] = field(default_factory=list)
 
     def tick(self, what: str) -> None:
         if self.dead:
@@ -153,8 +156,8 @@ def marketo_action(request: httpx.Request) -> str:
         return ""
 
 
-def batch_patches(request: httpx.Request) -> list[tuple[str, str, set[str]]]:
-    """(entity, record id, columns) of every update inside a Dataverse $batch request."""
+def batch_patches(request: httpx.Request) -> list[tuple[str, str, dict[str, Any]]]:
+    """(entity, record id, body) of every update inside a Dataverse $batch request."""
     if not request.url.path.endswith("/$batch"):
         return []
     text = request.content.decode()
@@ -167,7 +170,7 @@ def batch_patches(request: httpx.Request) -> list[tuple[str, str, set[str]]]:
             body = json.loads(text[headers_end + 4 : line_end])
         except ValueError:
             body = {}
-        out.append((entity_of[m.group(1)], m.group(2).lower(), set(body)))
+        out.append((entity_of[m.group(1)], m.group(2).lower(), body))
     return out
 
 
@@ -188,7 +191,12 @@ class Wire(httpx.AsyncBaseTransport):
         self.mid_write = mid_write
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.fate.tick(f"{self.system} {request.method} {request.url.path}")
+        try:
+            self.fate.tick(f"{self.system} {request.method} {request.url.path}")
+        except Crash:
+            if is_write(self.system, request):
+                self.fate.unsent.append((self.system, request))
+            raise
         if self.mid_write is not None and request.url.path.endswith("/$batch"):
             hook, self.mid_write = self.mid_write, None
             await hook(request)
@@ -203,8 +211,12 @@ class Wire(httpx.AsyncBaseTransport):
                 )
             )
         response = await self.inner.handle_async_request(request)
-        if self.fate.crash_after and self.system == "marketo":
-            self.fate.answered = f"marketo {marketo_action(request)}"
+        if self.fate.crash_after:
+            self.fate.answered = (
+                f"marketo {marketo_action(request)}"
+                if self.system == "marketo"
+                else f"dynamics {request.method} {request.url.path}"
+            )
         return response
 
 
