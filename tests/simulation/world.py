@@ -134,6 +134,8 @@ def is_write(system: str, request: httpx.Request) -> bool:
     if system == "marketo":
         return (
             request.method == "POST"
+            # Get Leads by POST (long id lists) is a read: `_method=GET`.
+            and request.url.params.get("_method") != "GET"
             and path.startswith("/rest/")
             and (
                 path.endswith("/leads.json")
