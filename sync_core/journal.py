@@ -9,7 +9,9 @@ side; the note is deleted once the page's link rows are saved. The next cycle tu
 note left behind into markers on the links, and the planner takes the noted value as the
 base where the write is known to have landed (its answer came back before the run died:
 `=d:` / `=m:` + field) or the side still shows it (sent, answer unknown: `~d:` / `~m:`);
-see planner.plan_pair.
+see planner.plan_pair. The first plan after a dead run stores the base the markers gave
+(the markers go when its link is saved); without it the stale base came back and our own
+write passed for an edit.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.simulation.__main__ import new_violations, report
-from tests.simulation.actions import m_set
+from tests.simulation.actions import d_set, m_set
 from tests.simulation.invariants import Checker
 from tests.simulation.model import rules
 from tests.simulation.runner import Simulation, run_seed
@@ -251,3 +251,57 @@ def test_an_edit_saved_while_a_dead_run_wrote_does_not_win_a_collision_it_loses(
 
     with seeded_dynamics_ids(7):
         assert asyncio.run(go()) == ("title-aaaa0005", "title-aaaa0005")
+
+
+def test_a_base_left_in_the_journal_survives_a_later_commit_of_the_link() -> None:
+    """A later commit dropped the journal's restored base: our own write passed for an edit."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any]:
+        w = sim.world
+        # Both sides edit; for a contact Dynamics wins, and that write to Marketo lands.
+        await m_set(sim.ctx, link.marketo_id, _rule("email"), "pm0000001@ex.sim")
+        await d_set(sim.ctx, "contact", link.dynamics_id, _rule("email"), "pd0000002@ex.sim")
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.save_links")
+        assert died.outcome == "crashed"
+        assert w.people()[link.marketo_id].get("email") == "pd0000002@ex.sim"
+        w.now += w.settings.sync_lease_seconds + 1
+        # Another field's edit makes the next cycle write the pair and save its link.
+        await d_set(sim.ctx, "contact", link.dynamics_id, _rule("phone"), "phone-00000004")
+        w.now += 300
+        await sim.cycle("other-field")
+        assert w.people()[link.marketo_id].get("phone") == "phone-00000004"
+        await m_set(sim.ctx, link.marketo_id, _rule("email"), None)
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        row = w.records("contact")[link.dynamics_id]
+        return w.people()[link.marketo_id].get("email"), row.get("emailaddress1")
+
+    # The marketer's clearing is the only edit since the engine's own write: it must win.
+    assert _world_with_a_synced_contact(fn) == (None, None)
+
+
+def test_a_base_left_in_the_journal_survives_a_commit_of_only_a_rejection() -> None:
+    """The same, when that commit held nothing but a refused value of another field."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any]:
+        w = sim.world
+        await d_set(sim.ctx, "contact", link.dynamics_id, _rule("doNotCall"), True)
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.save_links")
+        assert died.outcome == "crashed" and w.people()[link.marketo_id].get("doNotCall")
+        w.now += w.settings.sync_lease_seconds + 1
+        # Dynamics refuses the next value: the cycle saves the link with that refusal only.
+        await m_set(sim.ctx, link.marketo_id, _rule("title"), "title-".ljust(120, "x"))
+        w.now += 300
+        await sim.cycle("refused")
+        assert len(w.store.table("errors")) == 1
+        await m_set(sim.ctx, link.marketo_id, _rule("doNotCall"), False)
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        row = w.records("contact")[link.dynamics_id]
+        return w.people()[link.marketo_id].get("doNotCall"), row.get("donotphone")
+
+    assert _world_with_a_synced_contact(fn) == (False, False)
