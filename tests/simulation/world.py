@@ -203,8 +203,12 @@ class Wire(httpx.AsyncBaseTransport):
                 )
             )
         response = await self.inner.handle_async_request(request)
-        if self.fate.crash_after and self.system == "marketo":
-            self.fate.answered = f"marketo {marketo_action(request)}"
+        if self.fate.crash_after.startswith(self.system):
+            self.fate.answered = (
+                f"marketo {marketo_action(request)}"
+                if self.system == "marketo"
+                else f"dynamics {request.method} {request.url.path}"
+            )
         return response
 
 
