@@ -79,19 +79,22 @@ class Applier:
                                  "m": _sent(w.plan.pending_marketo, w.plan.read_target)}
              for w in work},
         )  # fmt: skip
+        sent = {id(w): (set(w.plan.pending_dynamics), set(w.plan.pending_marketo)) for w in work}
         mk_outcome, dy_outcome = await asyncio.gather(
             self._write_marketo(mk_items), self._write_dynamics(entity, dy_items)
         )
         mk_ids, dy_ids = {id(w) for w in mk_items}, {id(w) for w in dy_items}
-        # What the answers said landed, noted at once: a run dying before the commit
-        # then leaves a certainty for the next cycle, not a guess.
+        # What the answers said, noted at once: a run dying before the commit then
+        # leaves a certainty for the next cycle, not a guess. That includes the writes
+        # answered as not landed (a 412, a refusal): left as "sent", a 412's edit would
+        # read next cycle as "landed, then edited" and win a collision it loses.
         noted += await journal.note(
             self.store,
             {w.link.marketo_id: {
-                "d": dict(w.plan.pending_dynamics)
-                if id(w) in dy_ids and dy_outcome.get(id(w)) is None else {},
-                "m": dict(w.plan.pending_marketo)
-                if id(w) in mk_ids and mk_outcome.get(id(w)) is None else {},
+                "d": _answered(w, sent[id(w)][0], w.plan.pending_dynamics, dy_outcome)
+                if id(w) in dy_ids else {},
+                "m": _answered(w, sent[id(w)][1], w.plan.pending_marketo, mk_outcome)
+                if id(w) in mk_ids else {},
             } for w in work},
             landed=True,
         )  # fmt: skip
@@ -313,6 +316,24 @@ def signature(marketo_id: int, direction: str, code: str, values: dict[str, str]
     """A stable name for one refusal of these values (hashes only, no personal data)."""
     text = json.dumps([marketo_id, direction, code, sorted(values.items())])
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _answered(
+    w: PairWork, sent: set[str], pending: dict[str, str], outcome: dict[int, SyncError | None]
+) -> dict[str, str]:
+    """The base for sure of each field whose write one side answered: the value written
+    where it landed, the base it was planned from where the answer said it did not. No
+    answer (a transient failure) says nothing: the note made before the write stands."""
+    err = outcome.get(id(w))
+    if err is not None and not isinstance(err, StaleRecord | RecordRejected):
+        return {}
+    landed = dict(pending) if err is None else {}
+    for name in sent - landed.keys():  # refused, or the record changed since it was read
+        # The base the planner used: the journal's restored one if any (plan.settled).
+        planned_from = w.plan.settled.get(name, w.link.base.get(name))
+        if planned_from is not None:
+            landed[name] = planned_from
+    return landed
 
 
 def _sent(pending: dict[str, str], read: dict[str, str]) -> dict[str, str]:

@@ -9,7 +9,11 @@ side; the note is deleted once the page's link rows are saved. The next cycle tu
 note left behind into markers on the links, and the planner takes the noted value as the
 base where the write is known to have landed (its answer came back before the run died:
 `=d:` / `=m:` + field) or the side still shows it (sent, answer unknown: `~d:` / `~m:`);
-see planner.plan_pair.
+see planner.plan_pair. A write answered as not landed (a 412, a refusal) is noted as
+answered too, with the base it was planned from: left as "sent", a salesperson's save
+that caused the 412 would pass for an edit made after our write landed. The first plan
+after a dead run stores the base the markers gave (the markers go when its link is
+saved); without it the stale base came back and our own write passed for an edit.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from sync_core.state import Link, StateStore
 
 KIND = "journal"
 LANDED_ON = {"dynamics": "~d:", "marketo": "~m:"}  # base keys: a write that may have landed
-CONFIRMED = {"dynamics": "=d:", "marketo": "=m:"}  # ... and one whose answer said it landed
-LANDED = "_landed"  # journal row flag: these writes were answered as landed
+CONFIRMED = {"dynamics": "=d:", "marketo": "=m:"}  # ... and one whose answer came back
+LANDED = "_landed"  # journal row flag: these writes were answered (the base for sure)
 CHUNK = 100  # people per journal row (one state value holds 32K characters)
 
 
@@ -32,8 +36,8 @@ async def note(
     store: StateStore, entries: dict[int, dict[str, Any]], *, landed: bool = False
 ) -> list[str]:
     """Save the page's writes ({person: {"d": {field: hash}, "m": {...}}}): before they
-    are sent, or with `landed` once their answers said they landed. Return the journal
-    keys to clear once the page is committed."""
+    are sent, or with `landed` once their answers came back (the base each answer leaves).
+    Return the journal keys to clear once the page is committed."""
     items = [(mid, sides) for mid, sides in entries.items() if sides["d"] or sides["m"]]
     rows = {}
     for i in range(0, len(items), CHUNK):

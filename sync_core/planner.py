@@ -94,7 +94,8 @@ class PairPlan:
 
     to_marketo: dict[str, Any] = field(default_factory=dict)
     to_dynamics: dict[str, Any] = field(default_factory=dict)
-    # Base hashes to store once the writes above have landed (keyed by Marketo name).
+    # Base hashes to store once the writes above have landed (keyed by Marketo name);
+    # also a base the write-ahead journal restored, stored whatever the writes do.
     settled: dict[str, str] = field(default_factory=dict)
     pending_marketo: dict[str, str] = field(default_factory=dict)
     pending_dynamics: dict[str, str] = field(default_factory=dict)
@@ -153,7 +154,7 @@ def plan_pair(
             d_cmp, m_cmp = comparable(d_val, True), comparable(m_val, True)
         else:
             d_cmp, m_cmp = d_val, m_val
-        stored = base.get(name) if base is not None else None
+        stored = raw = base.get(name) if base is not None else None
         if base is not None:
             # A write of ours a dead run may have sent (journal: "written|as read"). The
             # side shows the value written: it landed. It shows the value the run read:
@@ -165,10 +166,15 @@ def plan_pair(
                     written, _, as_read = noted.partition("|")
                     if hash_of(side_cmp) != as_read:
                         stored = written
-            # Answered as landed before the run died: that value is the base for sure.
+            # Answered before the run died: the base for sure (the value written where
+            # the write landed, the base it was planned from where the answer said no).
             for marker in (CONFIRMED_D, CONFIRMED_M):
                 if (noted := base.get(marker + name)) is not None:
                     stored = noted
+            if stored is not None and stored != raw:
+                # Saving this link drops the markers: their base must go in with it, or
+                # the stale one comes back and our own write later passes for an edit.
+                plan.settled[name] = stored
         if d_cmp == m_cmp and type(d_cmp) is type(m_cmp):
             h = hash_of(d_cmp)
             if stored != h:

@@ -24,9 +24,11 @@ REFUSED_MARKS = tuple(REJECTED_BY.values())  # base keys of values a side refuse
 # when the engine is fixed that test passes, fails as XPASS, and its tag goes from here.
 KNOWN = {
     "died-after-412": "a run whose update met a 412 (a salesperson saved the record after "
-    "the run read it) and that died before saving its link rows leaves a journal note the "
-    "next cycle reads as 'landed, then edited': the salesperson's value then wins a "
-    "same-field collision it should lose",
+    "the run read it) and that died after that answer but before its journal noted it (the "
+    "very next I/O call) leaves only the note 'sent', which the next cycle reads as 'landed, "
+    "then edited': the salesperson's value then wins a same-field collision it should lose. "
+    "Without the answer the engine cannot tell this from a write that landed and was edited "
+    "since, the likelier story, so it keeps that guess",
 }
 
 

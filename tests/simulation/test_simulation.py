@@ -244,8 +244,12 @@ def test_a_rejection_whose_log_line_marketo_refused_is_logged_by_the_next_cycle_
     assert _world_with_a_synced_contact(fn) == (1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="known engine bug 'died-after-412' (see invariants.KNOWN)")
-def test_an_edit_saved_while_a_dead_run_wrote_does_not_win_a_collision_it_loses() -> None:
+def _a_salesperson_saves_while_a_run_writes_and_it_dies(
+    crash_on: str = "", crash_after: str = ""
+) -> tuple[Any, Any]:
+    """A lead's title edited in Marketo; a salesperson saves the record between the
+    cycle's read and its update (which meets a 412); then the run dies."""
+
     async def go() -> tuple[Any, Any]:
         sim = Simulation(7)
         w = sim.world
@@ -263,7 +267,9 @@ def test_an_edit_saved_while_a_dead_run_wrote_does_not_win_a_collision_it_loses(
             await w.d_edit("lead", rid, {"jobtitle": "title-bbbb0006"})
 
         w.now += 300
-        died = await sim.cycle("dies", crash_on="store.save_links", mid_write=salesperson)
+        died = await sim.cycle(
+            "dies", crash_on=crash_on, crash_after=crash_after, mid_write=salesperson
+        )
         # The update met the If-Match and failed; the run died before its link rows.
         assert died.outcome == "crashed"
         assert w.records("lead")[rid]["jobtitle"] == "title-bbbb0006"
@@ -274,7 +280,75 @@ def test_an_edit_saved_while_a_dead_run_wrote_does_not_win_a_collision_it_loses(
         return w.people()[link.marketo_id].get("title"), w.records("lead")[rid]["jobtitle"]
 
     with seeded_dynamics_ids(7):
-        assert asyncio.run(go()) == ("title-aaaa0005", "title-aaaa0005")
+        return asyncio.run(go())
+
+
+def test_an_edit_saved_while_a_dead_run_wrote_does_not_win_a_collision_it_loses() -> None:
+    """A dead run's 412 was read next cycle as 'landed, then edited': the loser won."""
+    outcome = _a_salesperson_saves_while_a_run_writes_and_it_dies(crash_on="store.save_links")
+    assert outcome == ("title-aaaa0005", "title-aaaa0005")
+
+
+@pytest.mark.xfail(strict=True, reason="known engine bug 'died-after-412' (see invariants.KNOWN)")
+def test_a_412_the_run_died_before_noting_does_not_win_a_collision_it_loses() -> None:
+    """The same, when the run dies at the very next I/O call: its journal never got the 412."""
+    batch = "dynamics POST /api/data/v9.2/$batch"
+    outcome = _a_salesperson_saves_while_a_run_writes_and_it_dies(crash_after=batch)
+    assert outcome == ("title-aaaa0005", "title-aaaa0005")
+
+
+def test_a_base_left_in_the_journal_survives_a_later_commit_of_the_link() -> None:
+    """A later commit dropped the journal's restored base: our own write passed for an edit."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any]:
+        w = sim.world
+        # Both sides edit; for a contact Dynamics wins, and that write to Marketo lands.
+        await m_set(sim.ctx, link.marketo_id, _rule("email"), "pm0000001@ex.sim")
+        await d_set(sim.ctx, "contact", link.dynamics_id, _rule("email"), "pd0000002@ex.sim")
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.save_links")
+        assert died.outcome == "crashed"
+        assert w.people()[link.marketo_id].get("email") == "pd0000002@ex.sim"
+        w.now += w.settings.sync_lease_seconds + 1
+        # Another field's edit makes the next cycle write the pair and save its link.
+        await d_set(sim.ctx, "contact", link.dynamics_id, _rule("phone"), "phone-00000004")
+        w.now += 300
+        await sim.cycle("other-field")
+        assert w.people()[link.marketo_id].get("phone") == "phone-00000004"
+        await m_set(sim.ctx, link.marketo_id, _rule("email"), None)
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        row = w.records("contact")[link.dynamics_id]
+        return w.people()[link.marketo_id].get("email"), row.get("emailaddress1")
+
+    # The marketer's clearing is the only edit since the engine's own write: it must win.
+    assert _world_with_a_synced_contact(fn) == (None, None)
+
+
+def test_a_base_left_in_the_journal_survives_a_commit_of_only_a_rejection() -> None:
+    """The same, when that commit held nothing but a refused value of another field."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any]:
+        w = sim.world
+        await d_set(sim.ctx, "contact", link.dynamics_id, _rule("doNotCall"), True)
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.save_links")
+        assert died.outcome == "crashed" and w.people()[link.marketo_id].get("doNotCall")
+        w.now += w.settings.sync_lease_seconds + 1
+        # Dynamics refuses the next value: the cycle saves the link with that refusal only.
+        await m_set(sim.ctx, link.marketo_id, _rule("title"), "title-".ljust(120, "x"))
+        w.now += 300
+        await sim.cycle("refused")
+        assert len(w.store.table("errors")) == 1
+        await m_set(sim.ctx, link.marketo_id, _rule("doNotCall"), False)
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        row = w.records("contact")[link.dynamics_id]
+        return w.people()[link.marketo_id].get("doNotCall"), row.get("donotphone")
+
+    assert _world_with_a_synced_contact(fn) == (False, False)
 
 
 def _lead_title_edited_after_a_run_died(**crash: str) -> tuple[Any, Any, list[Any]]:

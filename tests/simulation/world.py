@@ -213,7 +213,7 @@ class Wire(httpx.AsyncBaseTransport):
                 )
             )
         response = await self.inner.handle_async_request(request)
-        if self.fate.crash_after:
+        if self.fate.crash_after.startswith(self.system):
             self.fate.answered = (
                 f"marketo {marketo_action(request)}"
                 if self.system == "marketo"

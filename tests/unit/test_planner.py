@@ -132,3 +132,33 @@ def test_field_rules_name_the_rule_that_decided_each_field():
     assert field_rules(PairPlan(), "contact", "to-dynamics", ["email"], new=False) == {
         "email": "changed-in-marketo"
     }
+
+
+@pytest.mark.parametrize(
+    ("marker", "dyn", "mkto", "to_dyn"),
+    [
+        # a write to Marketo answered as landed: both sides show it, nothing to write
+        ("=m:", "Anna", "Anna", None),
+        # ... and the marketer edited it since: that edit goes across, on the right base
+        ("=m:", "Anna", "Anne", "Anne"),
+        # sent, answer unknown, and the side shows the value written
+        ("~m:", "Anna", "Anna", None),
+    ],
+)
+def test_a_base_the_journal_restored_is_stored_with_the_next_plan(marker, dyn, mkto, to_dyn):
+    # Saving the link drops the journal's markers: the base they gave must be stored
+    # too, or the stale one comes back and our own write later passes for an edit.
+    noted = H("Anna") if marker == "=m:" else f"{H('Anna')}|{H('Ann')}"
+    base = {"firstName": H("Ann"), marker + "firstName": noted}
+    plan = plan_pair(CONTACT, {"firstname": dyn}, {"firstName": mkto}, base, H)
+    assert plan.settled == {"firstName": H("Anna")}
+    assert plan.to_dynamics.get("firstname") == to_dyn and not plan.to_marketo
+    assert not plan.collisions
+
+
+def test_a_base_the_journal_left_as_it_was_is_not_stored_again():
+    # A write answered as not landed: the marker holds the base it was planned from.
+    base = {"firstName": H("Ann"), "=d:firstName": H("Ann")}
+    plan = plan_pair(LEAD, {"firstname": "Bob"}, {"firstName": "Anne"}, base, H)
+    assert plan.settled == {} and plan.to_dynamics == {"firstname": "Anne"}
+    assert plan.collisions  # both changed since the base: Marketo wins for a lead
