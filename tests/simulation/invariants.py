@@ -14,7 +14,7 @@ from typing import Any
 
 from sync_core.activitylog import SYNC_ERROR
 from sync_core.planner import REJECTED_BY, as_id
-from tests.simulation.model import Model, rules, same
+from tests.simulation.model import UNREAD, Model, rules, same
 from tests.simulation.world import SimWorld
 
 REFUSED_MARKS = tuple(REJECTED_BY.values())  # base keys of values a side refused
@@ -22,14 +22,7 @@ REFUSED_MARKS = tuple(REJECTED_BY.values())  # base keys of values a side refuse
 # Engine bugs already reported, by tag: a violation carrying one is still reported, but
 # does not fail the test suite. Each has a strict xfail storyline in test_simulation.py;
 # when the engine is fixed that test passes, fails as XPASS, and its tag goes from here.
-KNOWN = {
-    "died-after-412": "a run whose update met a 412 (a salesperson saved the record after "
-    "the run read it) and that died after that answer but before its journal noted it (the "
-    "very next I/O call) leaves only the note 'sent', which the next cycle reads as 'landed, "
-    "then edited': the salesperson's value then wins a same-field collision it should lose. "
-    "Without the answer the engine cannot tell this from a write that landed and was edited "
-    "since, the likelier story, so it keeps that guess",
-}
+KNOWN: dict[str, str] = {}  # none open
 
 
 @dataclass(frozen=True)
@@ -194,8 +187,7 @@ class Checker:
                             verdict.expected,
                             actual,
                             detail,
-                            known=self._stale_base(link, rule, actual)
-                            or self._died_after_412(link, rule, actual),
+                            known=self._stale_base(link, rule, actual),
                         )
                         continue
                 # As people saw it: a value both systems already showed counts as synced,
@@ -244,7 +236,9 @@ class Checker:
         if flight is None or not points or flight.seq <= max(points):
             return None
         now = person.get(rule.marketo) if flight.side == "marketo" else row.get(rule.column)
-        if same(rule, now, flight.shown):
+        # An answered write: while the side shows what was sent, it visibly landed.
+        shown = flight.value if flight.shown is UNREAD else flight.shown
+        if same(rule, now, shown):
             return None
         return flight.seq, flight.value
 
@@ -257,14 +251,6 @@ class Checker:
         if agreed is None or seen is None or seen[0] <= agreed[0]:
             return ""
         return "stale-base" if same(rule, actual, seen[1]) else ""
-
-    def _died_after_412(self, link: Any, rule: Any, actual: Any) -> str:
-        """ "died-after-412" when the value that won is one a salesperson saved in the
-        middle of a run's write that then died (its update met the If-Match and failed)."""
-        saved = self.model.mid_write.get((link.dynamics_id, rule.marketo), [])
-        if any(run in self.model.died and same(rule, v, actual) for v, run in saved):
-            return "died-after-412"
-        return ""
 
     # ---- 4. no duplicates -------------------------------------------------------------
     def duplicates(self, step: str) -> None:

@@ -38,14 +38,21 @@ class Edit:
     value: Any
 
 
+UNREAD = object()  # InFlight.shown: what the dead run had read of that side is unknown
+
+
 @dataclass(frozen=True, slots=True)
 class InFlight:
-    """A write a cycle was sending to one side when it died, so no answer came back."""
+    """A write a dead cycle's journal holds as sent with no answer: it was sending it
+    when it died, or the answer came back and the run died before noting it."""
 
     seq: int
     value: Any  # the value it carried
     side: str  # "marketo" | "dynamics": where it was going
-    shown: Any  # what that side showed when the run died (the write never landed)
+    # what that side showed when the run died (an unsent write never landed), or UNREAD
+    # for an answered one: landed (the side shows `value`) or refused (a 412: someone
+    # saved between the run's read and its write, which the next cycle cannot know)
+    shown: Any
 
 
 @dataclass
@@ -70,9 +77,6 @@ class Model:
     personal: set[str] = field(default_factory=set)  # every personal value made up
     # (person, Marketo field) -> values set there that Dynamics cannot hold
     too_long: dict[tuple[int, str], set[str]] = field(default_factory=dict)
-    # (record id, Marketo field) -> (value, engine run) of each edit a salesperson saved
-    # between that run's read of the record and its update of it
-    mid_write: dict[tuple[str, str], list[tuple[Any, str]]] = field(default_factory=dict)
     died: set[str] = field(default_factory=set)  # engine runs that crashed
     # (person, record) -> Marketo field -> the last write a dead cycle left unanswered
     in_flight: dict[tuple[int, str], dict[str, InFlight]] = field(default_factory=dict)

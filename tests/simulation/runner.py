@@ -35,7 +35,7 @@ from tests.simulation.actions import (
 )
 from tests.simulation.faults import FAULTS, StepPlan
 from tests.simulation.invariants import Checker, Violation
-from tests.simulation.model import InFlight, Model, rules, same
+from tests.simulation.model import UNREAD, InFlight, Model, rules, same
 from tests.simulation.world import (
     WEBHOOK_SECRET,
     Crash,
@@ -135,6 +135,9 @@ class Simulation:
             await er.aclose()
         if outcome == "crashed":
             self.unanswered(er.fate.unsent)
+            # Answered, but the run died before its journal noted the answer: the note
+            # still says "sent", and what the engine read is gone with the run.
+            self.unanswered(er.fate.answered, skip=er.fate.noted, read=UNREAD)
         writes = [x.what for x in w.writes[start:] if x.run == label]
         self.result.cycles += 1
         self.result.outcomes[outcome] += 1
@@ -202,9 +205,16 @@ class Simulation:
                 if recorded:
                     agreed[rule.marketo] = (self.model.seq, value)
 
-    def unanswered(self, unsent: list[tuple[str, httpx.Request]]) -> None:
+    def unanswered(
+        self,
+        unsent: list[tuple[str, httpx.Request]],
+        skip: set[int] | frozenset[int] = frozenset(),
+        read: Any = None,
+    ) -> None:
         """Note the field updates a dead cycle was sending (model.InFlight): its
-        write-ahead journal holds them as sent with no answer."""
+        write-ahead journal holds them as sent with no answer. `skip`: people whose
+        answers it noted after all; `read`: UNREAD when what the side showed before the
+        write is not what it shows now (an answered write, landed or refused)."""
         links = self.world.links()
         by_person = {lk.marketo_id: lk for lk in links}
         by_record = {(lk.entity, lk.dynamics_id): lk for lk in links}
@@ -231,11 +241,14 @@ class Simulation:
                     if link is not None and person is not None:
                         sent.append((link, "marketo", person, rec))
         for link, side, shown, values in sent:
+            if link.marketo_id in skip:
+                continue
             flights = self.model.in_flight.setdefault((link.marketo_id, link.dynamics_id), {})
             for rule in rules(link.entity):
                 if rule.marketo in values:
+                    was = shown.get(rule.marketo) if read is None else read
                     flights[rule.marketo] = InFlight(
-                        self.model.tick(), values[rule.marketo], side, shown.get(rule.marketo)
+                        self.model.tick(), values[rule.marketo], side, was
                     )
 
     def absorb(self, checker: Checker) -> None:
@@ -368,7 +381,6 @@ class Simulation:
                 return
             value = self.ctx.fresh(rule, row.get(rule.column))
             if await d_set(self.ctx, entity, rid, rule, value):
-                self.model.mid_write.setdefault((rid, rule.marketo), []).append((value, run))
                 self.say(
                     f"salesperson sets {rule.column} of {self.ctx.record(entity, rid)} "
                     "while the cycle writes it"

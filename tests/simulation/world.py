@@ -45,7 +45,7 @@ from emulators.marketo import MarketoConfig
 from emulators.marketo import create_app as marketo_app
 from emulators.marketo.activities import CHANGE_DATA_VALUE
 from emulators.marketo.profiles import PRODUCTION
-from sync_core import marketofeed
+from sync_core import journal, marketofeed
 from sync_core.http import RetryPolicy
 from sync_core.memstore import MemoryStateStore
 from sync_core.runtime import Runtime, build_runtime
@@ -105,17 +105,21 @@ class Fate:
     crash_after: str = ""  # or at the call right after one whose answer is described so
     calls: int = 0
     dead: bool = False
-    answered: str = ""  # the last call whose answer came back (its `crash_after` form)
+    last_answer: str = ""  # the last call whose answer came back (its `crash_after` form)
     # (system, request) of each write the run was sending when it died: none went out,
     # but the engine, which journaled them first, cannot know that (Simulation.unanswered)
     unsent: list[tuple[str, httpx.Request]] = field(default_factory=list)
+    # ... and each write whose answer came back, with the people whose answers a journal
+    # note recorded: a write answered but not yet noted leaves the same "sent" note
+    answered: list[tuple[str, httpx.Request]] = field(default_factory=list)
+    noted: set[int] = field(default_factory=set)
 
     def tick(self, what: str) -> None:
         if self.dead:
             raise Crash(f"dead before {what}")
         self.calls += 1
         due = self.crash_at is not None and self.calls >= self.crash_at
-        after = bool(self.crash_after) and self.answered.startswith(self.crash_after)
+        after = bool(self.crash_after) and self.last_answer.startswith(self.crash_after)
         if due or after or (self.crash_on and what.startswith(self.crash_on)):
             self.dead = True
             raise Crash(f"crashed at I/O call {self.calls} ({what})")
@@ -213,8 +217,10 @@ class Wire(httpx.AsyncBaseTransport):
                 )
             )
         response = await self.inner.handle_async_request(request)
+        if is_write(self.system, request):
+            self.fate.answered.append((self.system, request))
         if self.fate.crash_after.startswith(self.system):
-            self.fate.answered = (
+            self.fate.last_answer = (
                 f"marketo {marketo_action(request)}"
                 if self.system == "marketo"
                 else f"dynamics {request.method} {request.url.path}"
@@ -235,9 +241,20 @@ class StoreGate:
 
         def gated(*args: Any, **kwargs: Any) -> Any:
             self._fate.tick(f"store.{name}")
-            return target(*args, **kwargs)
+            result = target(*args, **kwargs)
+            if name == "set_values" and args and args[0] == journal.KIND:
+                return self._noting(result, args[1])
+            return result
 
         return gated
+
+    async def _noting(self, saving: Awaitable[Any], values: dict[str, str | None]) -> Any:
+        out = await saving
+        for raw in values.values():
+            chunk = json.loads(raw) if raw else {}
+            if chunk.get(journal.LANDED):
+                self._fate.noted.update(int(k) for k in chunk if k != journal.LANDED)
+        return out
 
 
 @dataclass
