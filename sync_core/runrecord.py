@@ -106,6 +106,7 @@ class RunRecord:
     counts: Counts = field(default_factory=Counts)
     errors: list[SyncErrorRow] = field(default_factory=list)
     events: list[PersonEvent] = field(default_factory=list)
+    owed_read: bool = False  # lines owed by earlier runs were looked up in this run
 
     def error(self, err: SyncErrorRow) -> None:
         self.errors.append(err)
@@ -120,8 +121,13 @@ class RunRecord:
         send (Marketo down, the run died first) goes out with this one, once."""
         errors, self.errors = self.errors, []
         new = await store.record_errors([e.row() for e in errors]) if errors else []
-        rows = await store.pending_error_logs()  # the new signed rows are among them
-        rows += [r for r in new if not r.get("signature")]
+        signed = [r for r in new if r.get("signature")]
+        rows = [r for r in new if not r.get("signature")]
+        if signed or not self.owed_read:
+            # One read a run, and one after each new refusal (which is among them):
+            # most pages refuse nothing.
+            rows = await store.pending_error_logs() + rows
+            self.owed_read = True
         loggable = [r for r in rows if error_entries([r])]
         nobody = [r["signature"] for r in rows if r.get("signature") and r not in loggable]
         if nobody:

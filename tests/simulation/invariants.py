@@ -14,7 +14,7 @@ from typing import Any
 
 from sync_core.activitylog import SYNC_ERROR
 from sync_core.planner import REJECTED_BY, as_id
-from tests.simulation.model import UNREAD, Model, rules, same
+from tests.simulation.model import Model, rules, same
 from tests.simulation.world import SimWorld
 
 REFUSED_MARKS = tuple(REJECTED_BY.values())  # base keys of values a side refused
@@ -162,17 +162,25 @@ class Checker:
                 if rule.direction != "both" or self._skip(link, rule.marketo):
                     continue
                 actual = person.get(rule.marketo)
+                pair = (link.marketo_id, link.dynamics_id)
+                self._note_revert(pair, rule, person, row)
                 if not same(rule, actual, row.get(rule.column)):
                     continue  # reported by convergence
                 who = f"person {link.marketo_id} / {link.entity} {link.dynamics_id}"
                 # Judge against the last sync: the one the engine recorded, or a later one
                 # its own writes made (both sides showed it) that a dead run did not record
                 # but its write-ahead journal lets the next cycle know about.
-                pair = (link.marketo_id, link.dynamics_id)
                 agreed_at = self.model.agreed.get(pair, {}).get(rule.marketo)
                 seen_at = self.model.seen_equal.get(pair, {}).get(rule.marketo)
+                reverted = self._was_reverted(pair, rule, agreed_at)
+                if reverted:
+                    seen_at = None  # the agreement through that write does not count
                 later = seen_at is not None and (agreed_at is None or seen_at[0] > agreed_at[0])
-                flight = self._in_flight(pair, rule, agreed_at, seen_at, person, row)
+                flight = (
+                    None
+                    if reverted
+                    else self._in_flight(pair, rule, agreed_at, seen_at, person, row)
+                )
                 verdict = self._verdict(link, rule, seen=later, since=flight)
                 if verdict is not None:
                     self.checks[verdict.invariant] += 1
@@ -192,7 +200,7 @@ class Checker:
                         continue
                 # As people saw it: a value both systems already showed counts as synced,
                 # whether or not the engine got to record that before it died.
-                seen = self._verdict(link, rule, seen=True, since=flight)
+                seen = None if reverted else self._verdict(link, rule, seen=True, since=flight)
                 if seen is None:
                     continue
                 self.checks["lost-update"] += 1
@@ -236,11 +244,33 @@ class Checker:
         if flight is None or not points or flight.seq <= max(points):
             return None
         now = person.get(rule.marketo) if flight.side == "marketo" else row.get(rule.column)
-        # An answered write: while the side shows what was sent, it visibly landed.
-        shown = flight.value if flight.shown is UNREAD else flight.shown
-        if same(rule, now, shown):
+        if same(rule, now, flight.shown):
             return None
         return flight.seq, flight.value
+
+    def _note_revert(
+        self, pair: tuple[int, str], rule: Any, person: dict[str, Any], row: dict[str, Any]
+    ) -> None:
+        """Remember when both sides agreed only through a write a dead run's journal holds
+        as "sent" (its answer came back, the run died before noting it) and that side then
+        shows again what the run had read: someone put the old value back (A, B, A). The
+        next cycle sees what it sees when the write never landed and takes it so; from
+        then on the agreement the engine recorded before stands (as in _in_flight)."""
+        flight = self.model.in_flight.get(pair, {}).get(rule.marketo)
+        seen_at = self.model.seen_equal.get(pair, {}).get(rule.marketo)
+        if flight is None or seen_at is None or seen_at[0] < flight.seq:
+            return
+        now = person.get(rule.marketo) if flight.side == "marketo" else row.get(rule.column)
+        if same(rule, seen_at[1], flight.value) and same(rule, now, flight.shown):
+            self.model.reverted.add((pair, rule.marketo, flight.seq))
+
+    def _was_reverted(
+        self, pair: tuple[int, str], rule: Any, agreed_at: tuple[int, Any] | None
+    ) -> bool:
+        flight = self.model.in_flight.get(pair, {}).get(rule.marketo)
+        if flight is None or (pair, rule.marketo, flight.seq) not in self.model.reverted:
+            return False
+        return agreed_at is None or agreed_at[0] < flight.seq
 
     def _stale_base(self, link: Any, rule: Any, actual: Any) -> str:
         """ "stale-base" when the value that won is one both sides showed after the last

@@ -38,9 +38,6 @@ class Edit:
     value: Any
 
 
-UNREAD = object()  # InFlight.shown: what the dead run had read of that side is unknown
-
-
 @dataclass(frozen=True, slots=True)
 class InFlight:
     """A write a dead cycle's journal holds as sent with no answer: it was sending it
@@ -49,9 +46,8 @@ class InFlight:
     seq: int
     value: Any  # the value it carried
     side: str  # "marketo" | "dynamics": where it was going
-    # what that side showed when the run died (an unsent write never landed), or UNREAD
-    # for an answered one: landed (the side shows `value`) or refused (a 412: someone
-    # saved between the run's read and its write, which the next cycle cannot know)
+    # what that side showed when the run read it: while it still shows that, the next
+    # cycle takes the write as not landed (an ABA edit back to it cannot be told apart)
     shown: Any
 
 
@@ -80,6 +76,9 @@ class Model:
     died: set[str] = field(default_factory=set)  # engine runs that crashed
     # (person, record) -> Marketo field -> the last write a dead cycle left unanswered
     in_flight: dict[tuple[int, str], dict[str, InFlight]] = field(default_factory=dict)
+    # (pair, Marketo field, flight seq) of such writes whose side was put back to what
+    # the dead run had read (Checker._note_revert)
+    reverted: set[tuple[tuple[int, str], str, int]] = field(default_factory=set)
 
     def tick(self) -> int:
         self.seq += 1

@@ -35,7 +35,7 @@ from tests.simulation.actions import (
 )
 from tests.simulation.faults import FAULTS, StepPlan
 from tests.simulation.invariants import Checker, Violation
-from tests.simulation.model import UNREAD, InFlight, Model, rules, same
+from tests.simulation.model import InFlight, Model, rules, same
 from tests.simulation.world import (
     WEBHOOK_SECRET,
     Crash,
@@ -136,8 +136,8 @@ class Simulation:
         if outcome == "crashed":
             self.unanswered(er.fate.unsent)
             # Answered, but the run died before its journal noted the answer: the note
-            # still says "sent", and what the engine read is gone with the run.
-            self.unanswered(er.fate.answered, skip=er.fate.noted, read=UNREAD)
+            # still says "sent", beside what the run had read of the record.
+            self.unanswered(er.fate.answered, skip=er.fate.noted, before=er.fate.before)
         writes = [x.what for x in w.writes[start:] if x.run == label]
         self.result.cycles += 1
         self.result.outcomes[outcome] += 1
@@ -209,12 +209,13 @@ class Simulation:
         self,
         unsent: list[tuple[str, httpx.Request]],
         skip: set[int] | frozenset[int] = frozenset(),
-        read: Any = None,
+        before: dict[int, dict[Any, dict[str, Any]]] | None = None,
     ) -> None:
         """Note the field updates a dead cycle was sending (model.InFlight): its
         write-ahead journal holds them as sent with no answer. `skip`: people whose
-        answers it noted after all; `read`: UNREAD when what the side showed before the
-        write is not what it shows now (an answered write, landed or refused)."""
+        answers it noted after all; `before`: what each request's records showed before
+        it went out (an answered write: the side now shows its value, or someone's save
+        that made it fail), else what they show now (an unsent write changed nothing)."""
         links = self.world.links()
         by_person = {lk.marketo_id: lk for lk in links}
         by_record = {(lk.entity, lk.dynamics_id): lk for lk in links}
@@ -225,6 +226,8 @@ class Simulation:
             if system == "dynamics":
                 for entity, rid, body in batch_patches(request):
                     link, row = by_record.get((entity, rid)), self.world.records(entity).get(rid)
+                    if before is not None:
+                        row = before.get(id(request), {}).get((entity, rid), row)
                     if link is None or row is None:
                         continue
                     shown = {r.marketo: row.get(r.column) for r in rules(entity)}
@@ -238,6 +241,8 @@ class Simulation:
                 for rec in json.loads(request.content).get("input", []):
                     mid = int(rec.get("id", 0))
                     link, person = by_person.get(mid), people.get(mid)
+                    if before is not None:
+                        person = before.get(id(request), {}).get(mid, person)
                     if link is not None and person is not None:
                         sent.append((link, "marketo", person, rec))
         for link, side, shown, values in sent:
@@ -246,9 +251,8 @@ class Simulation:
             flights = self.model.in_flight.setdefault((link.marketo_id, link.dynamics_id), {})
             for rule in rules(link.entity):
                 if rule.marketo in values:
-                    was = shown.get(rule.marketo) if read is None else read
                     flights[rule.marketo] = InFlight(
-                        self.model.tick(), values[rule.marketo], side, was
+                        self.model.tick(), values[rule.marketo], side, shown.get(rule.marketo)
                     )
 
     def absorb(self, checker: Checker) -> None:

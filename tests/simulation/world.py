@@ -113,6 +113,9 @@ class Fate:
     # note recorded: a write answered but not yet noted leaves the same "sent" note
     answered: list[tuple[str, httpx.Request]] = field(default_factory=list)
     noted: set[int] = field(default_factory=set)
+    # id(request) -> what its records showed before anyone else's mid-write save: what
+    # the run had read of them
+    before: dict[int, dict[Any, dict[str, Any]]] = field(default_factory=dict)
 
     def tick(self, what: str) -> None:
         if self.dead:
@@ -203,6 +206,8 @@ class Wire(httpx.AsyncBaseTransport):
             if is_write(self.system, request):
                 self.fate.unsent.append((self.system, request))
             raise
+        if is_write(self.system, request):
+            self.fate.before[id(request)] = self.world.targets(self.system, request)
         if self.mid_write is not None and request.url.path.endswith("/$batch"):
             hook, self.mid_write = self.mid_write, None
             await hook(request)
@@ -536,6 +541,20 @@ class SimWorld:
         """Open links as stored (read past the fault gate: checking is not a call)."""
         rows = self.store.table("links")
         return [link_from_row(r) for r in rows if str(r["PartitionKey"]).startswith("m")]
+
+    def targets(self, system: str, request: httpx.Request) -> dict[Any, dict[str, Any]]:
+        """What the records a write goes to show now: (entity, id) -> row for a Dataverse
+        $batch, person id -> person for a Marketo update."""
+        if system == "dynamics":
+            return {
+                (entity, rid): dict(self.records(entity).get(rid) or {})
+                for entity, rid, _ in batch_patches(request)
+            }
+        if marketo_action(request) != "updateOnly":
+            return {}
+        people = self.people()
+        ids = [int(r.get("id", 0)) for r in json.loads(request.content).get("input", [])]
+        return {mid: dict(people.get(mid) or {}) for mid in ids}
 
     def records(self, entity: str) -> dict[str, dict[str, Any]]:
         rows = self.apps["dynamics"].state.stores[entity].rows
