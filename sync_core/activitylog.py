@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +62,11 @@ TYPES: dict[str, dict[str, Any]] = {
         ],
     },
 }
+
+# The display name of SYNC_ERROR's "fields" attribute, as activities.json names it.
+_FIELDS_NAME = next(
+    a["name"] for a in TYPES[SYNC_ERROR]["attributes"] if a["apiName"] == "fields"
+)
 
 _IDS: dict[tuple[str, str], int] = {}
 _OFF: dict[str, tuple[str, float]] = {}  # base URL -> (why the log is off, retry after)
@@ -213,6 +219,32 @@ async def send_activities(
             for i, r in zip(stale, again, strict=True):
                 results[i] = r
     return results
+
+
+async def already_logged(
+    marketo: MarketoClient, entries: list[Entry], since: datetime, store: StateStore | None = None
+) -> list[bool]:
+    """For each entry, whether the person's log already holds a line like it written since
+    `since` (each line answers for one entry): a run that sent lines and died before
+    noting so must not send them twice."""
+    ids, _ = await activity_log_state(marketo, store)
+    if SYNC_ERROR not in ids or not entries:
+        return [False] * len(entries)
+    found: Counter[tuple[int, str, str]] = Counter()
+    token = await marketo.paging_token(since)
+    people = sorted({lead for lead, _, _ in entries})
+    for i in range(0, len(people), 30):
+        async for page, _ in marketo.activities(token, [ids[SYNC_ERROR]], people[i : i + 30]):
+            for act in page:
+                fields = str(act.attributes.get(_FIELDS_NAME) or "")
+                found[(act.lead_id, act.primary, fields)] += 1
+    out = []
+    for lead, primary, attrs in entries:
+        key = (lead, primary[:255], str(attrs.get("fields") or ""))
+        out.append(found[key] > 0)
+        if found[key] > 0:
+            found[key] -= 1
+    return out
 
 
 def final(result: dict[str, Any]) -> bool:

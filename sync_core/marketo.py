@@ -153,6 +153,7 @@ class Activity:
     date: str
     fields: dict[str, Any]  # name -> new value (lead changes only)
     attributes: dict[str, Any]
+    primary: str = ""  # primaryAttributeValue
 
 
 def marketo_limiter(time_scale: float = 1.0) -> SlidingWindow:
@@ -357,11 +358,12 @@ class MarketoClient:
         return self._feed("/rest/v1/activities/deletedleads.json", token, {})
 
     def activities(
-        self, token: str, type_ids: Sequence[int]
+        self, token: str, type_ids: Sequence[int], lead_ids: Sequence[int] = ()
     ) -> AsyncIterator[tuple[list[Activity], str]]:
-        return self._feed(
-            "/rest/v1/activities.json", token, {"activityTypeIds": ",".join(map(str, type_ids))}
-        )
+        params = {"activityTypeIds": ",".join(map(str, type_ids))}
+        if lead_ids:
+            params["leadIds"] = ",".join(map(str, lead_ids))  # at most 30
+        return self._feed("/rest/v1/activities.json", token, params)
 
     async def merge(self, winner: int, losers: Sequence[int]) -> None:
         """Merge people into `winner` (its values win; its empty fields take a loser's).
@@ -406,4 +408,5 @@ def _activity(raw: dict[str, Any]) -> Activity:
         date=str(raw.get("activityDate") or ""),
         fields=fields,
         attributes=attrs,
+        primary=str(raw.get("primaryAttributeValue") or ""),
     )

@@ -344,7 +344,7 @@ class MemoryStateStore:
                 if self._get("state", state.ERROR_SIG, sig) is not None:
                     continue
                 self._put("state", {"PartitionKey": state.ERROR_SIG, "RowKey": sig})
-                self._put("state", state.pending_log_row(row))
+                self._put("state", state.pending_log_row(row, stamp))
             added.append(row)
             self._put("errors", state.error_row(row, n, stamp))
         return added

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sync_core.activitylog import SYNC_ERROR, error_entries, final, send_activities
+from sync_core.activitylog import (
+    SYNC_ERROR,
+    already_logged,
+    error_entries,
+    final,
+    send_activities,
+)
 from sync_core.errors import SyncError
 from sync_core.marketo import MarketoClient
 from sync_core.state import StateStore
@@ -135,6 +142,7 @@ class RunRecord:
         if not loggable:
             return
         try:
+            loggable = await self._not_yet_sent(store, marketo, loggable, signed)
             results = await send_activities(
                 marketo, SYNC_ERROR, error_entries(loggable), store=store
             )
@@ -152,6 +160,27 @@ class RunRecord:
         ]
         if done:
             await store.error_logs_done(done)
+
+    async def _not_yet_sent(
+        self,
+        store: StateStore,
+        marketo: MarketoClient,
+        rows: list[dict[str, Any]],
+        new: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Drop the lines owed by an earlier run that its sending did reach Marketo (it
+        died before noting so): looked up in the people's logs, so none is sent twice.
+        Costs Marketo calls only after such a failure."""
+        fresh = {r["signature"] for r in new}
+        earlier = [r for r in rows if r.get("signature") and r["signature"] not in fresh]
+        if not earlier:
+            return rows
+        since = min(datetime.fromisoformat(str(r["at"])) for r in earlier) - timedelta(minutes=1)
+        there = await already_logged(marketo, error_entries(earlier), since, store)
+        sent = {str(r["signature"]) for r, yes in zip(earlier, there, strict=True) if yes}
+        if sent:
+            await store.error_logs_done(sent)
+        return [r for r in rows if r.get("signature") not in sent]
 
     async def flush(self, store: StateStore, marketo: MarketoClient) -> None:
         """Errors first, then the person log."""

@@ -191,11 +191,11 @@ ERROR_SIG = "errorsig"  # state partition: one row per signature recorded (the d
 PENDING_LOG = "~"  # ... and, prefixed so, one per line still owed to the activity log
 
 
-def pending_log_row(row: dict[str, Any]) -> dict[str, Any]:
+def pending_log_row(row: dict[str, Any], stamp: datetime) -> dict[str, Any]:
     return {
         "PartitionKey": ERROR_SIG,
         "RowKey": PENDING_LOG + str(row["signature"]),
-        "row": json.dumps(row, default=str),
+        "row": json.dumps({**row, "at": stamp.isoformat()}, default=str),
     }
 
 

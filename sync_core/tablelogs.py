@@ -59,7 +59,7 @@ class TableLogs:
                 seen = {"PartitionKey": state.ERROR_SIG, "RowKey": sig}
                 try:
                     self._rows.table("state").submit_transaction(
-                        [("create", seen), ("upsert", state.pending_log_row(row))]
+                        [("create", seen), ("upsert", state.pending_log_row(row, stamp))]
                     )
                 except TableTransactionError as exc:
                     if getattr(exc, "error_code", None) != "EntityAlreadyExists":

@@ -230,10 +230,11 @@ async def test_a_signed_error_is_owed_to_the_activity_log_until_done(store: Any)
     signed = {"code": "0x80044331", "fields": ["title"], "marketoId": 7, "signature": "s1"}
     added = await store.record_errors([signed, {"code": "X", "marketoId": 8}])
     assert [r["code"] for r in added] == ["0x80044331", "X"]
-    assert await store.pending_error_logs() == [signed]  # unsigned rows are not kept owed
+    (owed,) = await store.pending_error_logs()  # unsigned rows are not kept owed
+    assert owed == {**signed, "at": owed["at"]} and datetime.fromisoformat(owed["at"])
     # The same refusal met again (a rerun after a crash): no second row, no second line.
     assert await store.record_errors([signed]) == []
-    assert await store.pending_error_logs() == [signed]
+    assert await store.pending_error_logs() == [owed]
     await store.error_logs_done(["s1", "never-owed"])
     assert await store.pending_error_logs() == []
     assert await store.record_errors([signed]) == []  # still deduped once sent
