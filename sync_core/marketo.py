@@ -303,8 +303,11 @@ class MarketoClient:
     ) -> list[dict[str, Any]]:
         """Create/update people; one result per input record, in input order."""
         chunks = [list(records[i : i + BATCH]) for i in range(0, len(records), BATCH)]
-        # createDuplicate is the one write that is not idempotent: never resend it blindly.
-        idempotent = action != "createDuplicate"
+        # The creates are not idempotent: never resend them blindly. A resent
+        # createDuplicate mints the people again; a resent createOnly skips the ones the
+        # lost call created, as if someone else had them (the caller resolves them by
+        # the Dynamics id they carry).
+        idempotent = action not in ("createDuplicate", "createOnly")
         pages = await asyncio.gather(
             *(self._sync_chunk(action, c, lookup_field, idempotent) for c in chunks)
         )

@@ -1,14 +1,16 @@
 """Link Dynamics records the sync has not seen before to a Marketo person.
 
-Resolution order, each step cheaper to get wrong than the next: (0) for a contact
-qualified from a linked lead, that lead's person (the link moves to the contact, as the
-native connector does; a qualified lead never gets a person of its own), (1) the person
-id the record already carries (links rebuilt after a lost state table), (2) a person created
-for this record by an earlier, interrupted cycle (found through the create intent and
-the person's Dynamics-id field), (3) exactly one person with the same email
-(case-insensitive) that is not linked to another record, (4) a new person. The intent
-row is written *before* the create, so a crash between the create and the link save
-finds the person again instead of minting a duplicate.
+Resolution order: (0) for a contact qualified from a linked lead, that lead's person
+(the link moves to the contact, as the native connector does; a qualified lead never
+gets a person of its own), (1) the person id the record already carries (links rebuilt
+after a lost state table), (2) a person created for this record by an earlier,
+interrupted cycle (found through the create intent and the person's Dynamics-id field),
+(3) a new person when no person has the record's email (Marketo's createOnly by email
+decides, so a first load into an empty Marketo spends no call on look-ups), (4) for an
+email a person has already, exactly one person with it (case-insensitive) that is not
+linked to another record, (5) a new person. What it prevents: a duplicate person, and
+a record linked to a person that belongs to another; the creates and their intents are
+in sync_core/creates.py.
 """
 
 from __future__ import annotations
@@ -17,17 +19,12 @@ from typing import Any
 
 from sync_core.apply import PairWork
 from sync_core.context import CycleContext
-from sync_core.errors import OutcomeUnknown, RecordRejected
+from sync_core.creates import create_people, intent_set, person_record
 from sync_core.mapping import ENTITY_KEY, QUALIFIED, Entity
 from sync_core.merges import MASTER, MERGED_AWAY, merged_away_key
 from sync_core.pairing import dynamics_link_fields, marketo_link_fields
 from sync_core.planner import as_id, normalize, plan_pair
-from sync_core.runrecord import PersonEvent, SyncErrorRow
 from sync_core.state import Link
-
-
-def _intent_set(entity: Entity) -> str:
-    return f"intent{entity}"
 
 
 async def link_new_records(
@@ -91,7 +88,7 @@ async def link_new_records(
                 take(did, person)
 
     # (2) a person an interrupted cycle created for this record
-    intents = set(await ctx.store.members(_intent_set(entity)))
+    intents = set(await ctx.store.members(intent_set(entity)))
     pending = sorted(d for d in by_id if d in intents and d not in matched)
     if pending:
         for person in await ctx.marketo.get_leads(m.dynamics_id_field, pending, fields):
@@ -99,23 +96,46 @@ async def link_new_records(
             if did in by_id and did not in matched:
                 take(did, person)
 
-    # (3) exactly one person with the same email
+    # (3) a new person for each email no person has: createOnly by email creates those
+    # and skips (1005) the others, so a first load into an empty Marketo looks nothing
+    # up. One record per email is sent: two of one email in a call (or in two chunks in
+    # flight together) could both be created. A record whose email the mapping does not
+    # write to Marketo is not sent: createOnly would not find its person by email.
     email_col = next((r.column for r in m.fields[entity] if r.marketo == "email"), None)
-    if email_col:
-        wanted = {
-            did: str(normalize(r.get(email_col))).lower()
-            for did, r in by_id.items()
-            if did not in matched and normalize(r.get(email_col))
-        }
-        if wanted:
-            same_email = await ctx.marketo.get_leads("email", sorted(set(wanted.values())), fields)
-            by_email: dict[str, list[dict[str, Any]]] = {}
-            for p in same_email:
-                by_email.setdefault(str(p.get("email") or "").lower(), []).append(p)
-            for did, email in wanted.items():
-                candidates = by_email.get(email, [])
-                if len(candidates) == 1 and free_for(candidates[0], did):
-                    take(did, candidates[0])
+    emails = {
+        did: str(normalize(r.get(email_col))).lower()
+        for did, r in by_id.items()
+        if email_col and did not in matched and normalize(r.get(email_col))
+    }
+    records = {
+        did: person_record(ctx, entity, did, r) for did, r in by_id.items() if did not in matched
+    }
+    one_per_email: dict[str, str] = {}  # email -> the record sent for it
+    for did, email in emails.items():
+        if records[did].get("email"):
+            one_per_email.setdefault(email, did)
+    sent = {did: records[did] for did in one_per_email.values()}
+    fresh = await create_people(ctx, entity, "createOnly", by_id, sent)
+    settled = set(sent) - set(fresh.exists)  # created, or refused for another reason
+    new_emails = {emails[w.link.dynamics_id] for w in fresh.work}
+    taken.update(w.link.marketo_id for w in fresh.work)
+
+    # (4) exactly one person with the same email (the email had a person already). An
+    # email just created had none: its other records go straight to (5).
+    wanted = {
+        did: email
+        for did, email in emails.items()
+        if did not in settled and email not in new_emails
+    }
+    if wanted:
+        same_email = await ctx.marketo.get_leads("email", sorted(set(wanted.values())), fields)
+        by_email: dict[str, list[dict[str, Any]]] = {}
+        for p in same_email:
+            by_email.setdefault(str(p.get("email") or "").lower(), []).append(p)
+        for did, email in wanted.items():
+            candidates = by_email.get(email, [])
+            if len(candidates) == 1 and free_for(candidates[0], did):
+                take(did, candidates[0])
 
     work: list[PairWork] = []
     rules = m.fields[entity]
@@ -134,87 +154,14 @@ async def link_new_records(
         )
         ctx.record.counts.linked += 1
 
-    # (4) create the rest
-    to_create = [did for did in by_id if did not in matched]
-    if to_create:
-        await ctx.store.add_to_set(_intent_set(entity), to_create)
-        records = []
-        for did in to_create:
-            row = by_id[did]
-            rec = {
-                r.marketo: normalize(row.get(r.column))
-                for r in rules
-                if r.direction != "to-dynamics" and normalize(row.get(r.column)) is not None
-            }
-            rec[m.dynamics_id_field] = did
-            rec[m.dynamics_type_field] = entity
-            records.append(rec)
-        try:
-            results = await ctx.marketo.sync_leads("createDuplicate", records)
-        except OutcomeUnknown:
-            # Some creates may have landed: find them by the Dynamics id they carry and
-            # create only the rest (never a blind resend, which would duplicate people).
-            results = await _resolve_creates(ctx, to_create, records)
-        refused = [
-            d for d, res in zip(to_create, results, strict=True) if res.get("status") != "created"
-        ]
-        if refused:
-            # Nothing was created for these: no intent to re-resolve next time.
-            await ctx.store.remove_from_set(_intent_set(entity), refused)
-        for did, rec, res in zip(to_create, records, results, strict=True):
-            row = by_id[did]
-            if res.get("status") != "created":
-                reason = (res.get("reasons") or [{}])[0]
-                err = RecordRejected(str(reason.get("code", "?")), str(reason.get("message", "")))
-                ctx.record.counts.rejected += 1
-                ctx.record.error(
-                    SyncErrorRow(
-                        "create",
-                        "to-marketo",
-                        entity,
-                        sorted(rec),
-                        err.code,
-                        err.message,
-                        dynamics_id=did,
-                    )
-                )
-                continue
-            mid = int(res["id"])
-            ctx.record.counts.created_in_marketo += 1
-            ctx.record.event(
-                PersonEvent(mid, entity, did, "to-marketo", sorted(rec), note="created in Marketo")
-            )
-            work.append(
-                PairWork(
-                    Link(mid, entity, did),
-                    plan_pair(rules, row, rec, None, ctx.hasher),
-                    row.get("@odata.etag"),
-                    extra_dynamics=dynamics_link_fields(m, row, mid),
-                    new=True,
-                )
-            )
-    return work
-
-
-async def _resolve_creates(
-    ctx: CycleContext, ids: list[str], records: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Results for creates whose answer was lost: the people that exist, then one more
-    create for those that do not (a second lost answer stops the cycle; the intents
-    resolve them next time)."""
-    field = ctx.mapping.dynamics_id_field
-    found = await ctx.marketo.get_leads(field, ids, ["id", field])
-    made = {str(p.get(field) or "").lower(): int(p["id"]) for p in found}
-    missing = [i for i, did in enumerate(ids) if did not in made]
-    again = await ctx.marketo.sync_leads("createDuplicate", [records[i] for i in missing])
-    retried = dict(zip(missing, again, strict=True))
-    return [
-        retried[i] if i in retried else {"status": "created", "id": made[did]}
-        for i, did in enumerate(ids)
-    ]
+    # (5) a new person for the rest: no email, another record of an email just created,
+    # an email two people share, or the one person with it linked to another record
+    rest = {did: rec for did, rec in records.items() if did not in matched and did not in settled}
+    duplicates = await create_people(ctx, entity, "createDuplicate", by_id, rest)
+    return [*work, *fresh.work, *duplicates.work]
 
 
 async def clear_intents(ctx: CycleContext, entity: Entity, work: list[PairWork]) -> None:
     done = [w.link.dynamics_id for w in work if w.new]
     if done:
-        await ctx.store.remove_from_set(_intent_set(entity), done)
+        await ctx.store.remove_from_set(intent_set(entity), done)

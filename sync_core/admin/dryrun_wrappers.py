@@ -20,6 +20,7 @@ from sync_core.marketo import MarketoClient
 from sync_core.state import StateStore
 
 READ_ONLY_HTTP = ("GET",)
+LEAD_EXISTS = {"code": "1005", "message": "Lead already exists"}
 
 
 class Capture:
@@ -99,10 +100,16 @@ class DryRunMarketo:
         self, action: str, records: list[dict[str, Any]], lookup_field: str = "id"
     ) -> list[dict[str, Any]]:
         cap = self._capture
-        if action == "createDuplicate":
-            cap.check_limit([("create", r.get("dynamicsId")) for r in records])
-            out = []
-            for r in records:
+        if action in ("createDuplicate", "createOnly"):
+            exists = await self._existing(action, records, lookup_field)
+            skips = [str(r.get(lookup_field) or "").lower() in exists for r in records]
+            made = [r for r, skip in zip(records, skips, strict=True) if not skip]
+            cap.check_limit([("create", r.get("dynamicsId")) for r in made])
+            out: list[dict[str, Any]] = []
+            for r, skip in zip(records, skips, strict=True):
+                if skip:
+                    out.append({"status": "skipped", "reasons": [LEAD_EXISTS]})
+                    continue
                 fake = self._fake_id - 1
                 object.__setattr__(self, "_fake_id", fake)
                 cap.marketo_creates.append({"id": fake, **r})
@@ -111,6 +118,17 @@ class DryRunMarketo:
         cap.check_limit([("marketo", r.get(lookup_field)) for r in records])
         cap.marketo_updates.extend({"lookup": lookup_field, **r} for r in records)
         return [{"id": r.get("id"), "status": "updated"} for r in records]
+
+    async def _existing(
+        self, action: str, records: list[dict[str, Any]], lookup_field: str
+    ) -> set[str]:
+        """The lookup values a person has already: createOnly skips those records (a
+        read, so the plan links them by email as the cycle would)."""
+        values = sorted({str(r[lookup_field]) for r in records if r.get(lookup_field)})
+        if action != "createOnly" or not values:
+            return set()
+        found = await self._inner.get_leads(lookup_field, values, ["id", lookup_field])
+        return {str(p.get(lookup_field) or "").lower() for p in found}
 
     async def add_activities(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self._capture.activities += len(records)

@@ -3,12 +3,14 @@ both systems and the stored cursors checked afterwards."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from sync_core import activitylog
 from sync_core.activitylog import ensure_types
 from sync_core.dynamicscursor import DeltaLink, Watermark, parse_position
-from tests.engine.engine import running_engine
+from tests.engine.engine import Engine, running_engine
 from tests.support.blocking import run_async
 
 ADA = {"firstname": "Ada", "lastname": "Lovelace", "emailaddress1": "ada@ex.sim",
@@ -178,3 +180,80 @@ async def test_a_first_load_writes_a_probe_batch_then_batches_sized_by_its_cost(
         summary = await eng.cycle()
         assert summary["counts"]["created_in_marketo"] == 550
         assert stats["POST $batch"].calls == 2
+
+
+def _marketo_calls(eng: Engine) -> dict[str, int]:
+    stats = eng.world.apps["marketo"].state.emulator.stats.endpoints
+    calls = {k: v.calls for k, v in stats.items()}
+    return {"look-ups": calls.get("GET /rest/v1/leads.json", 0),
+            "sync leads": calls.get("POST /rest/v1/leads.json", 0)}  # fmt: skip
+
+
+@run_async
+async def test_a_first_load_into_an_empty_marketo_looks_no_email_up() -> None:
+    # Each new record's email was looked up (300 a call) before the creates: 5,000
+    # records took 17 look-ups. createOnly by email creates them and tells who exists.
+    async with running_engine() as eng:
+        w = eng.world
+        ids = [await w.d_create("contact", {"lastname": f"Row{i}",
+                                            "emailaddress1": f"row{i}@ex.sim"})
+               for i in range(650)]  # fmt: skip
+        before = _marketo_calls(eng)
+        summary = await eng.cycle()
+        calls = _marketo_calls(eng)
+        assert summary["counts"]["created_in_marketo"] == 650
+        assert summary["counts"]["linked"] == 0
+        assert calls["look-ups"] == before["look-ups"]
+        assert calls["sync leads"] - before["sync leads"] == math.ceil(650 / 300)
+        people = eng.world.people()
+        assert len(people) == 650
+        for i, rid in enumerate(ids):
+            person = people[eng.link(rid).marketo_id]
+            assert person["email"] == f"row{i}@ex.sim" and person["dynamicsId"] == rid
+        again = await eng.cycle()
+        assert again["counts"]["created_in_marketo"] == 0 and len(eng.world.people()) == 650
+
+
+@run_async
+async def test_a_first_load_links_people_who_exist_by_email_and_duplicates_none() -> None:
+    async with running_engine() as eng:
+        w = eng.world
+        known = await w.m_create({"email": "Known@Ex.sim", "lastName": "Known"})
+        twice = [await w.m_create({"email": "twice@ex.sim", "lastName": f"T{n}"})
+                 for n in range(2)]  # fmt: skip
+        shared_known = await w.m_create({"email": "shared-known@ex.sim", "lastName": "SK"})
+
+        async def contact(name: str, email: str | None) -> str:
+            values = {"lastname": name} | ({"emailaddress1": email} if email else {})
+            return await w.d_create("contact", values)
+
+        new = await contact("New", "new@ex.sim")
+        known_rec = await contact("Known", "known@ex.sim")  # the case differs
+        twice_rec = await contact("Twice", "twice@ex.sim")  # two people: which one?
+        no_email = await contact("NoEmail", None)
+        shared_new = [await contact(f"SN{n}", "shared-new@ex.sim") for n in range(2)]
+        shared_old = [await contact(f"SK{n}", "SHARED-known@ex.sim") for n in range(2)]
+        before = _marketo_calls(eng)
+        summary = await eng.cycle()
+        calls = _marketo_calls(eng)
+        assert summary["outcome"] == "succeeded"
+        # Linked: the one free person with the email (one record of a shared email).
+        assert eng.link(known_rec).marketo_id == known
+        assert eng.person(known)["dynamicsId"] == known_rec
+        (old_owner,) = [r for r in shared_old if eng.link(r).marketo_id == shared_known]
+        assert summary["counts"]["linked"] == 2
+        # Created: everyone else gets a person of their own, and only one.
+        made = [new, twice_rec, no_email, *shared_new, *(set(shared_old) - {old_owner})]
+        mids = {eng.link(rid).marketo_id for rid in made}
+        assert len(mids) == len(made) and not mids & {known, *twice, shared_known}
+        assert summary["counts"]["created_in_marketo"] == len(made)
+        assert len(w.people()) == 4 + len(made)
+        for rid in made:
+            assert eng.person(eng.link(rid).marketo_id)["dynamicsId"] == rid
+        # One look-up, for the emails people had. Sync Leads: one createOnly, one
+        # createDuplicate, one update writing the Dynamics ids onto the linked people.
+        assert calls["look-ups"] - before["look-ups"] == 1
+        assert calls["sync leads"] - before["sync leads"] == 3
+        again = await eng.cycle()
+        assert again["counts"]["created_in_marketo"] == 0 and again["counts"]["linked"] == 0
+        assert len(w.people()) == 4 + len(made)

@@ -24,7 +24,7 @@ class StepPlan:
 
     crash_at: int | None = None
     crash_on: str = ""  # die at the first I/O call described so (e.g. "store.save_links")
-    crash_after: str = ""  # die at the I/O call after one answered so ("marketo createDuplicate")
+    crash_after: str = ""  # die at the I/O call after one answered so ("marketo created")
     edit_mid_write: bool = False  # a salesperson saves a record the cycle's $batch updates
     overlap: bool = False
     crash_second_at: int | None = None  # the overlapping cycle may die too
@@ -103,7 +103,9 @@ async def crash_after_create(ctx: Ctx, plan: StepPlan) -> bool:
     ]
     if not waiting:
         return False
-    plan.crash_after = "marketo createDuplicate"
+    # After either create (createOnly, for an email no person has, or createDuplicate),
+    # once it has created someone: a createOnly that only skipped people made nothing.
+    plan.crash_after = "marketo created"
     return True
 
 

@@ -165,6 +165,20 @@ def marketo_action(request: httpx.Request) -> str:
         return ""
 
 
+async def marketo_answer(request: httpx.Request, response: httpx.Response) -> str:
+    """A Marketo answer in `crash_after` form: "marketo created (createOnly)" when the
+    call created a person (with any create action), else "marketo <action>"."""
+    action = marketo_action(request)
+    if action.startswith("create"):
+        try:
+            results = (json.loads(await response.aread()) or {}).get("result") or []
+        except (ValueError, AttributeError):
+            results = []
+        if any(isinstance(r, dict) and r.get("status") == "created" for r in results):
+            return f"marketo created ({action})"
+    return f"marketo {action}"
+
+
 def batch_patches(request: httpx.Request) -> list[tuple[str, str, dict[str, Any]]]:
     """(entity, record id, body) of every update inside a Dataverse $batch request."""
     if not request.url.path.endswith("/$batch"):
@@ -226,7 +240,7 @@ class Wire(httpx.AsyncBaseTransport):
             self.fate.answered.append((self.system, request))
         if self.fate.crash_after.startswith(self.system):
             self.fate.last_answer = (
-                f"marketo {marketo_action(request)}"
+                await marketo_answer(request, response)
                 if self.system == "marketo"
                 else f"dynamics {request.method} {request.url.path}"
             )

@@ -59,3 +59,27 @@ def test_unclassified_calls_are_refused_and_writes_captured():
     assert capture.merges == [{"winner": 5, "losers": [6, 7]}]
     with pytest.raises(DryRunRefused):
         mk.something = 1
+
+
+def test_a_create_only_by_email_skips_the_emails_people_have_and_captures_the_rest():
+    asked: list[tuple[str, list[str]]] = []
+
+    class Inner:
+        async def get_leads(self, filter_type, values, fields):
+            asked.append((filter_type, list(values)))
+            return [{"id": 7, "email": "Known@Example.com"}]
+
+    capture = Capture()
+    mk = DryRunMarketo(Inner(), capture)  # type: ignore[arg-type]
+    records = [{"email": "known@example.com", "dynamicsId": "a"},
+               {"email": "new@example.com", "dynamicsId": "b"}]  # fmt: skip
+    got = asyncio.run(mk.sync_leads("createOnly", records, "email"))
+    assert asked == [("email", ["known@example.com", "new@example.com"])]
+    exists = {"code": "1005", "message": "Lead already exists"}
+    assert got[0] == {"status": "skipped", "reasons": [exists]}
+    assert got[1]["status"] == "created" and got[1]["id"] < 0
+    assert [c["dynamicsId"] for c in capture.marketo_creates] == ["b"]
+    assert capture.planned == {("create", "b")}
+    # createDuplicate reads nothing and captures every record.
+    got = asyncio.run(mk.sync_leads("createDuplicate", records, "email"))
+    assert [r["status"] for r in got] == ["created", "created"] and len(asked) == 1

@@ -103,15 +103,19 @@ def test_codes_that_stop_the_cycle(code: str, kind: type):
     assert isinstance(result, kind) and seen.count("updateOnly") == 1 and sleeps == []
 
 
-def test_a_create_whose_answer_was_lost_is_never_resent():
-    result, seen, _ = run([httpx.ReadTimeout("lost"), OK], call="createDuplicate")
+@pytest.mark.parametrize("action", ["createDuplicate", "createOnly"])
+@pytest.mark.parametrize("lost", ["timeout", "604"])
+def test_a_create_whose_answer_was_lost_is_never_resent(action: str, lost: str):
+    answer = httpx.ReadTimeout("lost") if lost == "timeout" else envelope(False, "604")
+    result, seen, _ = run([answer, OK], call=action)
     assert isinstance(result, OutcomeUnknown) and not isinstance(result, TransientError)
-    assert seen.count("createDuplicate") == 1
+    assert seen.count(action) == 1
 
 
-def test_a_create_answered_with_the_wrong_number_of_results_is_an_unknown_outcome():
-    result, seen, _ = run([envelope(True, result=[])], call="createDuplicate")
-    assert isinstance(result, OutcomeUnknown) and seen.count("createDuplicate") == 1
+@pytest.mark.parametrize("action", ["createDuplicate", "createOnly"])
+def test_a_create_answered_with_the_wrong_number_of_results_is_an_unknown_outcome(action: str):
+    result, seen, _ = run([envelope(True, result=[])], call=action)
+    assert isinstance(result, OutcomeUnknown) and seen.count(action) == 1
 
 
 def test_an_update_whose_answer_was_lost_is_resent():
