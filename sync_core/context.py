@@ -30,3 +30,6 @@ class CycleContext:
     mapping: Mapping
     record: RunRecord
     changes: MarketoChanges
+    # Of the new records' emails sent with createOnly this run, the share Marketo
+    # already had (None: none sent yet); newlinks looks up first past half.
+    emails_known: float | None = None

@@ -6,7 +6,8 @@ gets a person of its own), (1) the person id the record already carries (links r
 after a lost state table), (2) a person created for this record by an earlier,
 interrupted cycle (found through the create intent and the person's Dynamics-id field),
 (3) a new person when no person has the record's email (Marketo's createOnly by email
-decides, so a first load into an empty Marketo spends no call on look-ups), (4) for an
+decides, so a first load into an empty Marketo spends no call on look-ups; once a call
+shows most emails exist, the rest of the run looks them up first instead), (4) for an
 email a person has already, exactly one person with it (case-insensitive) that is not
 linked to another record, (5) a new person. What it prevents: a duplicate person, and
 a record linked to a person that belongs to another; the creates and their intents are
@@ -19,12 +20,14 @@ from typing import Any
 
 from sync_core.apply import PairWork
 from sync_core.context import CycleContext
-from sync_core.creates import create_people, intent_set, person_record
+from sync_core.creates import Created, create_people, intent_set, person_record
 from sync_core.mapping import ENTITY_KEY, QUALIFIED, Entity
 from sync_core.merges import MASTER, MERGED_AWAY, merged_away_key
 from sync_core.pairing import dynamics_link_fields, marketo_link_fields
 from sync_core.planner import as_id, normalize, plan_pair
 from sync_core.state import Link
+
+PROBE = 300  # one Sync Leads call
 
 
 async def link_new_records(
@@ -114,8 +117,26 @@ async def link_new_records(
     for did, email in emails.items():
         if records[did].get("email"):
             one_per_email.setdefault(email, did)
-    sent = {did: records[did] for did in one_per_email.values()}
-    fresh = await create_people(ctx, entity, "createOnly", by_id, sent)
+    unsent = list(one_per_email.values())
+    # Into a populated Marketo most emails exist and createOnly would only skip them (a
+    # wasted call per 300): one call measures the share that exists, and past half the
+    # rest of the run looks up first (the records it does not send go to 4 and 5).
+    known = ctx.emails_known
+    if known is None and len(unsent) > PROBE:
+        sent = {did: records[did] for did in unsent[:PROBE]}
+        fresh = await create_people(ctx, entity, "createOnly", by_id, sent)
+        known = ctx.emails_known = len(fresh.exists) / len(sent)
+        unsent = unsent[PROBE:]
+    else:
+        sent, fresh = {}, Created()
+    if known is None or known <= 0.5:
+        rest = {did: records[did] for did in unsent}
+        more = await create_people(ctx, entity, "createOnly", by_id, rest)
+        if rest and ctx.emails_known is None:
+            ctx.emails_known = len(more.exists) / len(rest)
+        sent.update(rest)
+        fresh.work += more.work
+        fresh.exists += more.exists
     settled = set(sent) - set(fresh.exists)  # created, or refused for another reason
     new_emails = {emails[w.link.dynamics_id] for w in fresh.work}
     taken.update(w.link.marketo_id for w in fresh.work)

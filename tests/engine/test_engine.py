@@ -215,6 +215,28 @@ async def test_a_first_load_into_an_empty_marketo_looks_no_email_up() -> None:
 
 
 @run_async
+async def test_a_first_load_into_a_populated_marketo_probes_once_then_looks_up() -> None:
+    # When Marketo already has the emails, createOnly only skips them: one call of 300
+    # shows it, and the rest are looked up first instead of sent to be skipped.
+    async with running_engine() as eng:
+        w = eng.world
+        for i in range(0, 650, 300):
+            people = [{"email": f"row{n}@ex.sim", "lastName": f"Row{n}"}
+                      for n in range(i, min(i + 300, 650))]  # fmt: skip
+            await w.marketo("POST", "/rest/v1/leads.json",
+                            json={"action": "createDuplicate", "input": people})  # fmt: skip
+        for i in range(650):
+            await w.d_create("contact", {"lastname": f"Row{i}", "emailaddress1": f"row{i}@ex.sim"})
+        before = _marketo_calls(eng)
+        summary = await eng.cycle()
+        calls = _marketo_calls(eng)
+        assert summary["counts"]["linked"] == 650 and len(w.people()) == 650
+        # one createOnly (all skipped), then the Dynamics ids written onto 650 people
+        assert calls["sync leads"] - before["sync leads"] == 1 + math.ceil(650 / 300)
+        assert calls["look-ups"] - before["look-ups"] == math.ceil(650 / 300)
+
+
+@run_async
 async def test_a_first_load_links_people_who_exist_by_email_and_duplicates_none() -> None:
     async with running_engine() as eng:
         w = eng.world
