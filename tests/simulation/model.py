@@ -78,6 +78,9 @@ class Model:
     # (person, Marketo field) -> values set there that Dynamics cannot hold
     too_long: dict[tuple[int, str], set[str]] = field(default_factory=dict)
     died: set[str] = field(default_factory=set)  # engine runs that crashed
+    # people whose activity-log lines Marketo took from a run that then died: the run
+    # may not have noted them as sent (invariants.KNOWN "log-line-twice")
+    logged_by_dead_run: set[int] = field(default_factory=set)
     # (person, record) -> Marketo field -> the last write a dead cycle left unanswered
     in_flight: dict[tuple[int, str], dict[str, InFlight]] = field(default_factory=dict)
 

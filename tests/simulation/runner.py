@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from azure.core.exceptions import AzureError
 
+from sync_core import access
 from sync_core.activitylog import ensure_types
 from sync_core.planner import Hasher, comparable
 from sync_core.realtime import handle_sync_person
@@ -138,6 +139,10 @@ class Simulation:
             # Answered, but the run died before its journal noted the answer: the note
             # still says "sent", and what the engine read is gone with the run.
             self.unanswered(er.fate.answered, skip=er.fate.noted, read=UNREAD)
+            for system, request in er.fate.answered:
+                if system == "marketo" and request.url.path.endswith("/activities/external.json"):
+                    lines = json.loads(request.content).get("input", [])
+                    self.model.logged_by_dead_run.update(int(x["leadId"]) for x in lines)
         writes = [x.what for x in w.writes[start:] if x.run == label]
         self.result.cycles += 1
         self.result.outcomes[outcome] += 1
@@ -393,6 +398,11 @@ class Simulation:
         self.world.store.heal()
         await self.world.marketo_admin("DELETE", "faults")
         await self.world.dynamics_admin("DELETE", "faults")
+        # The lost answers are world fault rates, aimed at the sync's calls only.
+        self.world.losing.clear()
+        no_rates = {"fault_rates": {}, "fault_users": []}
+        await self.world.marketo_admin("POST", "config", json=no_rates)
+        await self.world.dynamics_admin("PUT", "world", json=no_rates)
 
     async def quiet(self) -> None:
         self.model.step += 1
@@ -401,6 +411,11 @@ class Simulation:
         # Leases left by dead workers expire; a retry campaign redelivers what got a 5xx.
         self.world.now += self.world.settings.sync_lease_seconds + 1
         await self.world.pass_time(self.world.settings.sync_lease_seconds + 1)
+        if self.world.regranted:
+            # A column given back to the sync user is found by the engine's hourly
+            # re-read of field access (no error says so); the quiet cycles stand for a
+            # time after it, as the convergence they check is promised only then.
+            await access.invalidate(self.world.store)
         for mid, statuses in sorted(self.model.deliveries.items()):
             if statuses[-1] not in (200, 400, 401, 404, 422) and mid in self.world.people():
                 await self.deliver(mid, f"{label}-retry")
@@ -454,6 +469,8 @@ class Simulation:
                 await self.quiet()
             if late := self.world.late_changes():
                 self.result.faults["marketo-late-change"] += late
+            for system, lost in self.world.answers_lost.items():
+                self.result.faults[f"{system}-answer-lost"] += lost
         finally:
             logger.removeHandler(self.logs)
             logger.propagate, logger.level = old

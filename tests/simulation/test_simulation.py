@@ -244,6 +244,28 @@ def test_a_rejection_whose_log_line_marketo_refused_is_logged_by_the_next_cycle_
     assert _world_with_a_synced_contact(fn) == (1, 1)
 
 
+@pytest.mark.xfail(strict=True, reason="known engine bug log-line-twice (invariants.KNOWN)")
+def test_a_log_line_marketo_took_from_a_run_that_then_died_is_not_sent_again() -> None:
+    """Seed 71: the run died between Marketo's answer and noting the line as sent."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[int, int]:
+        w = sim.world
+        await m_set(sim.ctx, link.marketo_id, _rule("title"), "title-".ljust(120, "x"))
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.error_logs_done")
+        assert died.outcome == "crashed"
+        w.now += w.settings.sync_lease_seconds + 1
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        log = w.apps["marketo"].state.emulator.log.items
+        mine = [a for a in log if a.lead_id == link.marketo_id]
+        lines = sum(1 for a in mine if a.primary_value == "0x80044331")
+        return len(w.store.table("errors")), lines
+
+    assert _world_with_a_synced_contact(fn) == (1, 1)
+
+
 def _a_salesperson_saves_while_a_run_writes_and_it_dies(
     crash_on: str = "", crash_after: str = ""
 ) -> tuple[Any, Any]:
