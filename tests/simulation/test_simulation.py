@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from sync_core import access
 from tests.simulation.__main__ import new_violations, report
 from tests.simulation.actions import d_set, m_set
 from tests.simulation.invariants import Checker
@@ -163,6 +164,30 @@ def test_a_paused_pair_edited_in_marketo_converges_once_resumed() -> None:
 
 
 # ---- engine bugs the simulation found, as storylines (xfail while in invariants.KNOWN) ---
+def test_a_marketo_edit_made_while_its_column_was_secured_syncs_once_it_is_back() -> None:
+    """Bug: a column given back kept its old base, so the edit made meanwhile never synced."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any]:
+        w = sim.world
+        secure = {"event": "revoke-field", "table": "contact", "column": "jobtitle"}
+        await w.dynamics_admin("POST", "events", json={**secure, "user": "sync-app"})
+        await m_set(sim.ctx, link.marketo_id, _title(), "title-eeee0005")
+        w.now += 300
+        await sim.cycle("secured")
+        # Left out of the sync: the record keeps its title, Marketo the marketer's.
+        assert w.records("contact")[link.dynamics_id]["jobtitle"] == "title-0a1b2c3d"
+        assert ("contact", "jobtitle") in {(e, c) for e, c in w.inaccessible()}
+        await w.grant_field("contact", "jobtitle")
+        await access.invalidate(w.store)  # the engine's hourly re-read of field access
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"given-back-{n}")
+        row = w.records("contact")[link.dynamics_id]
+        return w.people()[link.marketo_id].get("title"), row["jobtitle"]
+
+    assert _world_with_a_synced_contact(fn) == ("title-eeee0005", "title-eeee0005")
+
+
 def _rule(name: str) -> Any:
     return next(r for r in rules("contact") if r.marketo == name)
 
