@@ -134,6 +134,10 @@ class Simulation:
             for _ in range(5):
                 await asyncio.sleep(0)
             await er.aclose()
+        # A write with no answer, in a run that lived on too, leaves what a dead run's
+        # sent write leaves: it may have landed (an answer lost after the commit), or
+        # met a 412 for a save made since the read; what the side showed is no guide.
+        self.unanswered(er.fate.unanswered, read=UNREAD)
         if outcome == "crashed":
             self.unanswered(er.fate.unsent)
             # Answered, but the run died before its journal noted the answer: the note

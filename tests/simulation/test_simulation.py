@@ -269,6 +269,45 @@ def test_a_rejection_whose_log_line_marketo_refused_is_logged_by_the_next_cycle_
     assert _world_with_a_synced_contact(fn) == (1, 1)
 
 
+def _an_edit_after_a_write_whose_answer_was_lost(knobs: dict[str, Any]) -> tuple[Any, Any]:
+    """A marketer's title reaches Dynamics, whose answers to the $batch are lost as the
+    world `knobs` say; then the marketer edits the title again. Returns both titles."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any]:
+        w = sim.world
+        await m_set(sim.ctx, link.marketo_id, _title(), "title-aaaa0001")
+        await w.dynamics_admin("PUT", "world", json=knobs)
+        w.now += 300
+        await sim.cycle("answer-lost")
+        await sim.disarm()
+        # The write landed: both systems show it, whatever the engine was told.
+        assert w.records("contact")[link.dynamics_id]["jobtitle"] == "title-aaaa0001"
+        await m_set(sim.ctx, link.marketo_id, _title(), "title-bbbb0002")
+        for n in range(2):
+            w.now += 300
+            await sim.cycle(f"after-{n}")
+        row = w.records("contact")[link.dynamics_id]
+        return w.people()[link.marketo_id].get("title"), row["jobtitle"]
+
+    return _world_with_a_synced_contact(fn)
+
+
+def test_an_edit_after_a_write_whose_every_answer_was_lost_wins() -> None:
+    """Bug: a write whose answers were all lost kept the old base; our value beat the edit."""
+    lost = {"fault_rates": {"POST $batch": {"lost-502": 1.0}}, "fault_users": ["sync-app"]}
+    # For a contact Dynamics wins a collision: the stale base made this one.
+    assert _an_edit_after_a_write_whose_answer_was_lost(lost) == ("title-bbbb0002",) * 2
+
+
+def test_an_edit_after_a_write_whose_resend_met_its_own_412_wins() -> None:
+    """Bug: a resent $batch's 412 (the lost first attempt had landed) read as someone's edit."""
+    # Under world seed 1 the first $batch draws 0.29 (lost) and its resend 0.68 (answered).
+    lost = {"fault_rates": {"POST $batch": {"lost-502": 0.5}}, "fault_users": ["sync-app"]}
+    assert (
+        _an_edit_after_a_write_whose_answer_was_lost({"seed": 1, **lost}) == ("title-bbbb0002",) * 2
+    )
+
+
 @pytest.mark.xfail(strict=True, reason="known engine bug log-line-twice (invariants.KNOWN)")
 def test_a_log_line_marketo_took_from_a_run_that_then_died_is_not_sent_again() -> None:
     """Seed 71: the run died between Marketo's answer and noting the line as sent."""
