@@ -134,6 +134,12 @@ class Applier:
                     self._error(w, entity, direction, sorted(pending), err, pending)
                 else:
                     failed = True
+                    # No answer: the write may have landed with its answer lost. The
+                    # next plan must judge it as a dead run's "sent" note (journal):
+                    # else our own value, if it landed, passes for an edit there and
+                    # a later edit on the other side loses to it.
+                    sent_now = _sent(pending, w.plan.read_target)
+                    base.update({journal.LANDED_ON[side] + n: v for n, v in sent_now.items()})
             self.counts.collisions += len(w.plan.collisions)
             if failed:
                 retry.append(str(w.link.marketo_id))

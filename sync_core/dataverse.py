@@ -209,9 +209,11 @@ class DataverseClient:
         json: Any = None,
         content: bytes | None = None,
         idempotent: bool = True,
+        unanswered: Callable[[], None] | None = None,
     ) -> httpx.Response:
         """One call with classification and retries. `url` may be absolute (next/delta
-        links) or relative to the API root."""
+        links) or relative to the API root. `unanswered` is called for each attempt
+        that may have run without its answer reaching us (no answer, a 5xx)."""
         if not url.startswith("http"):
             url = f"{self.url}{API}/{url.lstrip('/')}"
 
@@ -235,6 +237,8 @@ class DataverseClient:
                         raise OutcomeUnknown(
                             f"no answer to {method} {url} ({exc!r}); outcome unknown"
                         ) from exc
+                    if unanswered is not None:
+                        unanswered()
                     raise transport_error(exc) from exc
             # A request resent after a token renewal counts as the call it is.
             self.calls += len(resp.history)
@@ -246,6 +250,8 @@ class DataverseClient:
                 if not idempotent and type(error) is TransientError:
                     # A 5xx may come after the write ran: as unknown as no answer at all.
                     raise OutcomeUnknown(f"{error}; outcome unknown") from error
+                if unanswered is not None and type(error) is TransientError:
+                    unanswered()
                 raise error
             return resp
 
@@ -384,6 +390,7 @@ class DataverseClient:
                 + f"\r\n\r\n{body}"
             )
         payload = ("\r\n".join(parts) + f"\r\n--{boundary}--\r\n").encode()
+        lost: list[bool] = []
         # Every op is conditional (If-Match) or keyed, so resending the batch is safe.
         resp = await self.request(
             "POST",
@@ -394,10 +401,21 @@ class DataverseClient:
                 "If-None-Match": "null",
             },
             content=payload,
+            unanswered=lambda: lost.append(True),
         )
         parsed = parse_batch_response(resp.headers.get("content-type", ""), resp.content)
         if len(parsed) != len(ops):
             raise TransientError(f"$batch answered {len(parsed)} parts for {len(ops)} requests")
+        if lost:
+            # Resent after an attempt whose answer never came: that attempt may have
+            # landed, and then its own write is what fails the resend's If-Match. A 412
+            # here says "changed since read" by us or by someone: outcome unknown.
+            parsed = [
+                OpResult(r.status, OutcomeUnknown(f"{r.error} after a resend; outcome unknown"))
+                if isinstance(r.error, StaleRecord)
+                else r
+                for r in parsed
+            ]
         return parsed, {k.lower(): v for k, v in resp.headers.items()}
 
 

@@ -43,6 +43,8 @@ WATERMARK_SEEN_CAP = 800
 class Pages(Protocol):
     """Where the pages go (the cycle's page sync)."""
 
+    compare_all: set[Entity]  # tables whose linked pairs are all planned in full
+
     async def prepare(self, entity: Entity, rows: list[dict[str, Any]]) -> Prepared: ...
     async def apply_page(
         self, entity: Entity, page: ChangePage, prepared: Prepared | None = None
@@ -92,11 +94,18 @@ class DynamicsFeed:
         )
         position: Position | None = cursor.position
         start: Position | ResumeLink | None = cursor.resume or position
-        if start is not None and await store.get_cursor(columns) != self._columns(entity):
+        saved = await store.get_cursor(columns) if start is not None else None
+        if start is not None and saved != self._columns(entity):
             # The selected columns changed (mapping edited, access changed): a delta
             # would lack the new columns, so re-read the table once and compare all.
             self.full_reconcile.append(entity)
             start = None
+            if set(self._columns(entity).split(",")) - set((saved or "").split(",")):
+                # A column back in the sync (its grant given back) still has the base
+                # from before it was left out, and a Marketo edit made meanwhile left
+                # nothing on the Dynamics row: comparing only rows that differ from
+                # their base would lose that edit for good, so every pair is planned.
+                self.pages.compare_all.add(entity)
         # A resume link: an earlier cycle ran out of time here; its pages before are done.
         try:
             return await self._read_from(entity, start)

@@ -51,6 +51,9 @@ class PageSync:
         # through again the pair is re-planned in full, not only on this cycle's changes.
         self.paused: set[int] = set()
         self.resumed: set[int] = set()
+        # Tables whose every linked row is planned in full this cycle, whatever its
+        # base says (a column came back into the sync: dynamicsfeed._read).
+        self.compare_all: set[Entity] = set()
 
     async def load_paused(self) -> None:
         self.paused = {int(x) for x in await self.ctx.store.members(PAUSED)}
@@ -105,6 +108,7 @@ class PageSync:
             if link.marketo_id in self.paused:
                 dirty = True
                 self.resumed.add(link.marketo_id)
+            dirty = dirty or entity in self.compare_all
             ctx.changes.pop(link.marketo_id)
             if dirty or not matches_base(ctx.mapping, ctx.hasher, entity, row, link):
                 linked.append((row, link))

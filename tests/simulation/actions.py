@@ -389,7 +389,9 @@ async def new_dynamics_record(ctx: Ctx) -> str | None:
         values["companyname"] = ctx.note(f"compan-{ctx.token()}")
     if ctx.rng.random() < 0.15:
         values["new_synctomkto"] = False
-    rid = await ctx.world.d_create(entity, values)
+    rid = await ctx.world.d_try_create(entity, values)
+    if rid is None:
+        return f"salesperson's new {entity} ({how}) is refused by a business rule"
     ctx.model.entity_of[rid] = entity
     return f"salesperson creates {entity} {rid[:8]} with {how}"
 

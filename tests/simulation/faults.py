@@ -5,9 +5,13 @@ emulators' admin APIs (throttling, server errors, the same codes a real org answ
 on the memory store (an outage, a lost ETag race on the lease), or on how the cycle
 runs (the worker dies at its N-th I/O call or right after Marketo created people, two
 cycles overlap, a sync-person delivery races the cycle, a salesperson saves a record
-the cycle is writing). Everything is disarmed after the cycle. Late Marketo commits
-are part of the world (world.MARKETO_WORLD, and the campaign sends in actions). New
-faults (lost answers, merges) plug in as one more row in FAULTS.
+the cycle is writing), or on what the vendors answer once the write ran (the hostile
+world's lost answers: the write commits, the answer never arrives). Everything is
+disarmed after the cycle, except two changes an admin makes to the org that outlive it:
+a validation rule that starts rejecting, and a mapped column's field-security grant
+taken from the sync user; each stays for the rest of the seed or is undone some steps
+later. Late Marketo commits are part of the world (world.MARKETO_WORLD, and the campaign
+sends in actions). New faults plug in as one more row in FAULTS.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class StepPlan:
     overlap: bool = False
     crash_second_at: int | None = None  # the overlapping cycle may die too
     race: list[int] = field(default_factory=list)  # people delivered during the cycle
+    notes: list[str] = field(default_factory=list)  # what a fault did, for the trace
 
 
 Arm = Callable[[Ctx, StepPlan], Awaitable[bool]]
@@ -145,6 +150,102 @@ async def webhook_race(ctx: Ctx, plan: StepPlan) -> bool:
     return True
 
 
+async def dynamics_lost_answer(ctx: Ctx, plan: StepPlan) -> bool:
+    # The sync's $batch commits, then its answer is lost: a gateway 502, a 504 after the
+    # front end's hold, or a dropped connection (the emulator's lost-502/504/drop). Some
+    # or all of this cycle's batches: the engine resends one whose answer it lost.
+    kind = ctx.rng.choice(["lost-502", "lost-504", "lost-drop"])
+    rate = ctx.rng.choice([0.5, 1.0])
+    await ctx.world.dynamics_admin(
+        "PUT",
+        "world",
+        json={"fault_rates": {"POST $batch": {kind: rate}}, "fault_users": ["sync-app"]},
+    )
+    ctx.world.losing.add("dynamics")
+    plan.notes.append(f"Dataverse $batch answers {kind} at rate {rate}")
+    return True
+
+
+async def marketo_lost_answer(ctx: Ctx, plan: StepPlan) -> bool:
+    # A Sync Leads call of the sync commits, then its answer is lost: Marketo's edge 502,
+    # a 604 envelope or a dropped connection (the emulator's lost-edge502/604/drop).
+    kind = ctx.rng.choice(["lost-edge502", "lost-604", "lost-drop"])
+    rate = ctx.rng.choice([0.5, 1.0])
+    await ctx.world.marketo_admin(
+        "POST",
+        "config",
+        json={
+            "fault_rates": {"POST /rest/v1/leads.json": {kind: rate}},
+            "fault_users": ["sync-app"],
+        },
+    )
+    ctx.world.losing.add("marketo")
+    plan.notes.append(f"Sync Leads answers {kind} at rate {rate}")
+    return True
+
+
+# Mapped text columns a rule or a field-security change can be about, and the characters
+# a rule looks for: none of them occurs in the words the simulation's values start with
+# ("title-", "First-", "firstN-"), so a rule matches some made-up values, not all.
+RULE_COLUMNS = ("jobtitle", "firstname")
+RULE_CHARS = "abcd0123456789"
+SECURED_COLUMNS = ("jobtitle", "telephone1", "address1_city", "firstname")
+
+
+async def validation_rule(ctx: Ctx, plan: StepPlan) -> bool:
+    # An admin registers a business rule (a plug-in) that refuses a record whose mapped
+    # column holds a value (400 0x80040265, for the sync and for salespeople alike), as
+    # the hostile world's start-rule event does; it stays on, or is removed later.
+    table = ctx.rng.choice(["lead", "contact"])
+    column = ctx.rng.choice(RULE_COLUMNS)
+    char = ctx.rng.choice(RULE_CHARS)
+    done = await ctx.world.dynamics_admin(
+        "POST",
+        "events",
+        json={
+            "event": "start-rule",
+            "table": table,
+            "condition": f"contains({column},'{char}')",
+            "message": f"{column} may not contain '{char}'.",
+            "on": ["create", "update"],
+        },
+    )
+    plan.notes.append(f"a rule on {table} refuses {column} containing '{char}'")
+    if ctx.rng.random() < 0.5:
+        rule_id = done["rule"]
+
+        async def remove(ctx: Ctx) -> str:
+            await ctx.world.dynamics_admin("DELETE", f"rules/{rule_id}")
+            return f"admin removes the rule on {table}.{column}"
+
+        ctx.later(ctx.rng.randint(1, 3), remove)
+    return True
+
+
+async def field_revoked(ctx: Ctx, plan: StepPlan) -> bool:
+    # An admin secures a mapped column and leaves the sync user out (reads give null,
+    # writes 403 0x8004F502/7), as the hostile world's revoke-field event does; some
+    # steps later the grant may come back.
+    table = ctx.rng.choice(["lead", "contact"])
+    column = ctx.rng.choice(SECURED_COLUMNS)
+    if (table, column) in ctx.world.inaccessible():
+        return False
+    await ctx.world.dynamics_admin(
+        "POST",
+        "events",
+        json={"event": "revoke-field", "table": table, "column": column, "user": "sync-app"},
+    )
+    plan.notes.append(f"the sync user loses {table}.{column}")
+    if ctx.rng.random() < 0.6:
+
+        async def restore(ctx: Ctx) -> str:
+            await ctx.world.grant_field(table, column)
+            return f"admin gives the sync user {table}.{column} back"
+
+        ctx.later(ctx.rng.randint(1, 3), restore)
+    return True
+
+
 # name, weight, arm: one line per kind of fault.
 FAULTS: list[tuple[str, float, Arm]] = [
     ("marketo-606", 1.0, marketo_code("606")),
@@ -164,4 +265,8 @@ FAULTS: list[tuple[str, float, Arm]] = [
     ("overlapping-cycles", 1.0, overlapping_cycles),
     ("webhook-race", 1.5, webhook_race),
     ("edit-mid-write", 1.5, edit_mid_write),
+    ("dynamics-lost-answer", 1.0, dynamics_lost_answer),
+    ("marketo-lost-answer", 1.0, marketo_lost_answer),
+    ("validation-rule", 0.4, validation_rule),
+    ("field-revoked", 0.4, field_revoked),
 ]

@@ -62,6 +62,7 @@ class Checker:
         self.records = {e: world.records(e) for e in ("lead", "contact")}
         self.links = world.links()
         self.rejected = self._rejected()
+        self.inaccessible = world.inaccessible()
 
     def _fail(self, *args: Any, **kwargs: Any) -> None:
         self.violations.append(Violation(*args, **kwargs))
@@ -89,13 +90,20 @@ class Checker:
     def _skip(self, link: Any, name: str) -> bool:
         """A field the pair may rightly disagree on: a side refused its value (an error
         row says so, or the engine's base marks the value refused; whether that refusal
-        was recorded is the rejections check's business)."""
+        was recorded is the rejections check's business), or the sync identity cannot
+        read or write its column now (field security: the engine leaves it out)."""
         if any(f"{side}{name}" in link.base for side in REFUSED_MARKS):
+            return True
+        if self._no_access(link.entity, name):
             return True
         return (str(link.marketo_id), name) in self.rejected or (
             link.dynamics_id,
             name,
         ) in self.rejected
+
+    def _no_access(self, entity: str, name: str) -> bool:
+        column = next((r.column for r in rules(entity) if r.marketo == name), "")
+        return (entity, column) in self.inaccessible
 
     # ---- 1. convergence ---------------------------------------------------------------
     def convergence(self, step: str) -> None:

@@ -30,6 +30,7 @@ import json
 import random
 import re
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,9 +42,11 @@ import httpx
 import emulators.dynamics.webapi as dynamics_webapi
 from emulators.dynamics import DynamicsConfig
 from emulators.dynamics import create_app as dynamics_app
+from emulators.dynamics.world import WorldConfig
 from emulators.marketo import MarketoConfig
 from emulators.marketo import create_app as marketo_app
 from emulators.marketo.activities import CHANGE_DATA_VALUE
+from emulators.marketo.envelope import ConnectionDropped
 from emulators.marketo.profiles import PRODUCTION
 from sync_core import journal, marketofeed
 from sync_core.http import RetryPolicy
@@ -116,6 +119,9 @@ class Fate:
     # id(request) -> what its records showed before anyone else's mid-write save: what
     # the run had read of them
     before: dict[int, dict[Any, dict[str, Any]]] = field(default_factory=dict)
+    # ... and each write whose answer was no answer (a 5xx, a 604, the connection cut):
+    # it may have run, and the engine cannot tell, dead or alive
+    unanswered: list[tuple[str, httpx.Request]] = field(default_factory=list)
 
     def tick(self, what: str) -> None:
         if self.dead:
@@ -134,6 +140,16 @@ class WriteSeen:
     owner: str  # cycle id (lease owner) or ""
     lease_holder: str | None  # who held the cycle lease when the write went out
     what: str
+
+
+def refused_by_rule(response: httpx.Response) -> bool:
+    """A Dataverse business rule (plug-in) refused the save: 400 0x80040265."""
+    if response.status_code != 400:
+        return False
+    try:
+        return bool(response.json().get("error", {}).get("code") == "0x80040265")
+    except ValueError:
+        return False
 
 
 def is_write(system: str, request: httpx.Request) -> bool:
@@ -201,7 +217,9 @@ MidWrite = Callable[[httpx.Request], Awaitable[None]]
 
 
 class Wire(httpx.AsyncBaseTransport):
-    """One engine run's view of one system: counts calls, crashes on cue, logs writes."""
+    """One engine run's view of one system: counts calls, crashes on cue, logs writes,
+    notes the writes left without an answer, and turns a connection the emulator cut
+    mid-answer into what a client on a socket sees."""
 
     def __init__(
         self, world: SimWorld, system: str, fate: Fate, run: str, mid_write: MidWrite | None
@@ -235,8 +253,18 @@ class Wire(httpx.AsyncBaseTransport):
                     f"{self.system} {request.method} {request.url.path}",
                 )
             )
-        response = await self.inner.handle_async_request(request)
+        try:
+            response = await self.inner.handle_async_request(request)
+        except (ConnectionDropped, AssertionError) as exc:
+            # The emulator cut the connection mid-answer: Marketo raises, Dataverse ends
+            # its answer unfinished (which ASGITransport asserts against). Over a socket
+            # the client sees the connection closed mid-body.
+            self._lost(request)
+            raise httpx.RemoteProtocolError(f"peer closed connection: {exc!r}") from exc
         if is_write(self.system, request):
+            body = await response.aread()
+            if response.status_code >= 500 or (self.system == "marketo" and b'"604"' in body):
+                self._lost(request)
             self.fate.answered.append((self.system, request))
         if self.fate.crash_after.startswith(self.system):
             self.fate.last_answer = (
@@ -245,6 +273,14 @@ class Wire(httpx.AsyncBaseTransport):
                 else f"dynamics {request.method} {request.url.path}"
             )
         return response
+
+    def _lost(self, request: httpx.Request) -> None:
+        """Note a write whose answer never came; count it if a lost-answer fault took it."""
+        if not is_write(self.system, request):
+            return
+        self.fate.unanswered.append((self.system, request))
+        if self.system in self.world.losing:
+            self.world.answers_lost[self.system] += 1
 
 
 class StoreGate:
@@ -309,10 +345,16 @@ class SimWorld:
     pending_outage: tuple[int, int] | None = None
     # The state store on the simulated clock; None: the memory store.
     make_store: Callable[[Callable[[], float]], SimStore] | None = None
+    regranted: bool = False  # a field-security grant taken from the sync user came back
+    losing: set[str] = field(default_factory=set)  # systems armed to lose write answers
+    answers_lost: Counter[str] = field(default_factory=Counter)  # ... and how many they did
 
     def __post_init__(self) -> None:
         mconf = MarketoConfig(rate_limit_calls=0, seed=self.seed, **MARKETO_WORLD)
-        self.apps = {"marketo": marketo_app(mconf), "dynamics": dynamics_app(DynamicsConfig())}
+        # The Dataverse world's dice (its lost answers) from the seed too; a front end's
+        # hold before a 504 is real time there, and simulated time passes for free here.
+        dconf = DynamicsConfig(fault_timeout_seconds=0.0, world=WorldConfig(seed=self.seed))
+        self.apps = {"marketo": marketo_app(mconf), "dynamics": dynamics_app(dconf)}
         host = next(_HOSTS)
         self.marketo_url = f"http://mkto{host}.sim"
         self.dynamics_url = f"https://org{host}.sim"
@@ -520,9 +562,17 @@ class SimWorld:
         return await self.dyn_http.request(method, f"/api/data/v9.2/{path}", headers=headers, **kw)
 
     async def d_create(self, entity: str, values: dict[str, Any]) -> str:
+        rid = await self.d_try_create(entity, values)
+        assert rid is not None, f"a business rule refused a new {entity}"
+        return rid
+
+    async def d_try_create(self, entity: str, values: dict[str, Any]) -> str | None:
+        """The new record's id, or None when a business rule refused the save."""
         r = await self.dynamics(
             "POST", SETS[entity], json=values, headers={"Prefer": "return=representation"}
         )
+        if refused_by_rule(r):
+            return None
         assert r.status_code == 201, r.text
         return str(r.json()[KEYS[entity]]).lower()
 
@@ -532,8 +582,8 @@ class SimWorld:
         r = await self.dynamics(
             "PATCH", f"{SETS[entity]}({rid})", json=values, headers={"If-Match": "*"}
         )
-        if r.status_code in (404, 412):
-            return False
+        if r.status_code in (404, 412) or refused_by_rule(r):
+            return False  # gone, or a business rule refused the salesperson's save
         assert r.status_code == 204, r.text
         return True
 
@@ -545,6 +595,29 @@ class SimWorld:
         r = await self.dyn_http.request(method, f"/_emulator/{path}", **kw)
         r.raise_for_status()
         return r.json() if r.content else None
+
+    async def grant_field(self, entity: str, column: str) -> None:
+        """An admin gives the sync user a secured column back (read, create, update)."""
+        grant = {"read": True, "create": True, "update": True}
+        await self.dynamics_admin(
+            "PUT",
+            "field-security",
+            json={"table": entity, "column": column, "permissions": {"sync-app": grant}},
+        )
+        self.regranted = True
+
+    def inaccessible(self) -> set[tuple[str, str]]:
+        """(table, column) of the mapped columns the sync user cannot read or update now
+        (field security): the engine leaves those out, so they may disagree."""
+        state = self.apps["dynamics"].state
+        user = state.users_by_client["sync-app"]
+        out = set()
+        for entity in SETS:
+            for col in state.tables[entity].columns.values():
+                perm = state.permission(user, entity, col.name)
+                if col.secured and not (perm.read and perm.update):
+                    out.add((entity, col.name))
+        return out
 
     # ---- reading the truth (for invariant checks) -------------------------------------
     def people(self) -> dict[int, dict[str, Any]]:
