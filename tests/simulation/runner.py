@@ -30,6 +30,7 @@ from tests.simulation.actions import (
     Ctx,
     d_set,
     edit_while_paused,
+    merge_fills,
     new_dynamics_record,
     resume_paused,
 )
@@ -50,6 +51,7 @@ from tests.simulation.world import (
 
 QUIET_CYCLES = 2  # convergence is promised within this many quiet cycles
 FAULT_CHANCE = 0.55
+MERGE_GRANTED = 0.7  # share of worlds whose sync may carry a Marketo merge into Dynamics
 
 
 def replay_command(seed: int) -> str:
@@ -101,9 +103,20 @@ class Simulation:
         self.sync_as: dict[int, str] = {}
         # The engine's base hashes, recomputed with the configured key: what it agreed on.
         self.hasher = Hasher(self.world.settings.sync_hash_key.get_secret_value().encode())
+        self.world.on_merge = self.engine_merged
 
     def say(self, line: str) -> None:
         self.result.trace.append(f"[{self.model.step}] {line}")
+
+    def engine_merged(self, request: httpx.Request, before: dict[int, dict[str, Any]]) -> None:
+        """The engine merged people in Marketo: note the fields the winner took."""
+        winner = int(request.url.path.split("/")[-2])
+        now = self.world.people()
+        for raw in str(request.url.params.get("leadIds") or "").split(","):
+            loser = int(raw) if raw.isdigit() else None
+            # Only a merge that happened (a fault may have stopped it before it ran).
+            if winner in before and loser in before and loser not in now and winner in now:
+                merge_fills(self.model, winner, before[winner], before[loser])
 
     # ---- running the engine -------------------------------------------------------------
     async def cycle(
@@ -264,6 +277,11 @@ class Simulation:
         er = self.world.parts("setup-types")
         await ensure_types((await self.world.runtime(er)).marketo)
         await er.aclose()
+        # ... and, in most worlds, the Merge privilege for the sync (infra/README.md):
+        # without it a Marketo merge of two linked records is an error and an unlink.
+        if self.rng.random() < MERGE_GRANTED:
+            await self.world.grant_merge()
+            self.say("admin grants the sync the Merge privilege")
         for _ in range(self.rng.randint(2, 5)):
             await new_dynamics_record(self.ctx)
         for _ in range(self.rng.randint(0, 2)):
@@ -295,7 +313,10 @@ class Simulation:
             self.say(said)
         # A delivery between cycles: single, duplicate, or two at once (maybe lead + contact).
         waiting = sorted(
-            self.model.marketo_only - set(self.model.deliveries) - self.model.deleted_people
+            self.model.marketo_only
+            - set(self.model.deliveries)
+            - self.model.deleted_people
+            - set(self.model.merged_people)
         )
         if waiting and self.rng.random() < 0.35:
             mid = self.rng.choice(waiting)
@@ -430,6 +451,8 @@ class Simulation:
         checker.deletes(where)
         checker.deliveries(where)
         checker.rejections(where)
+        checker.merged_away(where)
+        checker.survivors(where)
         self.world.now += 300
         await self.world.pass_time(300)
         echo = await self.cycle(f"{label}.echo")

@@ -38,6 +38,7 @@ from typing import Any, Protocol, cast
 
 import httpx
 
+import emulators.dynamics.actions as dynamics_actions
 import emulators.dynamics.webapi as dynamics_webapi
 from emulators.dynamics import DynamicsConfig
 from emulators.dynamics import create_app as dynamics_app
@@ -145,6 +146,7 @@ def is_write(system: str, request: httpx.Request) -> bool:
                 path.endswith("/leads.json")
                 or "/activities/external" in path
                 or path.endswith("/delete.json")
+                or path.endswith("/merge.json")
             )
         )
     if "/oauth2/" in path:
@@ -216,7 +218,11 @@ class Wire(httpx.AsyncBaseTransport):
                     f"{self.system} {request.method} {request.url.path}",
                 )
             )
+        merging = self.system == "marketo" and request.url.path.endswith("/merge.json")
+        before = self.world.people() if merging else {}
         response = await self.inner.handle_async_request(request)
+        if merging and self.world.on_merge is not None:
+            self.world.on_merge(request, before)
         if is_write(self.system, request):
             self.fate.answered.append((self.system, request))
         if self.fate.crash_after.startswith(self.system):
@@ -290,6 +296,8 @@ class SimWorld:
     pending_outage: tuple[int, int] | None = None
     # The state store on the simulated clock; None: the memory store.
     make_store: Callable[[Callable[[], float]], SimStore] | None = None
+    # Told of each Marketo merge an engine run sends (request, people just before it).
+    on_merge: Callable[[httpx.Request, dict[int, dict[str, Any]]], None] | None = None
 
     def __post_init__(self) -> None:
         mconf = MarketoConfig(rate_limit_calls=0, seed=self.seed, **MARKETO_WORLD)
@@ -470,6 +478,12 @@ class SimWorld:
     async def m_delete(self, mid: int) -> None:
         await self.marketo("POST", "/rest/v1/leads/delete.json", json={"input": [{"id": mid}]})
 
+    async def m_merge(self, winner: int, loser: int) -> None:
+        """Merge Leads: the winner keeps its values, its empty fields take the loser's."""
+        await self.marketo(
+            "POST", f"/rest/v1/leads/{winner}/merge.json", params={"leadIds": str(loser)}
+        )
+
     async def marketo_admin(self, method: str, path: str, **kw: Any) -> Any:
         r = await self.mkto_http.request(method, f"/_emulator/{path}", **kw)
         r.raise_for_status()
@@ -522,6 +536,46 @@ class SimWorld:
         r = await self.dynamics("DELETE", f"{SETS[entity]}({rid})")
         assert r.status_code in (204, 404), r.text
 
+    async def d_merge(self, entity: str, master: str, subordinate: str) -> None:
+        """Merge as a salesperson runs it from the form: no parenting checks, nothing
+        chosen from the subordinate (Dataverse fills the master's empty columns)."""
+        kind = f"Microsoft.Dynamics.CRM.{entity}"
+        key = KEYS[entity]
+        body = {
+            "Target": {"@odata.type": kind, key: master},
+            "Subordinate": {"@odata.type": kind, key: subordinate},
+            "UpdateContent": {"@odata.type": kind},
+            "PerformParentingChecks": False,
+        }
+        r = await self.dynamics("POST", "Merge", json=body)
+        assert r.status_code == 204, r.text
+
+    async def d_qualify(self, lead: str, *, account: bool) -> str:
+        """QualifyLead creating a contact (and maybe an account): the contact's id."""
+        body = {
+            "CreateAccount": account,
+            "CreateContact": True,
+            "CreateOpportunity": False,
+            "Status": 3,  # Qualified
+        }
+        r = await self.dynamics(
+            "POST", f"leads({lead})/Microsoft.Dynamics.CRM.QualifyLead", json=body
+        )
+        assert r.status_code == 200, r.text
+        made = [v["contactid"] for v in r.json()["value"] if "contactid" in v]
+        return str(made[0]).lower()
+
+    async def grant_merge(self) -> None:
+        """What infra/README.md has an admin give the sync's role: Merge, and Share."""
+        privileges = [{"privilege": "prvMerge"}] + [
+            {"table": table, "privilege": "Share", "depth": "Organization"}
+            for table in ("contact", "lead")
+        ]
+        for grant in privileges:
+            await self.dynamics_admin(
+                "PUT", "security/privileges", json={"user": "sync-app", **grant}
+            )
+
     async def dynamics_admin(self, method: str, path: str, **kw: Any) -> Any:
         r = await self.dyn_http.request(method, f"/_emulator/{path}", **kw)
         r.raise_for_status()
@@ -566,9 +620,13 @@ def seeded_dynamics_ids(seed: int) -> Iterator[None]:
     """Dynamics record ids from the seed, so a replay creates the very same ids (and so
     the same page order and link keys)."""
     rng = random.Random(f"dynamics-ids-{seed}")
-    original = dynamics_webapi.new_id
-    dynamics_webapi.new_id = lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    # Records come from the Web API's creates and from QualifyLead (an action of its own).
+    modules = (dynamics_webapi, dynamics_actions)
+    originals = [m.new_id for m in modules]
+    for m in modules:
+        m.new_id = lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
     try:
         yield
     finally:
-        dynamics_webapi.new_id = original
+        for m, original in zip(modules, originals, strict=True):
+            m.new_id = original
