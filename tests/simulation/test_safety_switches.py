@@ -141,34 +141,34 @@ def _proves(mp: pytest.MonkeyPatch, switch: Switch, seeds: list[int], *invariant
 
 def test_etag_condition(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without it, a cycle's update overwrites a salesperson's edit saved after its read."""
-    _proves(monkeypatch, etag_condition_off, [101, 203, 243], "collision-rule")
+    _proves(monkeypatch, etag_condition_off, [31, 32, 76], "collision-rule")
 
 
 def test_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without it, overlapping cycles both write, and both create a person for one record."""
-    _proves(monkeypatch, lease_off, [137, 270], "single-writer", "no-duplicates")
+    _proves(monkeypatch, lease_off, [38, 60], "single-writer", "no-duplicates")
 
 
 def test_dynamics_cursor_moves_after_its_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Saved first, a table's cursor skips for ever a new record a dead run never linked."""
-    _proves(monkeypatch, dynamics_cursor_first, [129, 134, 223], "linked")
+    _proves(monkeypatch, dynamics_cursor_first, [29, 122, 178], "linked")
 
 
 def test_marketo_cursor_moves_after_its_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Saved first, the Marketo cursor loses a marketer's edit when the run dies."""
-    _proves(monkeypatch, marketo_cursor_first, [84, 129, 223], "convergence")
+    _proves(monkeypatch, marketo_cursor_first, [55, 187, 198], "convergence")
 
 
 def test_create_intent(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without it, a run dying right after creating a person makes the next create another."""
-    _proves(monkeypatch, create_intent_off, [129, 134, 159], "no-duplicates")
+    _proves(monkeypatch, create_intent_off, [29, 122, 188], "no-duplicates")
 
 
 def test_feed_overlap_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without it, a Marketo change committed late, during a long read, is never read."""
-    _proves(monkeypatch, feed_overlap_off, [125, 237, 275], "convergence")
+    _proves(monkeypatch, feed_overlap_off, [156, 193], "convergence")
 
 
 def test_feed_overlap_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
     """Resuming where the last read ended, a Marketo change committed late is never read."""
-    _proves(monkeypatch, feed_resumes_at_its_end, [163, 185, 207], "convergence")
+    _proves(monkeypatch, feed_resumes_at_its_end, [3, 16, 19], "convergence")
