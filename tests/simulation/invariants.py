@@ -451,8 +451,11 @@ class Checker:
                 )
         for mid, into in sorted(self.model.merged_people.items()):
             # Merged by the marketer, or (a Dynamics merge) by the engine after it.
-            lives_on = {self.model.survivor(mid, r)[1] for r in self.model.away_people.get(mid, ())}
-            if lives_on and all(self._row(r)[1] is None for r in lives_on):
+            had = self.model.away_people.get(mid, set())
+            lives_on = {self.model.survivor(mid, r)[1] for r in had}
+            if had & self.model.deleted_records or (
+                lives_on and all(self._row(r)[1] is None for r in lives_on)
+            ):
                 continue  # deleted since: the engine may have found a delete, not a merge
             self.checks["merged-away"] += 1
             if mid in self.people:

@@ -38,11 +38,13 @@ from tests.simulation.faults import FAULTS, StepPlan
 from tests.simulation.invariants import Checker, Violation
 from tests.simulation.model import UNREAD, InFlight, Model, rules, same
 from tests.simulation.world import (
+    KEYS,
     WEBHOOK_SECRET,
     Crash,
     MidWrite,
     SimStore,
     SimWorld,
+    Snapshot,
     batch_patches,
     marketo_action,
     seeded_dynamics_ids,
@@ -108,15 +110,26 @@ class Simulation:
     def say(self, line: str) -> None:
         self.result.trace.append(f"[{self.model.step}] {line}")
 
-    def engine_merged(self, request: httpx.Request, before: dict[int, dict[str, Any]]) -> None:
-        """The engine merged people in Marketo: note the fields the winner took."""
+    def engine_merged(self, system: str, request: httpx.Request, before: Snapshot) -> None:
+        """The engine carried a merge into the other system (a Merge there): what that
+        merge filled into the survivor's empty fields counts as a change of the merge
+        someone made, noted once it happened (a fault may have stopped it)."""
+        if system == "dynamics":
+            body = json.loads(request.content)
+            entity = str(body["Target"]["@odata.type"]).rsplit(".", 1)[-1]
+            master = str(body["Target"][KEYS[entity]]).lower()
+            was = before.records[entity].get(master, {})
+            now = self.world.records(entity).get(master, {})
+            for rule in rules(entity):
+                if not same(rule, was.get(rule.column), now.get(rule.column)):
+                    self.model.edited_d(master, rule.marketo, now.get(rule.column))
+            return
         winner = int(request.url.path.split("/")[-2])
-        now = self.world.people()
+        people = self.world.people()
         for raw in str(request.url.params.get("leadIds") or "").split(","):
             loser = int(raw) if raw.isdigit() else None
-            # Only a merge that happened (a fault may have stopped it before it ran).
-            if winner in before and loser in before and loser not in now and winner in now:
-                merge_fills(self.model, winner, before[winner], before[loser])
+            if winner in people and loser in before.people and loser not in people:
+                merge_fills(self.model, winner, before.people[winner], before.people[loser])
 
     # ---- running the engine -------------------------------------------------------------
     async def cycle(

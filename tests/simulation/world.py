@@ -68,6 +68,14 @@ MARKETO_WORLD = {
 _BATCH_PATCH = re.compile(r"PATCH \S*?/(leads|contacts)\(([0-9a-fA-F-]+)\) HTTP/1\.1\r\n")
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """Both systems' people and records at one moment (read directly, as checks do)."""
+
+    people: dict[int, dict[str, Any]]
+    records: dict[str, dict[str, dict[str, Any]]]
+
+
 class SimStore(StateStore, Protocol):
     """A state store with the hooks the simulation arms faults and reads the truth with
     (MemoryStateStore has them; tests.simulation.tablestate adds them to Table Storage)."""
@@ -154,6 +162,14 @@ def is_write(system: str, request: httpx.Request) -> bool:
     return request.method in ("POST", "PATCH", "PUT", "DELETE")
 
 
+def is_merge(system: str, request: httpx.Request) -> bool:
+    """Marketo's Merge Leads, or Dataverse's Merge action."""
+    path = request.url.path
+    return request.method == "POST" and (
+        path.endswith("/merge.json") if system == "marketo" else path.endswith("/Merge")
+    )
+
+
 def marketo_action(request: httpx.Request) -> str:
     """The action of a Sync Leads call ("createDuplicate", "updateOnly"...), else ""."""
     if request.method != "POST" or not request.url.path.endswith("/leads.json"):
@@ -218,11 +234,11 @@ class Wire(httpx.AsyncBaseTransport):
                     f"{self.system} {request.method} {request.url.path}",
                 )
             )
-        merging = self.system == "marketo" and request.url.path.endswith("/merge.json")
-        before = self.world.people() if merging else {}
+        merging = self.world.on_merge is not None and is_merge(self.system, request)
+        before = self.world.snapshot() if merging else None
         response = await self.inner.handle_async_request(request)
-        if merging and self.world.on_merge is not None:
-            self.world.on_merge(request, before)
+        if before is not None and self.world.on_merge is not None:
+            self.world.on_merge(self.system, request, before)
         if is_write(self.system, request):
             self.fate.answered.append((self.system, request))
         if self.fate.crash_after.startswith(self.system):
@@ -297,7 +313,7 @@ class SimWorld:
     # The state store on the simulated clock; None: the memory store.
     make_store: Callable[[Callable[[], float]], SimStore] | None = None
     # Told of each Marketo merge an engine run sends (request, people just before it).
-    on_merge: Callable[[httpx.Request, dict[int, dict[str, Any]]], None] | None = None
+    on_merge: Callable[[str, httpx.Request, Snapshot], None] | None = None
 
     def __post_init__(self) -> None:
         mconf = MarketoConfig(rate_limit_calls=0, seed=self.seed, **MARKETO_WORLD)
@@ -582,6 +598,9 @@ class SimWorld:
         return r.json() if r.content else None
 
     # ---- reading the truth (for invariant checks) -------------------------------------
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.people(), {e: self.records(e) for e in SETS})
+
     def people(self) -> dict[int, dict[str, Any]]:
         store = self.apps["marketo"].state.emulator.store
         return {i: dict(p) for i, p in store.people.items()}
