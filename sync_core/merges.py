@@ -11,7 +11,9 @@ for one surviving record. Here, as the native connector does:
 - **Merged in Dynamics** (the subordinate turns up in change tracking with `masterid`
   set): both linked → the people are merged in Marketo, winner = the master's person;
   only the subordinate linked → its link moves to the master, unless the master's sync
-  filter says No (the winner's flag decides).
+  filter says No (the winner's flag decides) or the master is gone (then the person is
+  flagged as after a delete). A contact qualified from a linked lead and not linked yet
+  counts as linked to that lead's person.
 
 The surviving link keeps its base; nothing is deleted that the native connector would
 not delete. A merged-away record is remembered so it never gets a person of its own.
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync_core.context import CycleContext
+from sync_core.deletes import dynamics_deleted
 from sync_core.errors import RecordRejected, SyncError
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
 from sync_core.planner import normalize
@@ -30,6 +33,7 @@ from sync_core.state import Link
 
 MERGED_AWAY = "mergedaway"  # state set: "<entity>:<record id>" never to be linked again
 MASTER = "_masterid_value"
+ORIGIN = "_originatingleadid_value"  # a contact's originating lead
 
 
 def merged_away_key(entity: Entity, record_id: str) -> str:
@@ -47,8 +51,15 @@ def _event(ctx: CycleContext, link: Link, note: str, **ids: Any) -> None:
 async def _move(ctx: CycleContext, old: Link, marketo_id: int, entity: Entity, record: str) -> Link:
     """Re-point a link (its base kept) and have this cycle write both link fields."""
     moved = Link(marketo_id, entity, record.lower(), dict(old.base))
-    await ctx.store.close_links([old])
+    # The moved link first: a run that dies (or is cancelled) between these calls then
+    # leaves the old person's row behind, closed when the merge is read again, never no
+    # link at all (the record would mint a new person). The same person moved to
+    # another record needs no close: its row is overwritten, the old index names it
+    # no more (only a matching main row counts).
     await ctx.store.save_links([moved], new=True)
+    if old.marketo_id != marketo_id:
+        await ctx.store.close_links([old])  # also drops the record's index, so:
+        await ctx.store.save_links([moved], new=True)
     ctx.changes.always(marketo_id)
     return moved
 
@@ -62,10 +73,23 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
         return
     links = await ctx.store.links_by_marketo(set(merged) | set(merged.values()))
     for loser, winner in merged.items():
-        gone = links.get(loser)
+        # The winner's empty fields took the loser's values, and Marketo logs no field
+        # change for those: re-plan the winner, or they reach Dynamics only by chance.
+        ctx.changes.always(winner)
+        gone, kept = links.get(loser), links.get(winner)
         if gone is None:
-            continue  # the loser never synced: nothing in Dynamics to follow
-        kept = links.get(winner)
+            # The loser never synced: nothing in Dynamics to follow (unless a run died
+            # in _move between the close and the save, leaving the record's index out).
+            if kept is not None and not await ctx.store.links_by_dynamics(
+                kept.entity, [kept.dynamics_id]
+            ):
+                await ctx.store.save_links([kept], new=True)
+            continue
+        if kept is not None and (kept.entity, kept.dynamics_id) == (gone.entity, gone.dynamics_id):
+            # A run died in _move after saving the winner's link: finish the move.
+            await ctx.store.close_links([gone])
+            await ctx.store.save_links([kept], new=True)
+            continue
         if kept is None:
             links[winner] = await _move(ctx, gone, winner, gone.entity, gone.dynamics_id)
             ctx.record.counts.merged += 1
@@ -168,10 +192,22 @@ async def follow_dynamics_merges(
     master_links = await ctx.store.links_by_dynamics(entity, masters)
     in_page = {str(r[key]).lower(): r for r in rows}
     missing = [x for x in masters if x not in in_page and x not in master_links]
+    columns = [ctx.mapping.sync_filter_column, *([ORIGIN] if entity == "contact" else [])]
     fetched = await ctx.dataverse.get_by_ids(
-        ENTITY_SET[entity], key, missing, [ctx.mapping.sync_filter_column]
+        ENTITY_SET[entity], key, missing, columns
     ) if missing else []  # fmt: skip
     master_rows = {**in_page, **{str(r[key]).lower(): r for r in fetched}}
+    if entity == "contact":
+        # A contact qualified from a linked lead and merged before any cycle linked it
+        # is that lead's person's (newlinks step 0): without this, the merge left the
+        # person on the closed lead and the other side's person as a second one.
+        unlinked = {i: master_rows.get(i, {}) for i in masters if i not in master_links}
+        unlinked |= {i: in_page[i] for i in subs if i not in links}
+        for did, link in (await _qualified_from(ctx, unlinked)).items():
+            if did in subs:
+                links[did] = link
+            else:
+                master_links[did] = link
     away = []
     for sub_id, master_id in subs.items():
         away.append(merged_away_key(entity, sub_id))
@@ -185,11 +221,17 @@ async def follow_dynamics_merges(
             _event(ctx, master_link, "merged in Dynamics; people merged in Marketo",
                    mergedMarketoId=sub_link.marketo_id, mergedDynamicsId=sub_id)  # fmt: skip
         elif master_link is None:
-            master_row = master_rows.get(master_id, {})
+            if master_id not in master_rows:
+                # The master was deleted since the merge: the person's record is gone,
+                # as after a delete (flagged, link closed), not moved onto no record.
+                await dynamics_deleted(ctx, sub_link.entity, [sub_link.dynamics_id])
+                continue
+            master_row = master_rows[master_id]
             if master_row.get(ctx.mapping.sync_filter_column) is False:
                 # The winner's sync filter says No: the merged person stops syncing.
                 await ctx.store.close_links([sub_link])
                 continue
+            await _release_marketo_id(ctx, entity, sub_id, in_page.get(sub_id, {}))
             moved = await _move(ctx, sub_link, sub_link.marketo_id, entity, master_id)
             links[master_id] = moved
             _event(ctx, moved, "merged in Dynamics; link moved to the surviving record",
@@ -197,6 +239,38 @@ async def follow_dynamics_merges(
         ctx.record.counts.merged += 1
     await ctx.store.add_to_set(MERGED_AWAY, away)
     return set(subs)
+
+
+async def _qualified_from(
+    ctx: CycleContext, contacts: dict[str, dict[str, Any]]
+) -> dict[str, Link]:
+    """Contact id -> the link of the lead it was qualified from, where that is linked."""
+    origins = {did: str(r[ORIGIN]).lower() for did, r in contacts.items() if r.get(ORIGIN)}
+    if not origins:
+        return {}
+    leads = await ctx.store.links_by_dynamics("lead", sorted(set(origins.values())))
+    return {did: leads[lead] for did, lead in origins.items() if lead in leads}
+
+
+async def _release_marketo_id(
+    ctx: CycleContext, entity: Entity, record_id: str, row: dict[str, Any]
+) -> None:
+    """Clear a merged-away record's Marketo id column. Dataverse never copies an
+    alternate-key column in a merge and its key spans inactive rows too: while the
+    subordinate holds the person's id, the master can never be given it (every write of
+    the link field is refused as a duplicate key)."""
+    column = ctx.mapping.marketo_id_column
+    if row.get(column) is None:
+        return  # nothing held, or cleared by an earlier run
+    try:
+        await ctx.dataverse.request(
+            "PATCH",
+            f"{ENTITY_SET[entity]}({record_id})",
+            json={column: None},
+            headers={"If-Match": "*"},  # an update only: a deleted row stays deleted
+        )
+    except RecordRejected:
+        pass  # gone since, or refused: the master's write then says why, as an error row
 
 
 async def _merge_people(ctx: CycleContext, winner: int, loser: int) -> None:

@@ -1,7 +1,7 @@
 """What other people do between cycles, drawn from the seed: edits on either side
 (single, colliding, split across fields, rapid, clearing, case-only, unmapped), sync
-filter flips, deletes, new records (some sharing an email), new Marketo-only people and
-big campaign sends.
+filter flips, deletes, new records (some sharing an email), new Marketo-only people, big
+campaign sends, merges in either system and a lead qualified into a contact.
 
 Each action goes through the vendors' public APIs with the person's own identity, and
 records in the model only what really changed (an edit that leaves the value as it was
@@ -419,6 +419,174 @@ async def campaign_send(ctx: Ctx) -> str | None:
     return f"a campaign send logs many activities; meanwhile {said}"
 
 
+# ---- merges and lead qualification ------------------------------------------------------
+def _open_links(ctx: Ctx) -> dict[int, Link]:
+    """Person -> its link, for people still in Marketo."""
+    people = ctx.world.people()
+    return {lk.marketo_id: lk for lk in ctx.links() if lk.marketo_id in people}
+
+
+def _active(ctx: Ctx, entity: str) -> list[str]:
+    """Records a salesperson can still merge or qualify (Dataverse refuses inactive ones)."""
+    return [
+        rid for rid, row in sorted(ctx.world.records(entity).items()) if not row.get("statecode")
+    ]
+
+
+def _claims(ctx: Ctx, rid: str) -> set[int]:
+    """People linked to a record or naming it as theirs (a crash can leave one unlinked)."""
+    out = {lk.marketo_id for lk in ctx.links() if lk.dynamics_id == rid}
+    for mid, person in ctx.world.people().items():
+        if str(person.get("dynamicsId") or "").lower() == rid:
+            out.add(mid)
+    return out
+
+
+def _pick_two(ctx: Ctx, linked: list[Any], unlinked: list[Any]) -> tuple[Any, Any] | None:
+    """Both linked, or one linked and one not (in either order)."""
+    if len(linked) >= 2 and (not unlinked or ctx.rng.random() < 0.5):
+        a, b = ctx.rng.sample(linked, 2)
+        return a, b
+    if not linked or not unlinked:
+        return None
+    a, b = ctx.rng.choice(linked), ctx.rng.choice(unlinked)
+    return (a, b) if ctx.rng.random() < 0.5 else (b, a)
+
+
+async def dynamics_merge(ctx: Ctx) -> str | None:
+    entity = ctx.rng.choice(["lead", "contact"])
+    linked = set(_links_of(ctx, entity))
+    active = _active(ctx, entity)
+    picked = _pick_two(
+        ctx, [r for r in active if r in linked], [r for r in active if r not in linked]
+    )
+    if picked is None:
+        return None
+    master, sub = picked
+    said = f"salesperson merges {ctx.record(entity, sub)} into {ctx.record(entity, master)}"
+    await merge_records(ctx, entity, master, sub)
+    return said
+
+
+async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> None:
+    """A salesperson merges two records of one table: the master keeps its values and
+    Dataverse fills its empty columns from the subordinate, which is deactivated."""
+    by_record = _links_of(ctx, entity)
+    before = ctx.world.records(entity)[master]
+    claims = _claims(ctx, sub)
+    await ctx.world.d_merge(entity, master, sub)
+    after = ctx.world.records(entity)[master]
+    for rule in rules(entity):
+        if not same(rule, before.get(rule.column), after.get(rule.column)):
+            ctx.model.edited_d(master, rule.marketo, after.get(rule.column))
+    kept, gone = by_record.get(master), by_record.get(sub)
+    model = ctx.model
+    model.replaced_by[sub] = master
+    model.away_records[sub] = claims
+    held = ctx.world.records(entity)[sub].get("new_synctomkto") is False
+    if kept is not None and gone is not None and not held:
+        # The engine merges the people (none while the subordinate's filter says No: it
+        # does not read it then).
+        model.merged_people[gone.marketo_id] = kept.marketo_id
+        model.away_people[gone.marketo_id] = {sub, gone.dynamics_id}
+    elif gone is not None and kept is None and after.get("new_synctomkto") is False:
+        return  # the master's sync filter says No: the merged person stops syncing
+    survivor = kept or gone
+    if survivor is not None:
+        model.expected_pairs.append(("merge-survivor", model.step, survivor.marketo_id, master))
+
+
+def _links_of(ctx: Ctx, entity: str) -> dict[str, Link]:
+    """Record -> the link its person has: its own, or for a contact qualified from a
+    linked lead and not linked yet, that lead's (the person follows it there)."""
+    links = _open_links(ctx).values()
+    out = {lk.dynamics_id: lk for lk in links if lk.entity == entity}
+    if entity == "contact":
+        leads = {lk.dynamics_id: lk for lk in links if lk.entity == "lead"}
+        for rid, row in ctx.world.records("contact").items():
+            origin = str(row.get("originatingleadid") or "").lower()
+            if rid not in out and origin in leads:
+                out[rid] = leads[origin]
+    return out
+
+
+async def marketo_merge(ctx: Ctx) -> str | None:
+    links = _open_links(ctx)
+    people = sorted(ctx.world.people())
+    picked = _pick_two(ctx, sorted(links), [m for m in people if m not in links])
+    if picked is None:
+        return None
+    winner, loser = picked
+    await merge_people(ctx, winner, loser)
+    return f"marketer merges person {loser} into person {winner}"
+
+
+async def merge_people(ctx: Ctx, winner: int, loser: int) -> None:
+    """A marketer merges two people: the winner keeps its values and takes the loser's
+    for its empty fields; the loser is gone."""
+    links = _open_links(ctx)
+    before = ctx.world.people()[winner]
+    kept, gone = links.get(winner), links.get(loser)
+    claims = {lk.dynamics_id: _claims(ctx, lk.dynamics_id) for lk in (kept, gone) if lk}
+    await ctx.world.m_merge(winner, loser)
+    after = ctx.world.people()[winner]
+    for name, rule in MARKETO_RULES.items():
+        if not same(rule, before.get(name), after.get(name)):
+            ctx.model.edited_m(winner, name, after.get(name))
+    model = ctx.model
+    model.merged_people[loser] = winner
+    model.away_people[loser] = {gone.dynamics_id} if gone else set()
+    survivor = kept or gone
+    if kept is not None and gone is not None:
+        # One table: the records are merged too. A lead and a contact: the contact
+        # survives and the lead is only unlinked (Dataverse merges within one table).
+        if kept.entity != gone.entity:
+            survivor = kept if kept.entity == "contact" else gone
+        away = gone if survivor is kept else kept
+        model.replaced_by[away.dynamics_id] = survivor.dynamics_id
+        model.away_records[away.dynamics_id] = claims[away.dynamics_id]
+    if survivor is not None:
+        model.expected_pairs.append(("merge-survivor", model.step, winner, survivor.dynamics_id))
+
+
+MARKETO_RULES = {r.marketo: r for e in ("lead", "contact") for r in rules(e)}
+
+
+def merge_fills(model: Model, winner: int, before: dict[str, Any], loser: dict[str, Any]) -> None:
+    """Note what a Marketo merge the engine made (following a Dynamics merge) changed:
+    the winner's empty fields took the loser's values, as the salesperson's merge
+    asked, so they count as a change made then (`before`: the winner just before)."""
+    for name, rule in MARKETO_RULES.items():
+        value = loser.get(name)
+        if before.get(name) is None and value is not None and not same(rule, None, value):
+            model.edited_m(winner, name, value)
+
+
+async def qualify_lead(ctx: Ctx) -> str | None:
+    leads = set(_active(ctx, "lead"))
+    pairs = [
+        lk for lk in _open_links(ctx).values() if lk.entity == "lead" and lk.dynamics_id in leads
+    ]
+    if not pairs:
+        return None
+    link = ctx.rng.choice(sorted(pairs, key=lambda lk: lk.marketo_id))
+    said = f"salesperson qualifies {ctx.record('lead', link.dynamics_id)}"
+    contact = await qualify(ctx, link, account=ctx.rng.random() < 0.5)
+    return f"{said} into contact {contact[:8]}"
+
+
+async def qualify(ctx: Ctx, link: Link, *, account: bool) -> str:
+    """A salesperson qualifies a linked lead into a new contact (and maybe an account)."""
+    claims = _claims(ctx, link.dynamics_id)
+    contact = await ctx.world.d_qualify(link.dynamics_id, account=account)
+    model = ctx.model
+    model.entity_of[contact] = "contact"
+    model.replaced_by[link.dynamics_id] = contact
+    model.away_records[link.dynamics_id] = claims
+    model.expected_pairs.append(("qualified-lead", model.step, link.marketo_id, contact))
+    return contact
+
+
 # name, weight, action: one line per kind of thing people do.
 ACTIONS: list[tuple[str, float, Action]] = [
     ("marketer-edit", 3.0, marketer_edits),
@@ -438,4 +606,7 @@ ACTIONS: list[tuple[str, float, Action]] = [
     ("new-dynamics-record", 1.0, new_dynamics_record),
     ("new-marketo-person", 0.6, new_marketo_person),
     ("campaign-send", 0.5, campaign_send),
+    ("dynamics-merge", 0.4, dynamics_merge),
+    ("marketo-merge", 0.4, marketo_merge),
+    ("qualify-lead", 0.3, qualify_lead),
 ]

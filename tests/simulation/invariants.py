@@ -133,8 +133,14 @@ class Checker:
                     continue
                 if entity == "lead" and row.get("statecode") == 1:
                     continue  # a qualified lead lives on as its contact
-                if as_id(row.get("new_marketoid")) in self.model.deleted_people:
+                claimed = as_id(row.get("new_marketoid"))
+                # (a person merged away lives on as the winner: that one may be deleted)
+                if claimed is not None:
+                    claimed = self.model.survivor(claimed, rid)[0]
+                if claimed in self.model.deleted_people:
                     continue  # its person was deleted in Marketo: relinked on its next change
+                if rid in self.model.away_records:
+                    continue  # merged away, or qualified: it lives on as another record
                 self.checks["linked"] += 1
                 if any(k == rid for k, _ in self.rejected):
                     continue  # its person could not be created; the error says why
@@ -313,6 +319,10 @@ class Checker:
         by_person: dict[int, list[str]] = {}
         for entity, rows in self.records.items():
             for rid, row in rows.items():
+                if row.get("statecode") or rid in self.model.away_records:
+                    # Merged away, or a qualified lead: the record keeps the Marketo id it
+                    # had (Dataverse copies nothing back), which is history, not a claim.
+                    continue
                 claimed = as_id(row.get("new_marketoid"))
                 if claimed is not None:
                     by_person.setdefault(claimed, []).append(f"{entity} {rid}")
@@ -446,6 +456,118 @@ class Checker:
                     f"{count} activity-log line(s) for {code}",
                     lines[(mid, code, name)],
                     "a refusal in the error table is not in the person's activity log once",
+                )
+
+    # ---- 9. merges and qualified leads ---------------------------------------------
+    def merged_away(self, step: str) -> None:
+        """A record or person merged away (or a lead qualified) never gets a new
+        counterpart: no link, and no person naming the record, but those it had then
+        (or where they live on after a later merge)."""
+        by_record = {lk.dynamics_id: lk.marketo_id for lk in self.links}
+        by_person = {lk.marketo_id: lk.dynamics_id for lk in self.links}
+        naming: dict[str, set[int]] = {}
+        for mid, p in self.people.items():
+            did = str(p.get("dynamicsId") or "").lower()
+            if did and not p.get("dynamicsDeleted"):
+                naming.setdefault(did, set()).add(mid)
+        for rid, had in sorted(self.model.away_records.items()):
+            allowed = had | {self.model.survivor(m, rid)[0] for m in had}
+            self.checks["merged-away"] += 1
+            linked = by_record.get(rid)
+            new = sorted(naming.get(rid, set()) - allowed)
+            if linked is not None and linked not in allowed:
+                new = sorted({*new, linked})
+            if new:
+                self._fail(
+                    "merged-away",
+                    step,
+                    f"record {rid}",
+                    "person",
+                    sorted(had) or None,
+                    new,
+                    "a record merged away (or qualified) got a person of its own",
+                )
+        for mid, into in sorted(self.model.merged_people.items()):
+            # Merged by the marketer, or (a Dynamics merge) by the engine after it.
+            had = self.model.away_people.get(mid, set())
+            lives_on = {self.model.survivor(mid, r)[1] for r in had}
+            if had & self.model.deleted_records or (
+                lives_on and all(self._row(r)[1] is None for r in lives_on)
+            ):
+                continue  # deleted since: the engine may have found a delete, not a merge
+            self.checks["merged-away"] += 1
+            if mid in self.people:
+                self._fail(
+                    "merged-away",
+                    step,
+                    f"person {mid}",
+                    "person",
+                    f"merged into person {into}",
+                    "still in Marketo",
+                    "its record was merged away in Dynamics, the person not in Marketo",
+                )
+        for mid, had_records in sorted(self.model.away_people.items()):
+            self.checks["merged-away"] += 1
+            now = by_person.get(mid)
+            if now is not None and now not in had_records:
+                self._fail(
+                    "merged-away",
+                    step,
+                    f"person {mid}",
+                    "link",
+                    sorted(had_records) or None,
+                    now,
+                    "a person merged away got a record of its own",
+                )
+
+    def _row(self, rid: str) -> tuple[str, dict[str, Any] | None]:
+        for entity, rows in self.records.items():
+            if rid in rows:
+                return entity, rows[rid]
+        return "", None
+
+    def survivors(self, step: str) -> None:
+        """After a merge the survivors are linked to each other, and a qualified lead's
+        person follows its contact; each judged where both live on after later merges,
+        while both still sync (deleted, qualified or held back since: no promise)."""
+        link_of = {lk.marketo_id: lk for lk in self.links}
+        for invariant, at, mid, rid in self.model.expected_pairs:
+            mid, rid = self.model.survivor(mid, rid)
+            entity, row = self._row(rid)
+            person = self.people.get(mid)
+            if person is None or row is None or row.get("statecode"):
+                continue
+            if row.get("new_synctomkto") is False:
+                continue
+            self.checks[invariant] += 1
+            link = link_of.get(mid)
+            linked = f"{link.entity} {link.dynamics_id}" if link else None
+            others = sorted(
+                m
+                for m, p in self.people.items()
+                if m != mid
+                and str(p.get("dynamicsId") or "").lower() == rid
+                and not p.get("dynamicsDeleted")
+            )
+            seen = (
+                linked,
+                str(person.get("dynamicsId") or "").lower(),
+                person.get("dynamicsType"),
+                as_id(row.get("new_marketoid")),
+                others,
+            )
+            want = (f"{entity} {rid}", rid, entity, mid, [])
+            if seen != want:
+                self._fail(
+                    invariant,
+                    f"{at} (seen at {step})",
+                    f"person {mid} / {entity} {rid}",
+                    "link, dynamicsId, dynamicsType, new_marketoid, other people",
+                    want,
+                    seen,
+                    "the survivors are not one pair"
+                    if invariant == "merge-survivor"
+                    else "the person did not follow the lead into its contact",
                 )
 
     # ---- 5. no echo ------------------------------------------------------------------

@@ -79,6 +79,27 @@ class Model:
     # (pair, Marketo field, flight seq) of such writes whose side was put back to what
     # the dead run had read (Checker._note_revert)
     reverted: set[tuple[tuple[int, str], str, int]] = field(default_factory=set)
+    # Merges and qualifications (Checker.merged_away, .survivors): a person merged away
+    # -> the person it lives on as; a record merged away (in Dynamics, or a lead only
+    # unlinked because a Marketo merge kept a contact) or a lead qualified -> the record
+    # it lives on as.
+    merged_people: dict[int, int] = field(default_factory=dict)
+    replaced_by: dict[str, str] = field(default_factory=dict)
+    # ... and who claimed each when it went (its link, or a person whose Dynamics id
+    # names it): the only counterparts it may keep
+    away_people: dict[int, set[str]] = field(default_factory=dict)
+    away_records: dict[str, set[int]] = field(default_factory=dict)
+    # who must end up linked to whom: (invariant, step, person, record), each judged
+    # through the merges made since (`survivor`)
+    expected_pairs: list[tuple[str, int, int, str]] = field(default_factory=list)
+
+    def survivor(self, mid: int, rid: str) -> tuple[int, str]:
+        """Where a person and a record live on after every merge made since."""
+        while mid in self.merged_people:
+            mid = self.merged_people[mid]
+        while rid in self.replaced_by:
+            rid = self.replaced_by[rid]
+        return mid, rid
 
     def tick(self) -> int:
         self.seq += 1

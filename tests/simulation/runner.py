@@ -31,6 +31,7 @@ from tests.simulation.actions import (
     Ctx,
     d_set,
     edit_while_paused,
+    merge_fills,
     new_dynamics_record,
     resume_paused,
 )
@@ -38,11 +39,13 @@ from tests.simulation.faults import FAULTS, StepPlan
 from tests.simulation.invariants import Checker, Violation
 from tests.simulation.model import InFlight, Model, rules, same
 from tests.simulation.world import (
+    KEYS,
     WEBHOOK_SECRET,
     Crash,
     MidWrite,
     SimStore,
     SimWorld,
+    Snapshot,
     batch_patches,
     marketo_action,
     seeded_dynamics_ids,
@@ -51,6 +54,7 @@ from tests.simulation.world import (
 
 QUIET_CYCLES = 2  # convergence is promised within this many quiet cycles
 FAULT_CHANCE = 0.55
+MERGE_GRANTED = 0.7  # share of worlds whose sync may carry a Marketo merge into Dynamics
 
 
 def replay_command(seed: int) -> str:
@@ -102,9 +106,31 @@ class Simulation:
         self.sync_as: dict[int, str] = {}
         # The engine's base hashes, recomputed with the configured key: what it agreed on.
         self.hasher = Hasher(self.world.settings.sync_hash_key.get_secret_value().encode())
+        self.world.on_merge = self.engine_merged
 
     def say(self, line: str) -> None:
         self.result.trace.append(f"[{self.model.step}] {line}")
+
+    def engine_merged(self, system: str, request: httpx.Request, before: Snapshot) -> None:
+        """The engine carried a merge into the other system (a Merge there): what that
+        merge filled into the survivor's empty fields counts as a change of the merge
+        someone made, noted once it happened (a fault may have stopped it)."""
+        if system == "dynamics":
+            body = json.loads(request.content)
+            entity = str(body["Target"]["@odata.type"]).rsplit(".", 1)[-1]
+            master = str(body["Target"][KEYS[entity]]).lower()
+            was = before.records[entity].get(master, {})
+            now = self.world.records(entity).get(master, {})
+            for rule in rules(entity):
+                if not same(rule, was.get(rule.column), now.get(rule.column)):
+                    self.model.edited_d(master, rule.marketo, now.get(rule.column))
+            return
+        winner = int(request.url.path.split("/")[-2])
+        people = self.world.people()
+        for raw in str(request.url.params.get("leadIds") or "").split(","):
+            loser = int(raw) if raw.isdigit() else None
+            if winner in people and loser in before.people and loser not in people:
+                merge_fills(self.model, winner, before.people[winner], before.people[loser])
 
     # ---- running the engine -------------------------------------------------------------
     async def cycle(
@@ -273,6 +299,11 @@ class Simulation:
         er = self.world.parts("setup-types")
         await ensure_types((await self.world.runtime(er)).marketo)
         await er.aclose()
+        # ... and, in most worlds, the Merge privilege for the sync (infra/README.md):
+        # without it a Marketo merge of two linked records is an error and an unlink.
+        if self.rng.random() < MERGE_GRANTED:
+            await self.world.grant_merge()
+            self.say("admin grants the sync the Merge privilege")
         for _ in range(self.rng.randint(2, 5)):
             await new_dynamics_record(self.ctx)
         for _ in range(self.rng.randint(0, 2)):
@@ -304,7 +335,10 @@ class Simulation:
             self.say(said)
         # A delivery between cycles: single, duplicate, or two at once (maybe lead + contact).
         waiting = sorted(
-            self.model.marketo_only - set(self.model.deliveries) - self.model.deleted_people
+            self.model.marketo_only
+            - set(self.model.deliveries)
+            - self.model.deleted_people
+            - set(self.model.merged_people)
         )
         if waiting and self.rng.random() < 0.35:
             mid = self.rng.choice(waiting)
@@ -449,6 +483,8 @@ class Simulation:
         checker.deletes(where)
         checker.deliveries(where)
         checker.rejections(where)
+        checker.merged_away(where)
+        checker.survivors(where)
         self.world.now += 300
         await self.world.pass_time(300)
         echo = await self.cycle(f"{label}.echo")

@@ -18,9 +18,10 @@ from tests.simulation.tablestate import LeaseClock, TableStores
 
 # Between them, as the memory store plays them: crashes (at a random call, twice in one
 # run), overlapping cycles, a webhook racing a cycle, a lost lease race, a store outage,
-# a salesperson saving a record mid-write, late Marketo commits and sync-person
-# deliveries. On Table Storage the interleaving, and so the story, may differ a little.
-SEEDS = [146, 132, 246, 148, 272]
+# a salesperson saving a record mid-write, late Marketo commits, sync-person deliveries,
+# merges in both systems and a lead qualified. On Table Storage the interleaving, and so
+# the story, may differ a little.
+SEEDS = [134, 127, 136, 159]
 
 
 @pytest.mark.azurite

@@ -13,7 +13,7 @@ import pytest
 
 from sync_core import access
 from tests.simulation.__main__ import new_violations, report
-from tests.simulation.actions import d_set, m_set
+from tests.simulation.actions import d_set, m_set, merge_people, merge_records, qualify
 from tests.simulation.invariants import Checker
 from tests.simulation.model import rules
 from tests.simulation.runner import Simulation, run_seed
@@ -32,7 +32,7 @@ def test_seeds_keep_every_promise(first: int) -> None:
 def test_a_seed_replays_exactly() -> None:
     concurrent = ("concurrent", "both-tables", "webhook-race", "overlapping")
     checked = 0
-    for seed in range(12):
+    for seed in range(20):
         first = run_seed(seed)
         if any(word in line for line in first.trace for word in concurrent):
             continue  # interleavings of concurrent runs may differ between replays
@@ -485,3 +485,118 @@ def test_an_edit_over_a_write_that_landed_before_its_run_died_wins() -> None:
     """The twin of seed 3322: the write landed, its answer was lost with the run."""
     result = _lead_title_edited_after_a_run_died(crash_after="dynamics POST /api/data/v9.2/$batch")
     assert result == ("title-cccc0009", "title-cccc0009", [])
+
+
+def test_a_link_moved_to_the_master_of_a_dynamics_merge_takes_the_person_id_along() -> None:
+    """Seed 4: the subordinate kept the person's id (an alternate key): the master never could."""
+
+    async def fn(sim: Simulation, link: Any) -> list[Any]:
+        w = sim.world
+        sim.model.step = 1
+        master = await w.d_create(
+            "contact", {"lastname": "Last-3c4d5e6f", "emailaddress1": "p3c4d5e6f@ex.sim"}
+        )
+        sim.model.personal.update({"Last-3c4d5e6f", "p3c4d5e6f@ex.sim"})
+        # Merged before any cycle saw it: only the subordinate is linked.
+        await merge_records(sim.ctx, "contact", master, link.dynamics_id)
+        w.now += 300
+        sim.observe([await sim.cycle("merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        return sim.result.violations
+
+    assert _world_with_a_synced_contact(fn) == []
+
+
+@pytest.mark.parametrize("qualified_is", ["subordinate", "master"])
+def test_a_contact_qualified_and_merged_before_any_cycle_keeps_one_person(
+    qualified_is: str,
+) -> None:
+    """Seed 98: merged before a cycle linked it, a qualified contact left its person behind."""
+
+    async def fn(sim: Simulation, link: Any) -> list[Any]:
+        w = sim.world
+        await w.d_create("lead", {"lastname": "Last-4d5e6f70", "subject": "s"})
+        sim.model.personal.add("Last-4d5e6f70")
+        w.now += 300
+        sim.observe([await sim.cycle("lead-linked")])
+        lead = next(lk for lk in w.links() if lk.entity == "lead")
+        sim.model.step = 1
+        contact = await qualify(sim.ctx, lead, account=False)
+        pair = (link.dynamics_id, contact)
+        master, sub = pair if qualified_is == "subordinate" else pair[::-1]
+        await merge_records(sim.ctx, "contact", master, sub)
+        w.now += 300
+        sim.observe([await sim.cycle("merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        return sim.result.violations
+
+    assert _world_with_a_synced_contact(fn) == []
+
+
+def test_a_value_a_marketo_merge_filled_in_reaches_dynamics() -> None:
+    """Seed 289: Marketo logs no change for the fields a merge fills, so they never synced."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, list[Any]]:
+        w = sim.world
+        sim.model.step = 1
+        other = await w.m_create({"email": "m5e6f7081@ex.sim", "phone": "phone-5e6f7081"})
+        sim.model.personal.update({"m5e6f7081@ex.sim", "phone-5e6f7081"})
+        await merge_people(sim.ctx, link.marketo_id, other)  # the linked person wins
+        w.now += 300
+        sim.observe([await sim.cycle("merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        return w.records("contact")[link.dynamics_id].get("telephone1"), sim.result.violations
+
+    assert _world_with_a_synced_contact(fn) == ("phone-5e6f7081", [])
+
+
+@pytest.mark.parametrize("dies_at", ["store.save_links", "store.close_links"])
+def test_a_run_dying_while_it_moves_a_merged_persons_link_loses_no_link(dies_at: str) -> None:
+    """Seed 202: the link was closed before its move was saved; the record then got a new person."""
+
+    async def fn(sim: Simulation, link: Any) -> list[Any]:
+        w = sim.world
+        sim.model.step = 1
+        winner = await w.m_create({"email": "m6f708192@ex.sim", "lastName": "Last-6f708192"})
+        sim.model.personal.update({"m6f708192@ex.sim", "Last-6f708192"})
+        await merge_people(sim.ctx, winner, link.marketo_id)  # only the loser was linked
+        w.now += 300
+        died = await sim.cycle("dies", crash_on=dies_at)
+        assert died.outcome == "crashed"
+        sim.observe([died])
+        sim.model.step = 2
+        await d_set(sim.ctx, "contact", link.dynamics_id, _rule("title"), "title-6f708192")
+        w.now += w.settings.sync_lease_seconds + 1
+        sim.observe([await sim.cycle("after")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        return sim.result.violations
+
+    assert _world_with_a_synced_contact(fn) == []
+
+
+def test_a_dynamics_merge_whose_master_was_deleted_since_links_no_deleted_record() -> None:
+    """Seed 255: the subordinate's person was moved onto the deleted master."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[list[Any], list[Any]]:
+        w = sim.world
+        other = await w.d_create(
+            "contact", {"lastname": "Last-708192a3", "emailaddress1": "p708192a3@ex.sim"}
+        )
+        sim.model.personal.update({"Last-708192a3", "p708192a3@ex.sim"})
+        w.now += 300
+        sim.observe([await sim.cycle("linked")])
+        sim.model.step = 1
+        await merge_records(sim.ctx, "contact", link.dynamics_id, other)
+        await w.d_delete("contact", link.dynamics_id)
+        sim.model.deleted_records.add(link.dynamics_id)
+        w.now += 300
+        sim.observe([await sim.cycle("merged-and-deleted")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        return [(lk.marketo_id, lk.dynamics_id) for lk in w.links()], sim.result.violations
+
+    assert _world_with_a_synced_contact(fn) == ([], [])

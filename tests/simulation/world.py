@@ -39,6 +39,7 @@ from typing import Any, Protocol, cast
 
 import httpx
 
+import emulators.dynamics.actions as dynamics_actions
 import emulators.dynamics.webapi as dynamics_webapi
 from emulators.dynamics import DynamicsConfig
 from emulators.dynamics import create_app as dynamics_app
@@ -68,6 +69,14 @@ MARKETO_WORLD = {
     "activity_scan_block": 500,
 }
 _BATCH_PATCH = re.compile(r"PATCH \S*?/(leads|contacts)\(([0-9a-fA-F-]+)\) HTTP/1\.1\r\n")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Both systems' people and records at one moment (read directly, as checks do)."""
+
+    people: dict[int, dict[str, Any]]
+    records: dict[str, dict[str, dict[str, Any]]]
 
 
 class SimStore(StateStore, Protocol):
@@ -164,11 +173,20 @@ def is_write(system: str, request: httpx.Request) -> bool:
                 path.endswith("/leads.json")
                 or "/activities/external" in path
                 or path.endswith("/delete.json")
+                or path.endswith("/merge.json")
             )
         )
     if "/oauth2/" in path:
         return False
     return request.method in ("POST", "PATCH", "PUT", "DELETE")
+
+
+def is_merge(system: str, request: httpx.Request) -> bool:
+    """Marketo's Merge Leads, or Dataverse's Merge action."""
+    path = request.url.path
+    return request.method == "POST" and (
+        path.endswith("/merge.json") if system == "marketo" else path.endswith("/Merge")
+    )
 
 
 def marketo_action(request: httpx.Request) -> str:
@@ -253,6 +271,8 @@ class Wire(httpx.AsyncBaseTransport):
                     f"{self.system} {request.method} {request.url.path}",
                 )
             )
+        merging = self.world.on_merge is not None and is_merge(self.system, request)
+        before = self.world.snapshot() if merging else None
         try:
             response = await self.inner.handle_async_request(request)
         except (ConnectionDropped, AssertionError) as exc:
@@ -261,6 +281,8 @@ class Wire(httpx.AsyncBaseTransport):
             # the client sees the connection closed mid-body.
             self._lost(request)
             raise httpx.RemoteProtocolError(f"peer closed connection: {exc!r}") from exc
+        if before is not None and self.world.on_merge is not None:
+            self.world.on_merge(self.system, request, before)
         if is_write(self.system, request):
             body = await response.aread()
             if response.status_code >= 500 or (self.system == "marketo" and b'"604"' in body):
@@ -348,6 +370,8 @@ class SimWorld:
     regranted: bool = False  # a field-security grant taken from the sync user came back
     losing: set[str] = field(default_factory=set)  # systems armed to lose write answers
     answers_lost: Counter[str] = field(default_factory=Counter)  # ... and how many they did
+    # Told of each Marketo merge an engine run sends (request, people just before it).
+    on_merge: Callable[[str, httpx.Request, Snapshot], None] | None = None
 
     def __post_init__(self) -> None:
         mconf = MarketoConfig(rate_limit_calls=0, seed=self.seed, **MARKETO_WORLD)
@@ -531,6 +555,12 @@ class SimWorld:
     async def m_delete(self, mid: int) -> None:
         await self.marketo("POST", "/rest/v1/leads/delete.json", json={"input": [{"id": mid}]})
 
+    async def m_merge(self, winner: int, loser: int) -> None:
+        """Merge Leads: the winner keeps its values, its empty fields take the loser's."""
+        await self.marketo(
+            "POST", f"/rest/v1/leads/{winner}/merge.json", params={"leadIds": str(loser)}
+        )
+
     async def marketo_admin(self, method: str, path: str, **kw: Any) -> Any:
         r = await self.mkto_http.request(method, f"/_emulator/{path}", **kw)
         r.raise_for_status()
@@ -591,6 +621,46 @@ class SimWorld:
         r = await self.dynamics("DELETE", f"{SETS[entity]}({rid})")
         assert r.status_code in (204, 404), r.text
 
+    async def d_merge(self, entity: str, master: str, subordinate: str) -> None:
+        """Merge as a salesperson runs it from the form: no parenting checks, nothing
+        chosen from the subordinate (Dataverse fills the master's empty columns)."""
+        kind = f"Microsoft.Dynamics.CRM.{entity}"
+        key = KEYS[entity]
+        body = {
+            "Target": {"@odata.type": kind, key: master},
+            "Subordinate": {"@odata.type": kind, key: subordinate},
+            "UpdateContent": {"@odata.type": kind},
+            "PerformParentingChecks": False,
+        }
+        r = await self.dynamics("POST", "Merge", json=body)
+        assert r.status_code == 204, r.text
+
+    async def d_qualify(self, lead: str, *, account: bool) -> str:
+        """QualifyLead creating a contact (and maybe an account): the contact's id."""
+        body = {
+            "CreateAccount": account,
+            "CreateContact": True,
+            "CreateOpportunity": False,
+            "Status": 3,  # Qualified
+        }
+        r = await self.dynamics(
+            "POST", f"leads({lead})/Microsoft.Dynamics.CRM.QualifyLead", json=body
+        )
+        assert r.status_code == 200, r.text
+        made = [v["contactid"] for v in r.json()["value"] if "contactid" in v]
+        return str(made[0]).lower()
+
+    async def grant_merge(self) -> None:
+        """What infra/README.md has an admin give the sync's role: Merge, and Share."""
+        privileges = [{"privilege": "prvMerge"}] + [
+            {"table": table, "privilege": "Share", "depth": "Organization"}
+            for table in ("contact", "lead")
+        ]
+        for grant in privileges:
+            await self.dynamics_admin(
+                "PUT", "security/privileges", json={"user": "sync-app", **grant}
+            )
+
     async def dynamics_admin(self, method: str, path: str, **kw: Any) -> Any:
         r = await self.dyn_http.request(method, f"/_emulator/{path}", **kw)
         r.raise_for_status()
@@ -620,6 +690,9 @@ class SimWorld:
         return out
 
     # ---- reading the truth (for invariant checks) -------------------------------------
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.people(), {e: self.records(e) for e in SETS})
+
     def people(self) -> dict[int, dict[str, Any]]:
         store = self.apps["marketo"].state.emulator.store
         return {i: dict(p) for i, p in store.people.items()}
@@ -672,9 +745,13 @@ def seeded_dynamics_ids(seed: int) -> Iterator[None]:
     """Dynamics record ids from the seed, so a replay creates the very same ids (and so
     the same page order and link keys)."""
     rng = random.Random(f"dynamics-ids-{seed}")
-    original = dynamics_webapi.new_id
-    dynamics_webapi.new_id = lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    # Records come from the Web API's creates and from QualifyLead (an action of its own).
+    modules = (dynamics_webapi, dynamics_actions)
+    originals = [m.new_id for m in modules]
+    for m in modules:
+        m.new_id = lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))
     try:
         yield
     finally:
-        dynamics_webapi.new_id = original
+        for m, original in zip(modules, originals, strict=True):
+            m.new_id = original
