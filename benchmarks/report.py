@@ -415,7 +415,9 @@ def capacity(results: list[dict[str, Any]]) -> str:
             f"with a few export jobs (about {BULK_JOB_CALLS} calls each), leaving "
             f"{without:,.0f} calls ({_days(limits.quota_days(without))} of quota), but the "
             f"export itself is capped at 500 MB a day: at about {EXPORT_BYTES_PER_PERSON} bytes "
-            f"a person it takes {_days(export_days)}. Into an empty Marketo no look-up is needed "
-            f"at all (`createOnly` with `lookupField=email` skips the people who exist).\n"
+            f"a person it takes {_days(export_days)}. Into an empty Marketo the sync looks "
+            f"nothing up (it creates with `createOnly` by email, which skips the people who "
+            f"exist; one such call that skips most of its people switches the run to "
+            f"looking up first).\n"
         )
     return text

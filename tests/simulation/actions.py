@@ -464,17 +464,19 @@ async def dynamics_merge(ctx: Ctx) -> str | None:
         return None
     master, sub = picked
     said = f"salesperson merges {ctx.record(entity, sub)} into {ctx.record(entity, master)}"
-    await merge_records(ctx, entity, master, sub)
+    if not await merge_records(ctx, entity, master, sub):
+        return f"{said}: refused by a validation rule"
     return said
 
 
-async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> None:
+async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> bool:
     """A salesperson merges two records of one table: the master keeps its values and
     Dataverse fills its empty columns from the subordinate, which is deactivated."""
     by_record = _links_of(ctx, entity)
     before = ctx.world.records(entity)[master]
     claims = _claims(ctx, sub)
-    await ctx.world.d_merge(entity, master, sub)
+    if not await ctx.world.d_merge(entity, master, sub):
+        return False
     after = ctx.world.records(entity)[master]
     for rule in rules(entity):
         if not same(rule, before.get(rule.column), after.get(rule.column)):
@@ -490,10 +492,11 @@ async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> None:
         model.merged_people[gone.marketo_id] = kept.marketo_id
         model.away_people[gone.marketo_id] = {sub, gone.dynamics_id}
     elif gone is not None and kept is None and after.get("new_synctomkto") is False:
-        return  # the master's sync filter says No: the merged person stops syncing
+        return True  # the master's sync filter says No: the merged person stops syncing
     survivor = kept or gone
     if survivor is not None:
         model.expected_pairs.append(("merge-survivor", model.step, survivor.marketo_id, master))
+    return True
 
 
 def _links_of(ctx: Ctx, entity: str) -> dict[str, Link]:
@@ -572,13 +575,17 @@ async def qualify_lead(ctx: Ctx) -> str | None:
     link = ctx.rng.choice(sorted(pairs, key=lambda lk: lk.marketo_id))
     said = f"salesperson qualifies {ctx.record('lead', link.dynamics_id)}"
     contact = await qualify(ctx, link, account=ctx.rng.random() < 0.5)
+    if contact is None:
+        return f"{said}: refused by a validation rule"
     return f"{said} into contact {contact[:8]}"
 
 
-async def qualify(ctx: Ctx, link: Link, *, account: bool) -> str:
+async def qualify(ctx: Ctx, link: Link, *, account: bool) -> str | None:
     """A salesperson qualifies a linked lead into a new contact (and maybe an account)."""
     claims = _claims(ctx, link.dynamics_id)
     contact = await ctx.world.d_qualify(link.dynamics_id, account=account)
+    if contact is None:
+        return None
     model = ctx.model
     model.entity_of[contact] = "contact"
     model.replaced_by[link.dynamics_id] = contact

@@ -356,6 +356,11 @@ class EngineRun:
             await c.aclose()
 
 
+
+def _refused_by_rule(r: httpx.Response) -> bool:
+    """A business rule's refusal (the `validation-rule` fault): the user's save fails."""
+    return r.status_code == 400 and "0x80040265" in r.text
+
 @dataclass
 class SimWorld:
     seed: int
@@ -621,7 +626,7 @@ class SimWorld:
         r = await self.dynamics("DELETE", f"{SETS[entity]}({rid})")
         assert r.status_code in (204, 404), r.text
 
-    async def d_merge(self, entity: str, master: str, subordinate: str) -> None:
+    async def d_merge(self, entity: str, master: str, subordinate: str) -> bool:
         """Merge as a salesperson runs it from the form: no parenting checks, nothing
         chosen from the subordinate (Dataverse fills the master's empty columns)."""
         kind = f"Microsoft.Dynamics.CRM.{entity}"
@@ -633,10 +638,14 @@ class SimWorld:
             "PerformParentingChecks": False,
         }
         r = await self.dynamics("POST", "Merge", json=body)
+        if _refused_by_rule(r):
+            return False  # a validation rule turned on in this world refuses the master
         assert r.status_code == 204, r.text
+        return True
 
-    async def d_qualify(self, lead: str, *, account: bool) -> str:
-        """QualifyLead creating a contact (and maybe an account): the contact's id."""
+    async def d_qualify(self, lead: str, *, account: bool) -> str | None:
+        """QualifyLead creating a contact (and maybe an account): the contact's id (None
+        when a validation rule turned on in this world refuses the contact)."""
         body = {
             "CreateAccount": account,
             "CreateContact": True,
@@ -646,6 +655,8 @@ class SimWorld:
         r = await self.dynamics(
             "POST", f"leads({lead})/Microsoft.Dynamics.CRM.QualifyLead", json=body
         )
+        if _refused_by_rule(r):
+            return None
         assert r.status_code == 200, r.text
         made = [v["contactid"] for v in r.json()["value"] if "contactid" in v]
         return str(made[0]).lower()
