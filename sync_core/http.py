@@ -10,13 +10,10 @@ token never gets here: each client's `httpx.Auth` flow renews it and resends onc
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import TypeVar
 
 import httpx
@@ -28,81 +25,28 @@ T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 
-# Set by the real-time webhook for its own calls: they go before queued cycle calls, so
-# a delivery answered within Marketo's 30 s is not stuck behind a cycle's backlog.
-URGENT: ContextVar[bool] = ContextVar("sync_urgent", default=False)
-
-
 class SlidingWindow:
-    """At most `calls` starts per rolling `period` seconds, and `concurrent` in flight.
-    Waiters are served urgent ones first (URGENT), then in arrival order.
-
-    A heap of waiters rather than asyncio.Semaphore: a semaphore serves strictly first
-    come, and the webhook shares this window with a cycle that may queue hundreds."""
+    """At most `calls` starts per rolling `period` seconds, and `concurrent` in flight."""
 
     def __init__(self, calls: int, period: float, concurrent: int) -> None:
-        self.calls, self.period, self.concurrent = calls, period, concurrent
+        self.calls, self.period = calls, period
         self._starts: deque[float] = deque()
-        self._running = 0
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
-
-    def _free(self) -> bool:
-        now = time.monotonic()
-        while self._starts and self._starts[0] + self.period <= now:
-            self._starts.popleft()
-        return self._running < self.concurrent and len(self._starts) < self.calls
-
-    def _take(self) -> None:
-        self._running += 1
-        self._starts.append(time.monotonic())
-
-    def _wake(self) -> None:
-        while self._waiting:
-            first = self._waiting[0][2]
-            if first.done():  # its waiter was cancelled
-                heapq.heappop(self._waiting)
-                continue
-            if not self._free():
-                break
-            heapq.heappop(self._waiting)
-            self._take()
-            first.set_result(None)
-        loop = asyncio.get_running_loop()
-        if self._timer is not None and self._timer_loop is not loop:
-            self._timer = None  # set on an event loop that is gone
-        if self._waiting and self._running < self.concurrent and self._timer is None:
-            # Held by the rate window alone: look again when its oldest start ages out.
-            delay = self._starts[0] + self.period - time.monotonic()
-            self._timer, self._timer_loop = loop.call_later(max(delay, 0.0), self._tick), loop
-
-    def _tick(self) -> None:
-        self._timer = None
-        self._wake()
-
-    def _release(self) -> None:
-        self._running -= 1
-        self._wake()
+        self._gate = asyncio.Semaphore(concurrent)
+        self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> None:
-        if not self._waiting and self._free():
-            self._take()
-            return
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        rank = 0 if URGENT.get() else 1
-        heapq.heappush(self._waiting, (rank, next(self._order), granted))
-        self._wake()
-        try:
-            await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self._release()  # granted as it was cancelled: the slot goes back
-            raise
+        await self._gate.acquire()
+        async with self._lock:
+            while len(self._starts) >= self.calls:
+                wait = self._starts[0] + self.period - time.monotonic()
+                if wait <= 0:
+                    self._starts.popleft()
+                    continue
+                await asyncio.sleep(wait)
+            self._starts.append(time.monotonic())
 
     async def __aexit__(self, *exc: object) -> None:
-        self._release()
+        self._gate.release()
 
 
 class RetryPolicy:

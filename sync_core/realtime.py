@@ -27,7 +27,7 @@ from azure.core.exceptions import AzureError
 
 from sync_core import quota
 from sync_core.errors import AuthFailed, ConfigError, QuotaExhausted, SyncError, Throttled
-from sync_core.http import URGENT, RetryPolicy
+from sync_core.http import RetryPolicy
 from sync_core.marketobatch import BatchedPort, DirectPort, MarketoPort
 from sync_core.replies import Reply, misconfigured, unavailable
 from sync_core.runtime import CA_BUNDLE_VARS, Runtime, build_runtime, ca_bundle_from_env
@@ -64,24 +64,7 @@ async def handle_sync_person(
 ) -> Reply:
     """Answer one delivery. With `worker` (the function app), the run shares the
     worker's store and rate limiters; without, it builds and closes its own runtime
-    from `runtime_options` (build_runtime's). Its API calls are URGENT: in the shared
-    rate windows they go before a cycle's queued calls."""
-    token = URGENT.set(True)
-    try:
-        return await _handle(body, headers, settings, worker=worker, **runtime_options)
-    finally:
-        URGENT.reset(token)
-
-
-async def _handle(
-    body: bytes,
-    headers: dict[str, str],
-    settings: Settings | None = None,
-    *,
-    worker: Worker | None = None,
-    **runtime_options: Any,
-) -> Reply:
-    """The delivery itself (see handle_sync_person)."""
+    from `runtime_options` (build_runtime's)."""
     try:
         settings = settings or (worker.settings() if worker else load_settings())
     except SettingsError as exc:
