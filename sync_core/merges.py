@@ -96,6 +96,11 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
             _event(ctx, links[winner], "merged in Marketo; link moved to the winner",
                    mergedMarketoId=loser)  # fmt: skip
             continue
+        # Remembered before any link closes: a run dying after a close left the unlinked
+        # record carrying the person's id, and a later cycle linked it again (seed 186:
+        # the winner's lead took the winner back, and the loser's contact a new person).
+        away = kept if (kept.entity, gone.entity) == ("lead", "contact") else gone
+        await ctx.store.add_to_set(MERGED_AWAY, [merged_away_key(away.entity, away.dynamics_id)])
         note = "merged in Marketo; Dynamics records merged"
         if kept.entity == gone.entity:
             try:
@@ -117,7 +122,6 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
             gone = kept
             note = "merged in Marketo; the contact survives, the lead is unlinked"
         links[winner] = survivor
-        await ctx.store.add_to_set(MERGED_AWAY, [merged_away_key(gone.entity, gone.dynamics_id)])
         ctx.record.counts.merged += 1
         _event(ctx, survivor, note, mergedMarketoId=loser, mergedDynamicsId=gone.dynamics_id)
 

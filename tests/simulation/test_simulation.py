@@ -578,6 +578,34 @@ def test_a_run_dying_while_it_moves_a_merged_persons_link_loses_no_link(dies_at:
     assert _world_with_a_synced_contact(fn) == []
 
 
+def test_a_run_dying_after_it_unlinks_a_merged_persons_lead_never_links_the_lead_again() -> None:
+    """Seed 186: the unlinked lead, not yet remembered, took the winner back from the contact."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[list[Any], list[Any], list[Any]]:
+        w = sim.world
+        await w.d_create("lead", {"lastname": "Last-8192a3b4", "subject": "s"})
+        sim.model.personal.add("Last-8192a3b4")
+        w.now += 300
+        sim.observe([await sim.cycle("lead-linked")])
+        lead = next(lk for lk in w.links() if lk.entity == "lead")
+        sim.model.step = 1
+        # The winner is linked to the lead, the loser to the contact: the contact survives.
+        await merge_people(sim.ctx, lead.marketo_id, link.marketo_id)
+        w.now += 300
+        died = await sim.cycle("dies", crash_on="store.save_links")  # the lead is unlinked
+        assert died.outcome == "crashed"
+        sim.observe([died])
+        w.now += w.settings.sync_lease_seconds + 1
+        sim.observe([await sim.cycle("after")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
+        return pairs, [(lead.marketo_id, link.dynamics_id)], sim.result.violations
+
+    pairs, winner_on_contact, violations = _world_with_a_synced_contact(fn)
+    assert (pairs, violations) == (winner_on_contact, [])
+
+
 def test_a_dynamics_merge_whose_master_was_deleted_since_links_no_deleted_record() -> None:
     """Seed 255: the subordinate's person was moved onto the deleted master."""
 
