@@ -73,6 +73,11 @@ class DynamicsFeed:
         self.refresh_access = refresh_access  # force a re-read of field access
         self.deleted = deleted  # records gone from Dynamics
         self.full_reconcile: list[str] = []  # tables re-read in full this cycle
+        # The columns each table's read selected. Field access can be re-read while a
+        # table is read (a value that suddenly reads as empty); the cursor must then
+        # say what was read, not what the mapping says now, or a column back in the
+        # sync never gets the full compare its return needs (see _read).
+        self.read_with: dict[Entity, str] = {}
         self.watermark_mode: list[str] = []  # tables read by modifiedon
 
     async def sync(self, entity: Entity) -> None:
@@ -80,7 +85,7 @@ class DynamicsFeed:
         position = await self._read(entity)
         await self.pages.settle()
         # All its pages are applied: this table's cursor may advance on its own.
-        rows = finished_rows(entity, position, self._columns(entity))
+        rows = finished_rows(entity, position, self.read_with.get(entity, self._columns(entity)))
         await self.ctx.store.set_cursors(rows)
 
     def _columns(self, entity: Entity) -> str:
@@ -139,9 +144,9 @@ class DynamicsFeed:
         # A whole-table read within this cycle: note what it saw, to find deletes after.
         seen = SeenIds() if start is None else None
         began = datetime.now(UTC).isoformat()
-        changes = self.ctx.dataverse.changes(
-            ENTITY_SET[entity], self.ctx.mapping.columns(entity), link
-        )
+        columns = self.ctx.mapping.columns(entity)
+        self.read_with[entity] = ",".join(columns)
+        changes = self.ctx.dataverse.changes(ENTITY_SET[entity], columns, link)
         async for page, prepared in self._read_ahead(entity, changes):
             if seen is not None:
                 seen.add(str(r[key]) for r in page.rows)
@@ -151,7 +156,7 @@ class DynamicsFeed:
                 link = page.delta_link
             elif page.next_link and self.budget.spent():
                 await self.pages.settle()
-                rows = resume_rows(entity, ResumeLink(page.next_link), self._columns(entity))
+                rows = resume_rows(entity, ResumeLink(page.next_link), self.read_with[entity])
                 await self.ctx.store.set_cursors(rows)
                 raise OutOfTime(f"time budget used up in {entity}s; the next cycle continues")
         if seen is not None and link:
@@ -174,8 +179,10 @@ class DynamicsFeed:
         query_from = _shift(since, -WATERMARK_OVERLAP) if since else None
         newest = since
         recent: dict[str, tuple[str, str]] = {}
+        columns = self.ctx.mapping.columns(entity)
+        self.read_with[entity] = ",".join(columns)
         async for rows in self.ctx.dataverse.modified_since(
-            ENTITY_SET[entity], key, self.ctx.mapping.columns(entity), query_from
+            ENTITY_SET[entity], key, columns, query_from
         ):
             fresh = [r for r in rows if seen.get(str(r[key]).lower()) != _version(r)]
             if fresh:
