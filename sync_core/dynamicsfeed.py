@@ -73,11 +73,9 @@ class DynamicsFeed:
         self.refresh_access = refresh_access  # force a re-read of field access
         self.deleted = deleted  # records gone from Dynamics
         self.full_reconcile: list[str] = []  # tables re-read in full this cycle
-        # The columns each table's read selected. Field access can be re-read while a
-        # table is read (a value that suddenly reads as empty); the cursor must then
-        # say what was read, not what the mapping says now, or a column back in the
-        # sync never gets the full compare its return needs (see _read).
-        self.read_with: dict[Entity, str] = {}
+        # The columns each table's read selected (field access can be re-read while a
+        # table is read: a value that suddenly reads as empty).
+        self.read_with: dict[Entity, list[str]] = {}
         self.watermark_mode: list[str] = []  # tables read by modifiedon
 
     async def sync(self, entity: Entity) -> None:
@@ -85,11 +83,20 @@ class DynamicsFeed:
         position = await self._read(entity)
         await self.pages.settle()
         # All its pages are applied: this table's cursor may advance on its own.
-        rows = finished_rows(entity, position, self.read_with.get(entity, self._columns(entity)))
+        rows = finished_rows(entity, position, self._kept(entity))
         await self.ctx.store.set_cursors(rows)
 
     def _columns(self, entity: Entity) -> str:
         return ",".join(self.ctx.mapping.columns(entity))
+
+    def _kept(self, entity: Entity) -> str:
+        """The columns to save with the cursor: those the read selected and the sync
+        still holds. A column given back mid-read was not read, one taken away mid-read
+        was left out of some rows' plans: either way the next cycle must see it come
+        back (see _read), or a Marketo edit made while it was out never syncs."""
+        now = set(self.ctx.mapping.columns(entity))
+        read = self.read_with.get(entity, self.ctx.mapping.columns(entity))
+        return ",".join(c for c in read if c in now)
 
     async def _read(self, entity: Entity) -> Position | None:
         main, resume, columns = TableCursor.names(entity)
@@ -145,7 +152,7 @@ class DynamicsFeed:
         seen = SeenIds() if start is None else None
         began = datetime.now(UTC).isoformat()
         columns = self.ctx.mapping.columns(entity)
-        self.read_with[entity] = ",".join(columns)
+        self.read_with[entity] = columns
         changes = self.ctx.dataverse.changes(ENTITY_SET[entity], columns, link)
         async for page, prepared in self._read_ahead(entity, changes):
             if seen is not None:
@@ -156,7 +163,7 @@ class DynamicsFeed:
                 link = page.delta_link
             elif page.next_link and self.budget.spent():
                 await self.pages.settle()
-                rows = resume_rows(entity, ResumeLink(page.next_link), self.read_with[entity])
+                rows = resume_rows(entity, ResumeLink(page.next_link), self._kept(entity))
                 await self.ctx.store.set_cursors(rows)
                 raise OutOfTime(f"time budget used up in {entity}s; the next cycle continues")
         if seen is not None and link:
@@ -180,7 +187,7 @@ class DynamicsFeed:
         newest = since
         recent: dict[str, tuple[str, str]] = {}
         columns = self.ctx.mapping.columns(entity)
-        self.read_with[entity] = ",".join(columns)
+        self.read_with[entity] = columns
         async for rows in self.ctx.dataverse.modified_since(
             ENTITY_SET[entity], key, columns, query_from
         ):
