@@ -73,6 +73,9 @@ class DynamicsFeed:
         self.refresh_access = refresh_access  # force a re-read of field access
         self.deleted = deleted  # records gone from Dynamics
         self.full_reconcile: list[str] = []  # tables re-read in full this cycle
+        # The columns each table's read selected (field access can be re-read while a
+        # table is read: a value that suddenly reads as empty).
+        self.read_with: dict[Entity, list[str]] = {}
         self.watermark_mode: list[str] = []  # tables read by modifiedon
 
     async def sync(self, entity: Entity) -> None:
@@ -80,11 +83,20 @@ class DynamicsFeed:
         position = await self._read(entity)
         await self.pages.settle()
         # All its pages are applied: this table's cursor may advance on its own.
-        rows = finished_rows(entity, position, self._columns(entity))
+        rows = finished_rows(entity, position, self._kept(entity))
         await self.ctx.store.set_cursors(rows)
 
     def _columns(self, entity: Entity) -> str:
         return ",".join(self.ctx.mapping.columns(entity))
+
+    def _kept(self, entity: Entity) -> str:
+        """The columns to save with the cursor: those the read selected and the sync
+        still holds. A column given back mid-read was not read, one taken away mid-read
+        was left out of some rows' plans: either way the next cycle must see it come
+        back (see _read), or a Marketo edit made while it was out never syncs."""
+        now = set(self.ctx.mapping.columns(entity))
+        read = self.read_with.get(entity, self.ctx.mapping.columns(entity))
+        return ",".join(c for c in read if c in now)
 
     async def _read(self, entity: Entity) -> Position | None:
         main, resume, columns = TableCursor.names(entity)
@@ -139,9 +151,9 @@ class DynamicsFeed:
         # A whole-table read within this cycle: note what it saw, to find deletes after.
         seen = SeenIds() if start is None else None
         began = datetime.now(UTC).isoformat()
-        changes = self.ctx.dataverse.changes(
-            ENTITY_SET[entity], self.ctx.mapping.columns(entity), link
-        )
+        columns = self.ctx.mapping.columns(entity)
+        self.read_with[entity] = columns
+        changes = self.ctx.dataverse.changes(ENTITY_SET[entity], columns, link)
         async for page, prepared in self._read_ahead(entity, changes):
             if seen is not None:
                 seen.add(str(r[key]) for r in page.rows)
@@ -151,7 +163,7 @@ class DynamicsFeed:
                 link = page.delta_link
             elif page.next_link and self.budget.spent():
                 await self.pages.settle()
-                rows = resume_rows(entity, ResumeLink(page.next_link), self._columns(entity))
+                rows = resume_rows(entity, ResumeLink(page.next_link), self._kept(entity))
                 await self.ctx.store.set_cursors(rows)
                 raise OutOfTime(f"time budget used up in {entity}s; the next cycle continues")
         if seen is not None and link:
@@ -174,8 +186,10 @@ class DynamicsFeed:
         query_from = _shift(since, -WATERMARK_OVERLAP) if since else None
         newest = since
         recent: dict[str, tuple[str, str]] = {}
+        columns = self.ctx.mapping.columns(entity)
+        self.read_with[entity] = columns
         async for rows in self.ctx.dataverse.modified_since(
-            ENTITY_SET[entity], key, self.ctx.mapping.columns(entity), query_from
+            ENTITY_SET[entity], key, columns, query_from
         ):
             fresh = [r for r in rows if seen.get(str(r[key]).lower()) != _version(r)]
             if fresh:

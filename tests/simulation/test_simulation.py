@@ -188,6 +188,38 @@ def test_a_marketo_edit_made_while_its_column_was_secured_syncs_once_it_is_back(
     assert _world_with_a_synced_contact(fn) == ("title-eeee0005", "title-eeee0005")
 
 
+def test_a_column_given_back_while_its_table_is_read_still_gets_the_full_compare() -> None:
+    """Seed 842: access re-read mid-read saved the new columns as read; no full compare came."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any, list[Any]]:
+        w = sim.world
+        other = await w.d_create(
+            "contact", {"lastname": "Last-8420a1b2", "firstname": "First-8420a1b2"}
+        )
+        sim.model.personal.update({"Last-8420a1b2", "First-8420a1b2"})
+        w.now += 300
+        sim.observe([await sim.cycle("linked")])
+        sim.model.step = 1
+        secure = {"event": "revoke-field", "table": "contact", "column": "jobtitle"}
+        await w.dynamics_admin("POST", "events", json={**secure, "user": "sync-app"})
+        await m_set(sim.ctx, link.marketo_id, _title(), "title-8420c3d4")
+        w.now += 300
+        sim.observe([await sim.cycle("secured")])
+        sim.model.step = 2
+        await w.grant_field("contact", "jobtitle")
+        # No hourly re-read yet: a value that reads as empty makes the cycle re-read
+        # field access while it reads the contact table, and the title is back.
+        await d_set(sim.ctx, "contact", other, _rule("firstName"), None)
+        w.now += 300
+        sim.observe([await sim.cycle("given-back")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        row = w.records("contact")[link.dynamics_id]
+        return w.people()[link.marketo_id].get("title"), row["jobtitle"], sim.result.violations
+
+    assert _world_with_a_synced_contact(fn) == ("title-8420c3d4", "title-8420c3d4", [])
+
+
 def _rule(name: str) -> Any:
     return next(r for r in rules("contact") if r.marketo == name)
 
