@@ -81,9 +81,10 @@ class PageSync:
         key = ENTITY_KEY[entity]
         filtered, live, links = prepared or await prepare(ctx, entity, rows)
         newly_paused: list[str] = []
+        held = await self._held_for(entity, filtered) if filtered else {}
         for row in filtered:
             ctx.record.counts.filtered_out += 1
-            mid = as_id(row.get(ctx.mapping.marketo_id_column))
+            mid = held.get(str(row[key]).lower())
             if mid is not None:
                 ctx.changes.pop(mid)
                 if mid not in self.paused:
@@ -120,6 +121,27 @@ class PageSync:
             commit = await self.applier.apply(entity, work)
             await self.settle()  # at most one page's commit in flight
             self._commit = asyncio.create_task(self._commit_page(entity, work, commit))
+
+    async def _held_for(self, entity: Entity, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Record id -> the person its sync filter holds back: the one its Marketo id
+        names, unless that person's link is to another record now. A record merged away
+        or a qualified lead keeps the Marketo id it had; holding back that person (who
+        lives on elsewhere) dropped its pending changes, a link a Marketo merge had just
+        moved among them, until its own record happened to change."""
+        key, column = ENTITY_KEY[entity], self.ctx.mapping.marketo_id_column
+        named: dict[str, int] = {}
+        for row in rows:
+            mid = as_id(row.get(column))
+            if mid is not None:
+                named[str(row[key]).lower()] = mid
+        if not named:
+            return {}
+        links = await self.ctx.store.links_by_marketo(set(named.values()))
+        return {
+            rid: mid
+            for rid, mid in named.items()
+            if (link := links.get(mid)) is None or (link.entity, link.dynamics_id) == (entity, rid)
+        }
 
     async def _commit_page(self, entity: Entity, work: list[PairWork], commit: Any) -> None:
         await commit()

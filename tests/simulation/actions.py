@@ -546,6 +546,17 @@ async def merge_people(ctx: Ctx, winner: int, loser: int) -> None:
         if kept.entity != gone.entity:
             survivor = kept if kept.entity == "contact" else gone
         away = gone if survivor is kept else kept
+        if away.entity == "lead" and away.dynamics_id in model.replaced_by:
+            # A lead qualified since the last cycle: the engine follows this merge
+            # before it reads the new contact, so the lead is unlinked here and its
+            # contact then comes from a lead with no person, like any new contact. The
+            # person stays with the merge's survivor; it cannot follow both.
+            qualified = model.survivor(away.marketo_id, model.replaced_by[away.dynamics_id])
+            model.expected_pairs = [
+                p
+                for p in model.expected_pairs
+                if p[0] != "qualified-lead" or model.survivor(p[2], p[3]) != qualified
+            ]
         model.replaced_by[away.dynamics_id] = survivor.dynamics_id
         model.away_records[away.dynamics_id] = claims[away.dynamics_id]
     if survivor is not None:

@@ -660,3 +660,33 @@ def test_a_dynamics_merge_whose_master_was_deleted_since_links_no_deleted_record
         return [(lk.marketo_id, lk.dynamics_id) for lk in w.links()], sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == ([], [])
+
+
+@pytest.mark.parametrize("qualified", [False, True])
+def test_a_link_a_marketo_merge_moved_syncs_though_the_lead_it_left_is_held_back(
+    qualified: bool,
+) -> None:
+    """Seed 772: a held-back lead still naming the merged person dropped its moved link's sync."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[bool, list[Any]]:
+        w = sim.world
+        await w.d_create("lead", {"lastname": "Last-8192a3b4", "subject": "s"})
+        sim.model.personal.add("Last-8192a3b4")
+        w.now += 300
+        sim.observe([await sim.cycle("lead-linked")])
+        lead = next(lk for lk in w.links() if lk.entity == "lead")
+        sim.model.step = 1
+        if qualified:
+            await qualify(sim.ctx, lead, account=False)
+        # The lead's person wins: the contact survives, its link moves to the winner,
+        # and the lead (still carrying the winner's Marketo id) is only unlinked.
+        await merge_people(sim.ctx, lead.marketo_id, link.marketo_id)
+        await w.d_edit("lead", lead.dynamics_id, {"new_synctomkto": False})
+        w.now += 300
+        sim.observe([await sim.cycle("merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        row = w.records("contact")[link.dynamics_id]
+        return row.get("new_marketoid") == str(lead.marketo_id), sim.result.violations
+
+    assert _world_with_a_synced_contact(fn) == (True, [])

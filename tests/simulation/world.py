@@ -128,6 +128,13 @@ class Fate:
     # id(request) -> what its records showed before anyone else's mid-write save: what
     # the run had read of them
     before: dict[int, dict[Any, dict[str, Any]]] = field(default_factory=dict)
+    # (system, URL, body) of each write sent -> its `before`: a resend of it (the client's
+    # retry after an answer that never came) carries the read the first attempt carried;
+    # the engine read the records once and its journal note says so, so a save made
+    # between the attempts is an edit after that read, not part of it.
+    first_attempt: dict[tuple[str, str, bytes], dict[Any, dict[str, Any]]] = field(
+        default_factory=dict
+    )
     # ... and each write whose answer was no answer (a 5xx, a 604, the connection cut):
     # it may have run, and the engine cannot tell, dead or alive
     unanswered: list[tuple[str, httpx.Request]] = field(default_factory=list)
@@ -257,7 +264,10 @@ class Wire(httpx.AsyncBaseTransport):
                 self.fate.unsent.append((self.system, request))
             raise
         if is_write(self.system, request):
-            self.fate.before[id(request)] = self.world.targets(self.system, request)
+            key = (self.system, str(request.url), request.content)
+            self.fate.before[id(request)] = self.fate.first_attempt.setdefault(
+                key, self.world.targets(self.system, request)
+            )
         if self.mid_write is not None and request.url.path.endswith("/$batch"):
             hook, self.mid_write = self.mid_write, None
             await hook(request)
@@ -356,10 +366,10 @@ class EngineRun:
             await c.aclose()
 
 
-
 def _refused_by_rule(r: httpx.Response) -> bool:
     """A business rule's refusal (the `validation-rule` fault): the user's save fails."""
     return r.status_code == 400 and "0x80040265" in r.text
+
 
 @dataclass
 class SimWorld:
