@@ -141,34 +141,34 @@ def _proves(mp: pytest.MonkeyPatch, switch: Switch, seeds: list[int], *invariant
 
 def test_etag_condition(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without it, a cycle's update overwrites a salesperson's edit saved after its read."""
-    _proves(monkeypatch, etag_condition_off, [36, 101, 148], "collision-rule")
+    _proves(monkeypatch, etag_condition_off, [15, 35, 78], "collision-rule")
 
 
 def test_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without it, overlapping cycles both write, and both create a person for one record."""
-    _proves(monkeypatch, lease_off, [268], "single-writer", "no-duplicates")
+    _proves(monkeypatch, lease_off, [67, 210, 251], "single-writer", "no-duplicates")
 
 
 def test_dynamics_cursor_moves_after_its_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Saved first, a table's cursor skips for ever a new record a dead run never linked."""
-    _proves(monkeypatch, dynamics_cursor_first, [4, 20, 146], "linked")
+    _proves(monkeypatch, dynamics_cursor_first, [144, 198, 227], "linked")
 
 
 def test_marketo_cursor_moves_after_its_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Saved first, the Marketo cursor loses a marketer's edit when the run dies."""
-    _proves(monkeypatch, marketo_cursor_first, [5, 28, 35], "convergence")
+    _proves(monkeypatch, marketo_cursor_first, [21, 30, 36], "convergence")
 
 
 def test_create_intent(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without it, a run dying right after creating a person makes the next create another."""
-    _proves(monkeypatch, create_intent_off, [20, 140, 179], "no-duplicates")
+    _proves(monkeypatch, create_intent_off, [287], "no-duplicates")
 
 
 def test_feed_overlap_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without it, a Marketo change committed late, during a long read, is never read."""
-    _proves(monkeypatch, feed_overlap_off, [11, 54, 93], "convergence")
+    _proves(monkeypatch, feed_overlap_off, [68, 80, 106], "convergence")
 
 
 def test_feed_overlap_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
     """Resuming where the last read ended, a Marketo change committed late is never read."""
-    _proves(monkeypatch, feed_resumes_at_its_end, [11, 52, 54], "convergence")
+    _proves(monkeypatch, feed_resumes_at_its_end, [3, 68, 80], "convergence")
