@@ -537,6 +537,16 @@ async def merge_people(ctx: Ctx, winner: int, loser: int) -> None:
         if not same(rule, before.get(name), after.get(name)):
             ctx.model.edited_m(winner, name, after.get(name))
     model = ctx.model
+    # The winner may be slated to be merged into the loser (a Dynamics merge of their
+    # records the engine has not followed yet): the marketer's merge settles it the
+    # other way round, and a cycle in the chain would never end (seed 845).
+    step, chain = winner, []
+    while step in model.merged_people and step != loser:
+        chain.append(step)
+        step = model.merged_people[step]
+    if step == loser and chain:
+        del model.merged_people[chain[-1]]
+        model.away_people.pop(chain[-1], None)
     model.merged_people[loser] = winner
     model.away_people[loser] = {gone.dynamics_id} if gone else set()
     survivor = kept or gone
@@ -557,8 +567,14 @@ async def merge_people(ctx: Ctx, winner: int, loser: int) -> None:
                 for p in model.expected_pairs
                 if p[0] != "qualified-lead" or model.survivor(p[2], p[3]) != qualified
             ]
-        model.replaced_by[away.dynamics_id] = survivor.dynamics_id
-        model.away_records[away.dynamics_id] = claims[away.dynamics_id]
+        if model.replaced_by.get(survivor.dynamics_id) == away.dynamics_id:
+            # A salesperson merged these two records the other way round since the last
+            # cycle: only that merge's master is still active, and no merge can revive
+            # the other, so the person lives on with the master (seed 845).
+            survivor, away = away, survivor
+        else:
+            model.replaced_by[away.dynamics_id] = survivor.dynamics_id
+            model.away_records[away.dynamics_id] = claims[away.dynamics_id]
     if survivor is not None:
         model.expected_pairs.append(("merge-survivor", model.step, winner, survivor.dynamics_id))
 
