@@ -493,6 +493,11 @@ async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> bool:
         model.away_people[gone.marketo_id] = {sub, gone.dynamics_id}
     elif gone is not None and kept is None and after.get("new_synctomkto") is False:
         return True  # the master's sync filter says No: the merged person stops syncing
+    elif gone is not None and kept is None and master in model.away_records:
+        # The master was merged away by a Marketo merge (a lead only unlinked): it lives
+        # on as that merge's survivor, so the merged person stops syncing rather than
+        # give it a person of its own (merges.follow_dynamics_merges).
+        return True
     survivor = kept or gone
     if survivor is not None:
         model.expected_pairs.append(("merge-survivor", model.step, survivor.marketo_id, master))
