@@ -11,8 +11,9 @@ for one surviving record. Here, as the native connector does:
 - **Merged in Dynamics** (the subordinate turns up in change tracking with `masterid`
   set): both linked → the people are merged in Marketo, winner = the master's person;
   only the subordinate linked → its link moves to the master, unless the master's sync
-  filter says No (the winner's flag decides) or the master is gone (then the person is
-  flagged as after a delete). A contact qualified from a linked lead and not linked yet
+  filter says No (the winner's flag decides) or the master was merged away before (then
+  the person stops syncing), or the master is gone (then the person is flagged as after
+  a delete). A contact qualified from a linked lead and not linked yet
   counts as linked to that lead's person.
 
 The surviving link keeps its base; nothing is deleted that the native connector would
@@ -234,6 +235,15 @@ async def follow_dynamics_merges(
             if master_row.get(ctx.mapping.sync_filter_column) is False:
                 # The winner's sync filter says No: the merged person stops syncing.
                 await ctx.store.close_links([sub_link])
+                continue
+            if merged_away_key(entity, master_id) in await ctx.store.members(MERGED_AWAY):
+                # The master is a record an earlier Marketo merge left merged away (a lead
+                # only unlinked, or a Merge Dynamics refused): it lives on as that merge's
+                # survivor, whose person has it. Moving this person here gave the record a
+                # person of its own (seed 1735); it stops syncing, as just above.
+                await ctx.store.close_links([sub_link])
+                _event(ctx, sub_link, "merged in Dynamics into a record merged away; link closed",
+                       mergedDynamicsId=sub_id)  # fmt: skip
                 continue
             await _release_marketo_id(ctx, entity, sub_id, in_page.get(sub_id, {}))
             moved = await _move(ctx, sub_link, sub_link.marketo_id, entity, master_id)

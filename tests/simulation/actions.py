@@ -426,6 +426,27 @@ def _open_links(ctx: Ctx) -> dict[int, Link]:
     return {lk.marketo_id: lk for lk in ctx.links() if lk.marketo_id in people}
 
 
+def _links_once_followed(ctx: Ctx) -> dict[int, Link]:
+    """Person -> the link it has once the engine follows the Marketo merges it has not
+    followed yet (the loser gone from Marketo, its link still open), in the order made.
+    Why: two merges into one person before a cycle (seed 1990) are followed one after
+    the other; judged by the stored links alone, the second saw an unlinked winner and
+    expected the winner on both the first loser's lead and its own loser's contact."""
+    people = ctx.world.people()
+    out = {lk.marketo_id: lk for lk in ctx.links()}
+    for loser, winner in ctx.model.merged_people.items():
+        gone = out.get(loser)
+        if gone is None or loser in people:
+            continue  # followed already, nothing to follow, or an engine merge to come
+        del out[loser]
+        kept = out.get(winner)
+        # As merges.follow_marketo_merges: the winner's record survives, but a lead
+        # gives way to the loser's contact; an unlinked winner takes the loser's link.
+        if kept is None or (kept.entity, gone.entity) == ("lead", "contact"):
+            out[winner] = Link(winner, gone.entity, gone.dynamics_id, dict(gone.base))
+    return {mid: lk for mid, lk in out.items() if mid in people}
+
+
 def _active(ctx: Ctx, entity: str) -> list[str]:
     """Records a salesperson can still merge or qualify (Dataverse refuses inactive ones)."""
     return [
@@ -493,6 +514,11 @@ async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> bool:
         model.away_people[gone.marketo_id] = {sub, gone.dynamics_id}
     elif gone is not None and kept is None and after.get("new_synctomkto") is False:
         return True  # the master's sync filter says No: the merged person stops syncing
+    elif gone is not None and kept is None and master in model.away_records:
+        # The master was merged away by a Marketo merge (a lead only unlinked): it lives
+        # on as that merge's survivor, so the merged person stops syncing rather than
+        # give it a person of its own (merges.follow_dynamics_merges).
+        return True
     survivor = kept or gone
     if survivor is not None:
         model.expected_pairs.append(("merge-survivor", model.step, survivor.marketo_id, master))
@@ -527,7 +553,7 @@ async def marketo_merge(ctx: Ctx) -> str | None:
 async def merge_people(ctx: Ctx, winner: int, loser: int) -> None:
     """A marketer merges two people: the winner keeps its values and takes the loser's
     for its empty fields; the loser is gone."""
-    links = _open_links(ctx)
+    links = _links_once_followed(ctx)
     before = ctx.world.people()[winner]
     kept, gone = links.get(winner), links.get(loser)
     claims = {lk.dynamics_id: _claims(ctx, lk.dynamics_id) for lk in (kept, gone) if lk}

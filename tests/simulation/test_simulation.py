@@ -690,3 +690,33 @@ def test_a_link_a_marketo_merge_moved_syncs_though_the_lead_it_left_is_held_back
         return row.get("new_marketoid") == str(lead.marketo_id), sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == (True, [])
+
+
+def test_a_dynamics_merge_into_a_lead_a_marketo_merge_unlinked_gives_it_no_person() -> None:
+    """Seed 1735: the subordinate's person was moved onto a lead merged away in Marketo."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[list[Any], list[Any], list[Any]]:
+        w = sim.world
+        unlinked = await w.d_create("lead", {"lastname": "Last-92a3b4c5", "subject": "s"})
+        merged = await w.d_create("lead", {"lastname": "Last-a3b4c5d6", "subject": "s"})
+        sim.model.personal.update({"Last-92a3b4c5", "Last-a3b4c5d6"})
+        w.now += 300
+        sim.observe([await sim.cycle("leads-linked")])
+        by_record = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
+        sim.model.step = 1
+        # The contact's person wins: the contact survives, the lead is only unlinked.
+        await merge_people(sim.ctx, link.marketo_id, by_record[unlinked])
+        w.now += 300
+        sim.observe([await sim.cycle("people-merged")])
+        sim.model.step = 2
+        await merge_records(sim.ctx, "lead", unlinked, merged)
+        w.now += 300
+        sim.observe([await sim.cycle("leads-merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
+        return pairs, [(link.marketo_id, link.dynamics_id)], sim.result.violations
+
+    # The subordinate's person stops syncing; the contact keeps its person, nothing more.
+    pairs, contact_only, violations = _world_with_a_synced_contact(fn)
+    assert (pairs, violations) == (contact_only, [])
