@@ -7,6 +7,9 @@ Functions worker, so `peak_rss_mb` is that cycle's peak and `cpu_s` its CPU alon
 emulators and Azurite run elsewhere). The sync's own waits (pacing, Retry-After,
 back-off) are recorded for the real-time conversion (benchmarks.waits), which is why the
 recorder is installed before anything of `sync_core` is imported.
+
+Diagnosis: with `BENCH_PROFILE_DIR` set, each cycle also writes a cProfile of itself
+there (`cycle-<pid>.prof`; slows the cycle down, so its figures are not comparable).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -50,9 +54,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     before = resource.getrusage(resource.RUSAGE_SELF)
     baseline_mb = before.ru_maxrss / 1024
+    profile_dir = os.environ.get("BENCH_PROFILE_DIR")
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     t0 = time.monotonic()
     summary = asyncio.run(run_cycle(settings))
     t1 = time.monotonic()
+    if profile_dir:
+        profiler.disable()
+        profiler.dump_stats(Path(profile_dir) / f"cycle-{os.getpid()}.prof")
     after = resource.getrusage(resource.RUSAGE_SELF)
     if args.trace_memory:
         _write_trace(args.trace_memory)
