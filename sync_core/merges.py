@@ -9,7 +9,8 @@ for one surviving record. Here, as the native connector does:
   contact: the contact survives and the lead is only unlinked, since Dataverse merges
   within one table); only the loser linked → its link moves to the winner.
 - **Merged in Dynamics** (the subordinate turns up in change tracking with `masterid`
-  set): both linked → the people are merged in Marketo, winner = the master's person;
+  set): both linked → the people are merged in Marketo, winner = the master's person
+  (unless that person is gone from Marketo: then as if only the subordinate were linked);
   only the subordinate linked → its link moves to the master, unless the master's sync
   filter says No (the winner's flag decides) or the master was merged away before (then
   the person stops syncing), or the master is gone (then the person is flagged as after
@@ -24,17 +25,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from sync_core import journal
+from sync_core.access import decode_row
 from sync_core.context import CycleContext
-from sync_core.deletes import dynamics_deleted
+from sync_core.deletes import dynamics_deleted, marketo_deleted
 from sync_core.errors import RecordRejected, SyncError
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
-from sync_core.planner import normalize
+from sync_core.planner import normalize, plan_pair
 from sync_core.runrecord import PersonEvent, SyncErrorRow
 from sync_core.state import Link
 
 MERGED_AWAY = "mergedaway"  # state set: "<entity>:<record id>" never to be linked again
 MASTER = "_masterid_value"
 ORIGIN = "_originatingleadid_value"  # a contact's originating lead
+JOURNAL_MARKS = (*journal.LANDED_ON.values(), *journal.CONFIRMED.values())
 
 
 def merged_away_key(entity: Entity, record_id: str) -> str:
@@ -111,6 +115,8 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
                 # it is, unlinked and remembered, so it still never mints a duplicate.
                 _merge_refused(ctx, kept, gone, exc)
                 note = "merged in Marketo; Dynamics refused the merge, record unlinked"
+            else:
+                await _settle_survivor(ctx, kept, winner)
             await ctx.store.close_links([gone])
             survivor = kept
         elif kept.entity == "contact":  # the contact survives; the lead is only unlinked
@@ -125,6 +131,31 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
         links[winner] = survivor
         ctx.record.counts.merged += 1
         _event(ctx, survivor, note, mergedMarketoId=loser, mergedDynamicsId=gone.dynamics_id)
+
+
+async def _settle_survivor(ctx: CycleContext, link: Link, winner: int) -> None:
+    """Record as the base what both sides of the surviving pair now show alike. Both
+    merges filled the survivor's empty fields from the records merged away (Marketo logs
+    no change for that); the re-plan that would record it skips a record whose sync
+    filter says No, and Dataverse fills an empty filter with the subordinate's No. When
+    the filter let the pair through again, a Marketo edit made meanwhile met the fill
+    on the Dynamics side as a collision, and lost it for a contact (seed 6214)."""
+    entity, m = link.entity, ctx.mapping
+    rows = await ctx.dataverse.get_by_ids(
+        ENTITY_SET[entity], ENTITY_KEY[entity], [link.dynamics_id], m.columns(entity)
+    )
+    people = await ctx.marketo.get_leads("id", [winner], m.marketo_fields())
+    if not rows or not people:
+        return
+    rules = m.fields[entity]
+    plan = plan_pair(rules, decode_row(rules, rows[0]), people[0], link.base, ctx.hasher)
+    marked = {k.split(":", 1)[1] for k in link.base if k.startswith(JOURNAL_MARKS)}
+    # A field a dead run's journal marks is left to the re-plan, which reads the marks;
+    # without marks, what the plan settles is what both sides show alike.
+    agreed = {name: h for name, h in plan.settled.items() if name not in marked}
+    if agreed:
+        link.base.update(agreed)
+        await ctx.store.save_links([link])
 
 
 def _merge_refused(ctx: CycleContext, kept: Link, gone: Link, exc: RecordRejected) -> None:
@@ -220,8 +251,22 @@ async def follow_dynamics_merges(
         if sub_link is None:
             continue
         master_link = master_links.get(master_id)
+        if (
+            master_link is not None
+            and master_link.marketo_id != sub_link.marketo_id
+            and not await _merge_people(ctx, master_link.marketo_id, sub_link.marketo_id)
+        ):
+            # The master's person is gone from Marketo (deleted, its delete maybe
+            # not read yet): its link closes as after that delete, and the merge
+            # goes on as one where only the subordinate was linked. Retrying the
+            # Marketo merge failed every cycle (seeds 2592, 6173).
+            await marketo_deleted(ctx, {master_link.marketo_id})
+            del master_links[master_id]
+            master_link = None
+            if master_id not in master_rows:  # linked, so not fetched above
+                got = await ctx.dataverse.get_by_ids(ENTITY_SET[entity], key, [master_id], columns)
+                master_rows |= {str(r[key]).lower(): r for r in got}
         if master_link is not None and master_link.marketo_id != sub_link.marketo_id:
-            await _merge_people(ctx, master_link.marketo_id, sub_link.marketo_id)
             await ctx.store.close_links([sub_link])
             _event(ctx, master_link, "merged in Dynamics; people merged in Marketo",
                    mergedMarketoId=sub_link.marketo_id, mergedDynamicsId=sub_id)  # fmt: skip
@@ -287,10 +332,17 @@ async def _release_marketo_id(
         pass  # gone since, or refused: the master's write then says why, as an error row
 
 
-async def _merge_people(ctx: CycleContext, winner: int, loser: int) -> None:
+async def _merge_people(ctx: CycleContext, winner: int, loser: int) -> bool:
+    """Merge `loser` into `winner` in Marketo; False when the winner no longer exists
+    there (nothing to merge into) and the loser does."""
     try:
         await ctx.marketo.merge(winner, [loser])
     except SyncError:
         # A lost answer, or a repeat of a merge that happened (1004): the loser is gone.
-        if await ctx.marketo.get_leads("id", [loser], ["id"]):
-            raise
+        found = {int(p["id"]) for p in await ctx.marketo.get_leads("id", [winner, loser], ["id"])}
+        if loser not in found:
+            return True
+        if winner not in found:
+            return False
+        raise
+    return True

@@ -236,10 +236,13 @@ async def field_revoked(ctx: Ctx, plan: StepPlan) -> bool:
         json={"event": "revoke-field", "table": table, "column": column, "user": "sync-app"},
     )
     plan.notes.append(f"the sync user loses {table}.{column}")
+    ctx.model.outages[(table, column)] = False
     if ctx.rng.random() < 0.6:
 
         async def restore(ctx: Ctx) -> str:
             await ctx.world.grant_field(table, column)
+            if not ctx.model.outages.pop((table, column), True):
+                ctx.model.unseen_outages[(table, column)] = ctx.model.tick()
             return f"admin gives the sync user {table}.{column} back"
 
         ctx.later(ctx.rng.randint(1, 3), restore)

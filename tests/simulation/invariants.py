@@ -91,15 +91,28 @@ class Checker:
         """A field the pair may rightly disagree on: a side refused its value (an error
         row says so, or the engine's base marks the value refused; whether that refusal
         was recorded is the rejections check's business), or the sync identity cannot
-        read or write its column now (field security: the engine leaves it out)."""
+        read or write its column now (field security: the engine leaves it out), or its
+        column came back from an outage the engine never saw and the field has not been
+        edited since (Model.unseen_outages: a Dynamics value read as null meanwhile)."""
         if any(f"{side}{name}" in link.base for side in REFUSED_MARKS):
             return True
-        if self._no_access(link.entity, name):
+        if self._no_access(link.entity, name) or self._masked(link, name):
             return True
         return (str(link.marketo_id), name) in self.rejected or (
             link.dynamics_id,
             name,
         ) in self.rejected
+
+    def _masked(self, link: Any, name: str) -> bool:
+        column = next((r.column for r in rules(link.entity) if r.marketo == name), "")
+        back = self.model.unseen_outages.get((link.entity, column))
+        if back is None:
+            return False
+        edits = [
+            *self.model.m_edits.get(link.marketo_id, {}).get(name, []),
+            *self.model.d_edits.get(link.dynamics_id, {}).get(name, []),
+        ]
+        return not any(e.seq > back for e in edits)
 
     def _no_access(self, entity: str, name: str) -> bool:
         column = next((r.column for r in rules(entity) if r.marketo == name), "")

@@ -74,6 +74,16 @@ class Model:
     # (person, Marketo field) -> values set there that Dynamics cannot hold
     too_long: dict[tuple[int, str], set[str]] = field(default_factory=dict)
     died: set[str] = field(default_factory=set)  # engine runs that crashed
+    # (table, column) whose grant the sync user lost -> whether a cycle's summary has
+    # listed it as left out since (the engine noticed the outage)
+    outages: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # (table, column) -> seq at which its grant came back after an outage no cycle
+    # noticed. Dataverse reads a column the sync may not read as null, like a real null:
+    # a cycle that read a Dynamics value there as empty, its base empty too, saw neither
+    # a change nor a sign of the outage (README "Known behaviours": an error, a missing
+    # column or a value that suddenly reads as empty), and metadata read before and
+    # after shows the grant. Such a value syncs with the pair's next edit of that field.
+    unseen_outages: dict[tuple[str, str], int] = field(default_factory=dict)
     # (person, record) -> Marketo field -> the last write a dead cycle left unanswered
     in_flight: dict[tuple[int, str], dict[str, InFlight]] = field(default_factory=dict)
     # (pair, Marketo field, flight seq) of such writes whose side was put back to what

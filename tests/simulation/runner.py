@@ -169,6 +169,10 @@ class Simulation:
             # Answered, but the run died before its journal noted the answer: the note
             # still says "sent", beside what the run had read of the record.
             self.unanswered(er.fate.answered, skip=er.fate.noted, before=er.fate.before)
+        for left_out in summary.get("excludedFields", []):
+            outage = (left_out.get("entity"), left_out.get("column"))
+            if outage in self.model.outages:
+                self.model.outages[outage] = True
         writes = [x.what for x in w.writes[start:] if x.run == label]
         self.result.cycles += 1
         self.result.outcomes[outcome] += 1

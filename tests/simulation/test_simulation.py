@@ -720,3 +720,73 @@ def test_a_dynamics_merge_into_a_lead_a_marketo_merge_unlinked_gives_it_no_perso
     # The subordinate's person stops syncing; the contact keeps its person, nothing more.
     pairs, contact_only, violations = _world_with_a_synced_contact(fn)
     assert (pairs, violations) == (contact_only, [])
+
+
+def test_a_dynamics_merge_whose_masters_person_was_deleted_in_marketo_moves_the_link() -> None:
+    """Seeds 2592, 6173: merging into the deleted person failed with 1004 every cycle."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[list[Any], list[Any], list[Any]]:
+        w = sim.world
+        other = await w.d_create(
+            "contact", {"lastname": "Last-25926173", "emailaddress1": "p25926173@ex.sim"}
+        )
+        sim.model.personal.update({"Last-25926173", "p25926173@ex.sim"})
+        w.now += 300
+        sim.observe([await sim.cycle("linked")])
+        sub = next(lk for lk in w.links() if lk.dynamics_id == other)
+        sim.model.step = 1
+        # One cycle reads both: the delete of the master's person, and the merge.
+        await w.m_delete(link.marketo_id)
+        sim.model.deleted_people.add(link.marketo_id)
+        await merge_records(sim.ctx, "contact", link.dynamics_id, other)
+        w.now += 300
+        sim.observe([await sim.cycle("deleted-and-merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
+        return pairs, [(sub.marketo_id, link.dynamics_id)], sim.result.violations
+
+    pairs, moved, violations = _world_with_a_synced_contact(fn)
+    assert (pairs, violations) == (moved, [])
+
+
+def test_a_marketo_edit_on_a_merge_survivor_paused_by_the_merge_wins_when_resumed() -> None:
+    """Seed 6214: what both merges filled in was never recorded; the edit lost a collision."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any, list[Any]]:
+        w = sim.world
+        await w.grant_merge()
+        other = await w.d_create(
+            "contact",
+            {
+                "lastname": "Last-62146214",
+                "emailaddress1": "p62146214@ex.sim",
+                "address1_stateorprovince": "state-62140001",
+            },
+        )
+        sim.model.personal.update({"Last-62146214", "p62146214@ex.sim", "state-62140001"})
+        w.now += 300
+        sim.observe([await sim.cycle("linked")])
+        loser = next(lk for lk in w.links() if lk.dynamics_id == other)
+        sim.model.step = 1
+        await w.d_edit("contact", other, {"new_synctomkto": False})
+        w.now += 300
+        sim.observe([await sim.cycle("paused")])
+        sim.model.step = 2
+        # Dataverse fills the survivor's empty state and sync filter (No) from the loser.
+        await merge_people(sim.ctx, link.marketo_id, loser.marketo_id)
+        w.now += 300
+        sim.observe([await sim.cycle("merged")])
+        assert w.records("contact")[link.dynamics_id]["new_synctomkto"] is False
+        sim.model.step = 3
+        await m_set(sim.ctx, link.marketo_id, _rule("state"), "state-62140002")
+        await w.d_edit("contact", link.dynamics_id, {"new_synctomkto": None})
+        w.now += 300
+        sim.observe([await sim.cycle("resumed")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        row = w.records("contact")[link.dynamics_id]
+        state = w.people()[link.marketo_id].get("state")
+        return state, row["address1_stateorprovince"], sim.result.violations
+
+    assert _world_with_a_synced_contact(fn) == ("state-62140002", "state-62140002", [])
