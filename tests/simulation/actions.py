@@ -614,6 +614,12 @@ async def qualify(ctx: Ctx, link: Link, *, account: bool) -> str | None:
         return None
     model = ctx.model
     model.entity_of[contact] = "contact"
+    if link.dynamics_id in model.replaced_by:
+        # A Marketo merge since the last cycle already took the lead's person to a
+        # contact (merge_people): the engine follows it before it reads this contact,
+        # so, as when the lead is qualified first, the contact comes from a lead with
+        # no person and the person stays with the merge's survivor (seed 5312).
+        return contact
     model.replaced_by[link.dynamics_id] = contact
     model.away_records[link.dynamics_id] = claims
     model.expected_pairs.append(("qualified-lead", model.step, link.marketo_id, contact))
