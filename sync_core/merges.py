@@ -31,7 +31,7 @@ from sync_core.context import CycleContext
 from sync_core.deletes import dynamics_deleted, marketo_deleted
 from sync_core.errors import RecordRejected, SyncError
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
-from sync_core.planner import normalize, plan_pair
+from sync_core.planner import as_id, normalize, plan_pair
 from sync_core.runrecord import PersonEvent, SyncErrorRow
 from sync_core.state import Link
 
@@ -228,7 +228,11 @@ async def follow_dynamics_merges(
     master_links = await ctx.store.links_by_dynamics(entity, masters)
     in_page = {str(r[key]).lower(): r for r in rows}
     missing = [x for x in masters if x not in in_page and x not in master_links]
-    columns = [ctx.mapping.sync_filter_column, *([ORIGIN] if entity == "contact" else [])]
+    columns = [
+        ctx.mapping.sync_filter_column,
+        ctx.mapping.marketo_id_column,
+        *([ORIGIN] if entity == "contact" else []),
+    ]
     fetched = await ctx.dataverse.get_by_ids(
         ENTITY_SET[entity], key, missing, columns
     ) if missing else []  # fmt: skip
@@ -244,6 +248,12 @@ async def follow_dynamics_merges(
                 links[did] = link
             else:
                 master_links[did] = link
+    unsaved = await _unsaved_links(
+        ctx,
+        entity,
+        {i: master_rows[i] for i in masters if i not in master_links and i in master_rows},
+    )
+    master_links |= unsaved
     away = []
     for sub_id, master_id in subs.items():
         away.append(merged_away_key(entity, sub_id))
@@ -251,6 +261,11 @@ async def follow_dynamics_merges(
         if sub_link is None:
             continue
         master_link = master_links.get(master_id)
+        if master_link is not None and master_link is unsaved.get(master_id):
+            # Saved first: the master then syncs as linked, this cycle if its row is here.
+            await ctx.store.save_links([master_link], new=True)
+            if master_id in in_page:
+                links[master_id] = master_link
         if (
             master_link is not None
             and master_link.marketo_id != sub_link.marketo_id
@@ -298,6 +313,32 @@ async def follow_dynamics_merges(
         ctx.record.counts.merged += 1
     await ctx.store.add_to_set(MERGED_AWAY, away)
     return set(subs)
+
+
+async def _unsaved_links(
+    ctx: CycleContext, entity: Entity, masters: dict[str, dict[str, Any]]
+) -> dict[str, Link]:
+    """Master id -> a link its person and it show in both systems (the record carries the
+    person's id, the person names the record) that the state store lacks: a run died, or
+    a store call failed, after the link's writes landed and before its row was saved.
+    Taken for unlinked, the master got the subordinate's person too while its own still
+    named it: two people for one record (seeds 5713, 5960). A person the store links to
+    a record (the subordinate's, another) does not count: the id on this one is stale."""
+    m = ctx.mapping
+    carried = {
+        did: mid for did, row in masters.items() if (mid := as_id(row.get(m.marketo_id_column)))
+    }
+    if not carried:
+        return {}
+    ids = sorted(set(carried.values()))
+    people = await ctx.marketo.get_leads("id", ids, ["id", m.dynamics_id_field])
+    names = {int(p["id"]): str(p.get(m.dynamics_id_field) or "").lower() for p in people}
+    elsewhere = await ctx.store.links_by_marketo(ids)
+    return {
+        did: Link(mid, entity, did)
+        for did, mid in carried.items()
+        if names.get(mid) == did and mid not in elsewhere
+    }
 
 
 async def _qualified_from(

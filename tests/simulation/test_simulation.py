@@ -790,3 +790,33 @@ def test_a_marketo_edit_on_a_merge_survivor_paused_by_the_merge_wins_when_resume
         return state, row["address1_stateorprovince"], sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == ("state-62140002", "state-62140002", [])
+
+
+def test_a_dynamics_merge_into_a_record_a_dead_run_linked_unsaved_keeps_one_person() -> None:
+    """Seeds 5713, 5960: a master's unsaved link counted as none; two people named it."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[list[Any], Any, list[Any]]:
+        w = sim.world
+        master = await w.d_create(
+            "contact", {"lastname": "Last-92a3b4c5", "emailaddress1": "p92a3b4c5@ex.sim"}
+        )
+        sim.model.personal.update({"Last-92a3b4c5", "p92a3b4c5@ex.sim"})
+        w.now += 300
+        # The new contact's person is created and both sides name each other; the run
+        # dies before the link row is saved.
+        died = await sim.cycle("dies", crash_on="store.save_links")
+        assert died.outcome == "crashed"
+        sim.observe([died])
+        person = int(w.records("contact")[master]["new_marketoid"])
+        assert str(w.people()[person]["dynamicsId"]).lower() == master
+        sim.model.step = 1
+        await merge_records(sim.ctx, "contact", master, link.dynamics_id)
+        w.now += w.settings.sync_lease_seconds + 1
+        sim.observe([await sim.cycle("merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
+        return pairs, (person, master), sim.result.violations
+
+    pairs, master_pair, violations = _world_with_a_synced_contact(fn)
+    assert (pairs, violations) == ([master_pair], [])
