@@ -97,7 +97,7 @@ def _instrument_tables() -> None:
         finally:
             _note("TABLE", began)
 
-    RequestsTransport.send = timed  # type: ignore[method-assign]
+    RequestsTransport.send = timed
 
 
 def _instrument_rate_waits() -> None:
