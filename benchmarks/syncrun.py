@@ -57,15 +57,32 @@ def main(argv: list[str] | None = None) -> int:
     profile_dir = os.environ.get("BENCH_PROFILE_DIR")
     if profile_dir:
         import cProfile
+        import threading
 
         profiler = cProfile.Profile()
         profiler.enable()
+        # Table Storage calls run in worker threads, which cProfile does not follow:
+        # each thread gets a profiler of its own, started from its first profile event.
+        threads: list[cProfile.Profile] = []
+        started = threading.local()
+
+        def in_thread(*_: object) -> None:
+            if getattr(started, "profile", None) is None:
+                started.profile = cProfile.Profile()
+                threads.append(started.profile)
+                started.profile.enable()
+
+        threading.setprofile(in_thread)
     t0 = time.monotonic()
     summary = asyncio.run(run_cycle(settings))
     t1 = time.monotonic()
     if profile_dir:
         profiler.disable()
         profiler.dump_stats(Path(profile_dir) / f"cycle-{os.getpid()}.prof")
+        threading.setprofile(None)  # type: ignore[arg-type]
+        for n, prof in enumerate(threads):
+            prof.disable()
+            prof.dump_stats(Path(profile_dir) / f"cycle-{os.getpid()}-thread{n}.prof")
     after = resource.getrusage(resource.RUSAGE_SELF)
     if args.trace_memory:
         _write_trace(args.trace_memory)

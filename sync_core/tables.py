@@ -47,6 +47,10 @@ from sync_core.state import (
 
 BATCH_LIMIT = 100
 RANGE_FROM = 8  # this many wanted ids in one bucket: one range query beats point reads
+# The Dynamics-id index has 256 partitions per table (two hex digits of the record id).
+# Reading a whole partition beats point reads of its wanted ids when it holds fewer than
+# this many rows per wanted id: a round trip costs about what 30 rows of a page do.
+INDEX_PARTITIONS, ROWS_PER_POINT_READ = 256, 30
 COUNTER_PK, LINKS_COUNTER = "counter", "links"
 
 
@@ -302,8 +306,7 @@ class TableRows:
                 if link and link.dynamics_id.lower() == d.lower() and link.entity == entity:
                     found[d.lower()] = link
         rest = [i for i in ids if i not in found]
-        index = self._get_many("links", [d_key(entity, i) for i in rest])
-        marketo_ids = {i: int(r["marketoId"]) for i, r in zip(rest, index, strict=True) if r}
+        marketo_ids = self._index(entity, rest)
         links = self.links_by_marketo(marketo_ids.values())
         # The index can outlive a re-linked person; only a matching main row counts.
         found.update(
@@ -312,6 +315,37 @@ class TableRows:
             if m in links and links[m].dynamics_id.lower() == d and links[m].entity == entity
         )
         return found
+
+    def _index(self, entity: Entity, ids: list[str]) -> dict[str, int]:
+        """Record id -> Marketo id from the index rows. A first load or a page of new
+        records asks for thousands of ids that have no row: one query per partition
+        instead of a point read (a 404) each, where the partition is small enough."""
+        if not ids:
+            return {}
+        by_part: dict[str, list[str]] = defaultdict(list)
+        for i in ids:
+            by_part[d_key(entity, i)[0]].append(i)
+        counts = self.link_counts() if len(ids) > len(by_part) else None
+        # Unknown counts (not seeded yet): point reads, the cost of which is known.
+        per_part = counts.get(entity, 0) / INDEX_PARTITIONS if counts is not None else None
+        whole = {
+            pk for pk, v in by_part.items()
+            if per_part is not None and per_part <= len(v) * ROWS_PER_POINT_READ
+        }  # fmt: skip
+        out: dict[str, int] = {}
+        for rows in self._pool.map(self._partition_index, sorted(whole)):
+            out.update(rows)
+        single = [i for pk, v in by_part.items() if pk not in whole for i in v]
+        index = self._get_many("links", [d_key(entity, i) for i in single])
+        out.update((i, int(r["marketoId"])) for i, r in zip(single, index, strict=True) if r)
+        wanted = set(ids)
+        return {i: m for i, m in out.items() if i in wanted}
+
+    def _partition_index(self, pk: str) -> dict[str, int]:
+        rows = self.table("links").query_entities(
+            "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", "marketoId"]
+        )
+        return {unsafe_key(str(r["RowKey"])): int(r["marketoId"]) for r in rows}
 
     def save_links(self, links: Iterable[Link], *, new: bool = False) -> None:
         links = list(links)

@@ -154,6 +154,26 @@ async def test_hints_give_the_same_answer(store: Any) -> None:
 
 
 @run_async
+@pytest.mark.parametrize("counted", [True, False])
+async def test_a_page_of_records_is_looked_up_right(store: Any, counted: bool) -> None:
+    # Enough ids to fill every index partition: Table Storage then reads whole
+    # partitions where the link count says they are small, point reads otherwise.
+    if counted:
+        await store.ensure_link_counts()
+    linked = [Link(5000 + i, "contact", str(uuid.uuid4())) for i in range(400)]
+    await store.save_links(linked, new=True)
+    stale, fresh = str(uuid.uuid4()), str(uuid.uuid4())
+    await store.save_links([Link(7, "contact", stale)], new=True)
+    await store.save_links([Link(7, "contact", fresh)], new=True)
+    await store.save_links([Link(8, "lead", linked[0].dynamics_id.upper())], new=True)
+    unknown = [str(uuid.uuid4()) for _ in range(400)]
+    asked = [x.dynamics_id.upper() for x in linked] + unknown + [stale, fresh]
+    found = await store.links_by_dynamics("contact", asked)
+    expected = {x.dynamics_id: x.marketo_id for x in linked} | {fresh: 7}
+    assert {k: v.marketo_id for k, v in found.items()} == expected
+
+
+@run_async
 async def test_many_links_in_one_bucket_and_iteration(store: Any) -> None:
     links = [Link(1000 + i, "lead", str(uuid.uuid4())) for i in range(120)]
     await store.save_links(links, new=True)
