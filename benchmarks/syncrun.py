@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if profile_dir:
         profiler.disable()
         profiler.dump_stats(Path(profile_dir) / f"cycle-{os.getpid()}.prof")
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         for n, prof in enumerate(threads):
             prof.disable()
             prof.dump_stats(Path(profile_dir) / f"cycle-{os.getpid()}-thread{n}.prof")

@@ -53,6 +53,9 @@ PAGE_SIZE = 5000
 BATCH_OPS = 1000
 # Documented: a request URL may be at most 32 KB (inside a $batch, 64 KB).
 MAX_URL_CHARS = 32_768
+# A GET inside a $batch may carry up to 64 KB (execute-batch-operations-using-web-api),
+# and one $batch several GETs: a page's worth of ids read back in one call, not ten.
+MAX_BATCH_URL_CHARS = 65_536
 TokenProvider = Callable[[bool], Awaitable[str]]
 _TRANSIENT = {408, 502, 503, 504}
 # Error codes (web service error codes reference). "SQL timeout expired": the request
@@ -305,10 +308,38 @@ class DataverseClient:
         """Current rows for `ids` (missing ones are simply absent): as many ids per query
         as Dataverse's URL limit allows (about 500), not a fixed small chunk, since a
         5,000-row change set read 50 ids at a time costs 100 calls instead of 10."""
-        out: list[dict[str, Any]] = []
         head = f"{entity_set}?$select={','.join([key, *select])}&$filter="
-        for cond in id_filters(key, ids, MAX_URL_CHARS - len(self.url + API) - len(head) - 64):
-            url: str | None = head + cond
+        conds = list(id_filters(key, ids, MAX_URL_CHARS - len(self.url + API) - len(head) - 64))
+        if len(conds) <= 1:
+            return await self._pages([head + c for c in conds])
+        # More than one plain query: GETs of up to 64 KB inside $batch calls, each call
+        # asking for at most a page of rows (a response no bigger than a page's).
+        out: list[dict[str, Any]] = []
+        budget = MAX_BATCH_URL_CHARS - len(API) - len(head) - 64
+        for lo in range(0, len(ids), self.page_size):
+            chunk = ids[lo : lo + self.page_size]
+            reads = [head + c for c in id_filters(key, chunk, budget)]
+            ops = [
+                Op("GET", url.replace(" ", "%20"),
+                   headers={"Prefer": f"odata.maxpagesize={self.page_size}"})
+                for url in reads
+            ]  # fmt: skip
+            parsed, _ = await self._batch(ops)
+            more: list[str] = []
+            for result in parsed:
+                if result.error is not None:
+                    raise result.error
+                body = result.body or {}
+                out.extend(body.get("value", []))
+                if body.get("@odata.nextLink"):
+                    more.append(str(body["@odata.nextLink"]))
+            out.extend(await self._pages(more))
+        return out
+
+    async def _pages(self, urls: Sequence[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for first in urls:
+            url: str | None = first
             while url:
                 body = await self.get_json(
                     url, headers={"Prefer": f"odata.maxpagesize={self.page_size}"}

@@ -124,26 +124,37 @@ class FilterCompiler:
 
     def compile(self, node: ast._Node) -> Pred:
         if isinstance(node, ast.BoolOp):
-            left, right = self.compile(node.left), self.compile(node.right)
-            if isinstance(node.op, ast.And):
+            # A chain of one operator (`id eq a or id eq b or ...`, a thousand long in a
+            # read by ids) is flattened: nested closures would exceed Python's recursion
+            # limit both compiling and evaluating it. Three-valued logic: None is unknown.
+            kind = type(node.op)
+            terms: list[Pred] = []
+            stack: list[ast._Node] = [node]
+            while stack:
+                n = stack.pop()
+                if isinstance(n, ast.BoolOp) and type(n.op) is kind:
+                    stack += [n.right, n.left]
+                else:
+                    terms.append(self.compile(n))
+            if kind is ast.And:
                 def _and(r: dict[str, Any]) -> Any:
-                    a = left(r)
-                    if a is False:
-                        return False
-                    b = right(r)
-                    if b is False:
-                        return False
-                    return True if (a and b) else None
+                    unknown = False
+                    for term in terms:
+                        v = term(r)
+                        if v is False:
+                            return False
+                        unknown = unknown or not v
+                    return None if unknown else True
                 return _and
 
             def _or(r: dict[str, Any]) -> Any:
-                a = left(r)
-                if a is True:
-                    return True
-                b = right(r)
-                if b is True:
-                    return True
-                return None if (a is None or b is None) else False
+                unknown = False
+                for term in terms:
+                    v = term(r)
+                    if v is True:
+                        return True
+                    unknown = unknown or v is None
+                return None if unknown else False
             return _or
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
             inner = self.compile(node.operand)

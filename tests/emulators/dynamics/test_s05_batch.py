@@ -108,3 +108,17 @@ def test_batch_counts_as_one_request_for_limits(dv: Dv, admin: httpx.Client) -> 
     assert _send(dv, _batch(parts)).status_code == 200
     assert _send(dv, _batch(parts)).status_code == 200
     assert _send(dv, _batch(parts)).status_code == 429
+
+
+def test_a_get_inside_a_batch_may_carry_a_url_up_to_64_kb(dv: Dv) -> None:
+    made = dv.post("contacts", json={"lastname": "Inner"}).headers["OData-EntityId"]
+    cid = made.rsplit("(", 1)[1].rstrip(")")
+    ids = [cid] + [f"00000000-0000-4000-8000-{i:012d}" for i in range(1000)]
+    cond = "%20or%20".join(f"contactid%20eq%20{x}" for x in ids)
+    url = f"/api/data/v9.2/contacts?$select=lastname&$filter={cond}"
+    assert 40_000 < len(url) <= 65_536  # longer than a plain request may be
+    longer = url + "%20or%20contactid%20eq%2000000000-0000-4000-8000-999999999999" * 200
+    r = _send(dv, _batch([_req("GET", url), _req("GET", longer)]), "odata.continue-on-error")
+    assert r.status_code == 200
+    assert _statuses(r) == [200, 414]
+    assert '"lastname": "Inner"' in r.text or '"lastname":"Inner"' in r.text
