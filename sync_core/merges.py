@@ -7,7 +7,9 @@ for one surviving record. Here, as the native connector does:
 - **Merged in Marketo** (a Merge Leads activity names the people merged away):
   both linked → the Dynamics records are merged too (Dataverse `Merge`; a lead and a
   contact: the contact survives and the lead is only unlinked, since Dataverse merges
-  within one table); only the loser linked → its link moves to the winner.
+  within one table); only the loser linked → its link moves to the winner. Two records
+  a salesperson merged the other way round meanwhile: the winner's link moves to the
+  Dynamics master, the only one still active.
 - **Merged in Dynamics** (the subordinate turns up in change tracking with `masterid`
   set): both linked → the people are merged in Marketo, winner = the master's person
   (unless that person is gone from Marketo: then as if only the subordinate were linked);
@@ -101,6 +103,16 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
             _event(ctx, links[winner], "merged in Marketo; link moved to the winner",
                    mergedMarketoId=loser)  # fmt: skip
             continue
+        refused: RecordRejected | None = None
+        if kept.entity == gone.entity:
+            try:
+                await _merge_records(ctx, kept.entity, kept.dynamics_id, gone.dynamics_id)
+            except RecordRejected as exc:
+                row = await _merged_into(ctx, kept, gone.dynamics_id)
+                if row is not None:
+                    links[winner] = await _follow_merged_the_other_way(ctx, kept, gone, winner, row)
+                    continue
+                refused = exc
         # Remembered before any link closes: a run dying after a close left the unlinked
         # record carrying the person's id, and a later cycle linked it again (seed 186:
         # the winner's lead took the winner back, and the loser's contact a new person).
@@ -108,12 +120,10 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
         await ctx.store.add_to_set(MERGED_AWAY, [merged_away_key(away.entity, away.dynamics_id)])
         note = "merged in Marketo; Dynamics records merged"
         if kept.entity == gone.entity:
-            try:
-                await _merge_records(ctx, kept.entity, kept.dynamics_id, gone.dynamics_id)
-            except RecordRejected as exc:
+            if refused is not None:
                 # Not allowed (no Merge privilege, a plug-in said no): the record stays as
                 # it is, unlinked and remembered, so it still never mints a duplicate.
-                _merge_refused(ctx, kept, gone, exc)
+                _merge_refused(ctx, kept, gone, refused)
                 note = "merged in Marketo; Dynamics refused the merge, record unlinked"
             else:
                 await _settle_survivor(ctx, kept, winner)
@@ -131,6 +141,48 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
         links[winner] = survivor
         ctx.record.counts.merged += 1
         _event(ctx, survivor, note, mergedMarketoId=loser, mergedDynamicsId=gone.dynamics_id)
+
+
+async def _merged_into(ctx: CycleContext, link: Link, record: str) -> dict[str, Any] | None:
+    """The link's record (master and Marketo id) if it was merged into `record` in
+    Dynamics, else None."""
+    key = ENTITY_KEY[link.entity]
+    columns = [MASTER, ctx.mapping.marketo_id_column]
+    rows = await ctx.dataverse.get_by_ids(ENTITY_SET[link.entity], key, [link.dynamics_id],
+                                            columns)  # fmt: skip
+    if rows and str(rows[0].get(MASTER) or "").lower() == record.lower():
+        return rows[0]
+    return None
+
+
+async def _follow_merged_the_other_way(
+    ctx: CycleContext, kept: Link, gone: Link, winner: int, row: dict[str, Any]
+) -> Link:
+    """The winner's record was merged into the loser's in Dynamics since the last cycle
+    (a salesperson merged the pair the other way round), so Dataverse refused to merge
+    into it, now inactive. Only the loser's record is still active and nothing revives
+    the other: it is the pair's survivor, the winner's link moves to it and the winner's
+    record is the one merged away. Taken for any refusal, the active record was unlinked
+    and remembered as merged away, and the Dynamics merge then found its master merged
+    away and closed the winner's link: the person stopped syncing and the surviving
+    record had no person (seed 845). The Dynamics merge, read later, finds its
+    subordinate unlinked and has nothing left to do."""
+    # Remembered before its link closes, as in follow_marketo_merges (seed 186).
+    await ctx.store.add_to_set(MERGED_AWAY, [merged_away_key(kept.entity, kept.dynamics_id)])
+    # The merged-away record holds the winner's id, an alternate key: the survivor could
+    # never be given it. Released while the winner's link is open, so a run dying here
+    # comes back the same way.
+    await _release_marketo_id(ctx, kept.entity, kept.dynamics_id, row)
+    # Closed before the move: a run dying between them leaves only the loser's link,
+    # which the merge, read again, moves to the winner. The move keeps the loser's base:
+    # the last values the surviving record and a person agreed on.
+    await ctx.store.close_links([kept])
+    survivor = await _move(ctx, gone, winner, gone.entity, gone.dynamics_id)
+    await _settle_survivor(ctx, survivor, winner)
+    ctx.record.counts.merged += 1
+    _event(ctx, survivor, "merged in Marketo; the records were merged the other way in Dynamics",
+           mergedMarketoId=gone.marketo_id, mergedDynamicsId=kept.dynamics_id)  # fmt: skip
+    return survivor
 
 
 async def _settle_survivor(ctx: CycleContext, link: Link, winner: int) -> None:
