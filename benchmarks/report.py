@@ -76,9 +76,10 @@ def webhook_table(results: list[dict[str, Any]]) -> str:
         return ""
     out = [
         "| scenario | deliveries | answered 200 | p50_ms | p95_ms | p99_ms | "
+        "in the function p50 / p95 / p99 ms | "
         "API calls p95 ms | overhead p95 ms | mean ms: API / rate wait / queued / "
         "Table Storage / local / hop | failed (why) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in hooks:
         failed = "; ".join(f"{n} {why}" for why, n in r["failed"].items()) or "none"
@@ -86,7 +87,9 @@ def webhook_table(results: list[dict[str, Any]]) -> str:
         split = " / ".join(_n(parts.get(k)) for k in LATENCY_PARTS)
         out.append(
             f"| {r['scenario']} | {r['people']} | {r['delivered']} | {_n(r['p50_ms'])} | "
-            f"{_n(r['p95_ms'])} | {_n(r['p99_ms'])} | {_n(r['api_p95_ms'])} | "
+            f"{_n(r['p95_ms'])} | {_n(r['p99_ms'])} | "
+            f"{_n(r.get('function_p50_ms'))} / {_n(r.get('function_p95_ms'))} / "
+            f"{_n(r.get('function_p99_ms'))} | {_n(r['api_p95_ms'])} | "
             f"{_n(r['overhead_p95_ms'])} | {split} | {failed} |"
         )
     return "\n".join(out) + "\n"
@@ -180,6 +183,9 @@ up, and says from what.
   call; a request queued behind a shared Marketo call of its kind already in flight;
   Table Storage; local (parsing, the event loop); "hop" is the time outside the
   function (Marketo's emulator calling it over HTTP, the local functions host).
+  "In the function" is the same without the hop, which stands for Azure's functions host
+  and the network between Marketo and Azure, and here includes Marketo's emulator, one
+  process also serving the cycle's calls; the webhook target is judged on it.
   Percentiles are of the deliveries answered 200; `people` counts all
   deliveries, `people_per_hour` those answered per hour while they ran; `wall_s`, the calls
   and the bounds are the cycle's that ran meanwhile (the calls were counted over it);
@@ -271,10 +277,12 @@ def targets(results: list[dict[str, Any]]) -> str:
         name = r["scenario"]
         if r.get("p95_ms") is not None and r.get("api_p95_ms") is not None:
             limit = r["api_p95_ms"] + TARGET_WEBHOOK_OVERHEAD_MS
-            verdict = "met" if r["p95_ms"] <= limit else "missed"
+            own = r.get("function_p95_ms")
+            verdict = "met" if own is not None and own <= limit else "missed"
             out.append(
                 f"- **webhook p95 ≤ its API calls + {TARGET_WEBHOOK_OVERHEAD_MS} ms**, "
-                f"{name}: {verdict}, p95 {r['p95_ms']:,} ms against {limit:,} ms."
+                f"{name}: {verdict}, p95 in the function {_n(own)} ms against {limit:,} ms "
+                f"(as Marketo's emulator waited: {r['p95_ms']:,} ms)."
             )
         if r.get("failed"):
             out.append(
