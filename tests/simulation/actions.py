@@ -505,10 +505,22 @@ async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> bool:
             ctx.model.edited_d(master, rule.marketo, after.get(rule.column))
     kept, gone = by_record.get(master) or _unsaved_link(ctx, entity, master), by_record.get(sub)
     model = ctx.model
+    if model.replaced_by.get(master) == sub:
+        # A marketer merged the two people the other way round since the last cycle
+        # (their records to follow as master into sub): Dataverse did this merge, and
+        # only this master is still active, so the person lives on with it (the mirror
+        # of merge_people's case; a cycle in the chain never ended, seed 3488).
+        del model.replaced_by[master]
+        model.away_records.pop(master, None)
     model.replaced_by[sub] = master
     model.away_records[sub] = claims
     held = ctx.world.records(entity)[sub].get("new_synctomkto") is False
-    if kept is not None and gone is not None and not held:
+    merged = kept is not None and gone is not None and (
+        model.survivor(kept.marketo_id, master)[0] == gone.marketo_id
+    )
+    if merged:
+        pass  # that marketer's merge already made the two people one
+    elif kept is not None and gone is not None and not held:
         # The engine merges the people (none while the subordinate's filter says No: it
         # does not read it then).
         model.merged_people[gone.marketo_id] = kept.marketo_id
