@@ -18,6 +18,9 @@ for one surviving record. Here, as the native connector does:
   the person stops syncing), or the master is gone (then the person is flagged as after
   a delete). A contact qualified from a linked lead and not linked yet
   counts as linked to that lead's person.
+- **Chains**: a merge's winner (or master) merged on since, by a merge followed first,
+  counts as the person (or record) it lives on as: Marketo commits some Merge Leads
+  activities late, and a cycle reads Marketo's merges before Dynamics' changes.
 
 The surviving link keeps its base; nothing is deleted that the native connector would
 not delete. A merged-away record is remembered so it never gets a person of its own.
@@ -38,6 +41,8 @@ from sync_core.runrecord import PersonEvent, SyncErrorRow
 from sync_core.state import Link
 
 MERGED_AWAY = "mergedaway"  # state set: "<entity>:<record id>" never to be linked again
+MERGED_INTO = "mergedinto"  # state values: person merged away -> the person it went into
+HOPS = 20  # merges followed through at most, so a bad chain cannot loop a cycle
 MASTER = "_masterid_value"
 ORIGIN = "_originatingleadid_value"  # a contact's originating lead
 JOURNAL_MARKS = (*journal.LANDED_ON.values(), *journal.CONFIRMED.values())
@@ -78,12 +83,18 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
     """`merged`: person merged away -> the person it was merged into."""
     if not merged:
         return
+    # Kept before anything moves: Marketo commits some Merge Leads activities late, so
+    # a merge can be read after a later merge took its winner away (_lives_on).
+    await ctx.store.set_values(MERGED_INTO, {str(lo): str(w) for lo, w in merged.items()})
     links = await ctx.store.links_by_marketo(set(merged) | set(merged.values()))
-    for loser, winner in merged.items():
+    for loser, named in merged.items():
+        winner = await _lives_on(ctx, named, links)
         # The winner's empty fields took the loser's values, and Marketo logs no field
         # change for those: re-plan the winner, or they reach Dynamics only by chance.
         ctx.changes.always(winner)
-        gone, kept = links.get(loser), links.get(winner)
+        # The loser's link leaves `links`: a later merge naming it as winner then looks
+        # for where it lives on rather than at its closed link.
+        gone, kept = links.pop(loser, None), links.get(winner)
         if gone is None:
             # The loser never synced: nothing in Dynamics to follow (unless a run died
             # in _move between the close and the save, leaving the record's index out).
@@ -185,6 +196,25 @@ async def _follow_merged_the_other_way(
     return survivor
 
 
+async def _lives_on(ctx: CycleContext, winner: int, links: dict[int, Link]) -> int:
+    """The person a merge's winner lives on as. An unlinked winner may be gone, merged
+    into another person by a merge followed before this one was read: the loser's link
+    moved to it then linked a person Marketo no longer has, and the loser's record
+    never met the survivor's (seed 2764). `links` gains the links looked up."""
+    seen = {winner}
+    for _ in range(HOPS):
+        if links.get(winner) is not None:
+            break
+        into = await ctx.store.get_value(MERGED_INTO, str(winner))
+        if into is None or int(into) in seen:
+            break
+        winner = int(into)
+        seen.add(winner)
+        if winner not in links:
+            links |= await ctx.store.links_by_marketo([winner])
+    return winner
+
+
 async def _settle_survivor(ctx: CycleContext, link: Link, winner: int) -> None:
     """Record as the base what both sides of the surviving pair now show alike. Both
     merges filled the survivor's empty fields from the records merged away (Marketo logs
@@ -276,19 +306,17 @@ async def follow_dynamics_merges(
     subs = {str(r[key]).lower(): str(r[MASTER]).lower() for r in rows if r.get(MASTER)}
     if not subs:
         return set()
-    masters = sorted(set(subs.values()))
-    master_links = await ctx.store.links_by_dynamics(entity, masters)
+    master_links = await ctx.store.links_by_dynamics(entity, sorted(set(subs.values())))
     in_page = {str(r[key]).lower(): r for r in rows}
-    missing = [x for x in masters if x not in in_page and x not in master_links]
     columns = [
         ctx.mapping.sync_filter_column,
         ctx.mapping.marketo_id_column,
+        MASTER,
         *([ORIGIN] if entity == "contact" else []),
     ]
-    fetched = await ctx.dataverse.get_by_ids(
-        ENTITY_SET[entity], key, missing, columns
-    ) if missing else []  # fmt: skip
-    master_rows = {**in_page, **{str(r[key]).lower(): r for r in fetched}}
+    fetched = await _live_masters(ctx, entity, subs, in_page, master_links, columns)
+    masters = sorted(set(subs.values()))
+    master_rows = {**in_page, **fetched}
     if entity == "contact":
         # A contact qualified from a linked lead and merged before any cycle linked it
         # is that lead's person's (newlinks step 0): without this, the merge left the
@@ -365,6 +393,41 @@ async def follow_dynamics_merges(
         ctx.record.counts.merged += 1
     await ctx.store.add_to_set(MERGED_AWAY, away)
     return set(subs)
+
+
+async def _live_masters(
+    ctx: CycleContext,
+    entity: Entity,
+    subs: dict[str, str],
+    in_page: dict[str, dict[str, Any]],
+    master_links: dict[str, Link],
+    columns: list[str],
+) -> dict[str, dict[str, Any]]:
+    """Point each subordinate in `subs` at the record its unlinked master lives on as,
+    and return the rows read (`columns`) of unlinked masters not in the page.
+
+    A master merged on since (the engine followed a Marketo merge of its person first,
+    or a salesperson merged it again) has no link left: taken for a record merged away,
+    the subordinate's person stopped syncing and stayed in Marketo beside the person of
+    the record everything was merged into (seed 7019). `master_links` gains the links of
+    the records found."""
+    key = ENTITY_KEY[entity]
+    fetched: dict[str, dict[str, Any]] = {}
+    for _ in range(HOPS):
+        ends = {m for m in subs.values() if m not in master_links}
+        need = sorted(m for m in ends if m not in in_page and m not in fetched)
+        if need:
+            got = await ctx.dataverse.get_by_ids(ENTITY_SET[entity], key, need, columns)
+            fetched |= {str(r[key]).lower(): r for r in got}
+        rows = {**in_page, **fetched}
+        on = {m: str(rows[m][MASTER]).lower() for m in ends if (rows.get(m) or {}).get(MASTER)}
+        if not on:
+            break
+        for sub_id, master_id in subs.items():
+            subs[sub_id] = on.get(master_id, master_id)
+        found = sorted(set(on.values()) - set(master_links))
+        master_links |= await ctx.store.links_by_dynamics(entity, found)
+    return fetched
 
 
 async def _unsaved_links(

@@ -628,8 +628,27 @@ async def merge_people(ctx: Ctx, winner: int, loser: int) -> None:
         else:
             model.replaced_by[away.dynamics_id] = survivor.dynamics_id
             model.away_records[away.dynamics_id] = claims[away.dynamics_id]
+            if kept.entity != gone.entity or not ctx.world.merge_granted:
+                _merged_into_unlinked(ctx, away.dynamics_id)
     if survivor is not None:
         model.expected_pairs.append(("merge-survivor", model.step, winner, survivor.dynamics_id))
+
+
+def _merged_into_unlinked(ctx: Ctx, rid: str) -> None:
+    """A Marketo merge leaves `rid` active but unlinked (a lead beside a contact, or a
+    Merge the sync may not make): the people a salesperson's merge into it still has the
+    engine merge (their person still in Marketo) stop syncing instead. The engine reads
+    Marketo's merges first, so it meets that merge into a record merged away before,
+    and follows the README: the person stops syncing (seed 7019)."""
+    model, people = ctx.model, ctx.world.people()
+    for mid in [
+        m
+        for m in model.merged_people
+        if m in people
+        and any(model.replaced_by.get(r) == rid for r in model.away_people.get(m, ()))
+    ]:
+        del model.merged_people[mid]
+        del model.away_people[mid]
 
 
 MARKETO_RULES = {r.marketo: r for e in ("lead", "contact") for r in rules(e)}

@@ -853,3 +853,83 @@ def test_a_marketo_merge_against_an_unfollowed_dynamics_merge_keeps_the_person()
     # The person the marketer kept lives on with the only active lead, the master.
     seen, want, violations = _world_with_a_synced_contact(fn)
     assert (seen, violations) == (want, [])
+
+
+def test_a_marketo_merge_read_late_after_its_winner_was_merged_on_reaches_the_survivor() -> None:
+    """Seed 2764: the late merge moved its loser's link to a winner gone from Marketo."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[list[Any], list[Any], list[Any]]:
+        w = sim.world
+        await w.grant_merge()
+        other = await w.d_create(
+            "contact", {"lastname": "Last-27642764", "emailaddress1": "p27642764@ex.sim"}
+        )
+        sim.model.personal.update({"Last-27642764", "p27642764@ex.sim"})
+        w.now += 300
+        sim.observe([await sim.cycle("linked")])
+        loser = next(lk for lk in w.links() if lk.dynamics_id == other)
+        survivor = await w.m_create({"email": "m27642764@ex.sim"})
+        sim.model.personal.add("m27642764@ex.sim")
+        sim.model.step = 1
+        # Marketo commits the first merge's Merge Leads activity late: the first cycle
+        # reads only the second merge, which takes the first one's winner away.
+        await w.marketo_admin("POST", "config", json={"late_share": 1.0, "late_delay_s": 60})
+        await merge_people(sim.ctx, link.marketo_id, loser.marketo_id)
+        await w.marketo_admin("POST", "config", json={"late_share": 0.0})
+        await merge_people(sim.ctx, survivor, link.marketo_id)
+        w.now += 300
+        sim.observe([await sim.cycle("second-merge-read")])
+        assert {lk.marketo_id for lk in w.links()} == {survivor, loser.marketo_id}
+        sim.model.step = 2
+        await w.pass_time(300)
+        w.now += 300
+        sim.observe([await sim.cycle("first-merge-read")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
+        return pairs, [(survivor, link.dynamics_id)], sim.result.violations
+
+    # One pair is left: the survivor and the contact the loser's contact was merged into.
+    pairs, merged_on, violations = _world_with_a_synced_contact(fn)
+    assert (pairs, violations) == (merged_on, [])
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_a_dynamics_merge_into_a_record_a_marketo_merge_took_away_keeps_one_person(
+    granted: bool,
+) -> None:
+    """Seed 7019: the master, merged on by a Marketo merge read first, left its sub's person."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[list[Any], list[Any], bool, list[Any]]:
+        w = sim.world
+        if granted:
+            await w.grant_merge()
+        master = await w.d_create(
+            "contact", {"lastname": "Last-70197019", "emailaddress1": "p70197019@ex.sim"}
+        )
+        sub = await w.d_create(
+            "contact", {"lastname": "Last-70190001", "emailaddress1": "p70190001@ex.sim"}
+        )
+        sim.model.personal.update(
+            {"Last-70197019", "p70197019@ex.sim", "Last-70190001", "p70190001@ex.sim"}
+        )
+        w.now += 300
+        sim.observe([await sim.cycle("linked")])
+        person = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
+        sim.model.step = 1
+        # One cycle reads both: the salesperson's merge, then the marketer's merge of
+        # the master's person into the synced contact's (read first by the engine).
+        await merge_records(sim.ctx, "contact", master, sub)
+        await merge_people(sim.ctx, link.marketo_id, person[master])
+        w.now += 300
+        sim.observe([await sim.cycle("both-merges-read")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
+        contact_only = [(link.marketo_id, link.dynamics_id)]
+        return pairs, contact_only, person[sub] in w.people(), sim.result.violations
+
+    # With the Merge privilege all three records are one and so are their people; without
+    # it the master stays unlinked beside the contact, and the sub's person stops syncing.
+    pairs, contact_only, sub_person_left, violations = _world_with_a_synced_contact(fn)
+    assert (pairs, sub_person_left, violations) == (contact_only, not granted, [])

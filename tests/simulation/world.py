@@ -383,6 +383,7 @@ class SimWorld:
     # The state store on the simulated clock; None: the memory store.
     make_store: Callable[[Callable[[], float]], SimStore] | None = None
     regranted: bool = False  # a field-security grant taken from the sync user came back
+    merge_granted: bool = False  # the sync's role has the Merge privilege (grant_merge)
     losing: set[str] = field(default_factory=set)  # systems armed to lose write answers
     answers_lost: Counter[str] = field(default_factory=Counter)  # ... and how many they did
     # Told of each Marketo merge an engine run sends (request, people just before it).
@@ -681,6 +682,7 @@ class SimWorld:
             await self.dynamics_admin(
                 "PUT", "security/privileges", json={"user": "sync-app", **grant}
             )
+        self.merge_granted = True
 
     async def dynamics_admin(self, method: str, path: str, **kw: Any) -> Any:
         r = await self.dyn_http.request(method, f"/_emulator/{path}", **kw)
