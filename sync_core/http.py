@@ -48,11 +48,6 @@ class SlidingWindow:
     async def __aexit__(self, *exc: object) -> None:
         self._gate.release()
 
-    def used(self) -> float:
-        """The share of the current window's calls already started (0 to 1)."""
-        since = time.monotonic() - self.period
-        return sum(1 for t in self._starts if t > since) / self.calls
-
 
 class RetryPolicy:
     """Bounded retries: exponential backoff with jitter for transient errors, the

@@ -192,10 +192,6 @@ class MarketoClient:
         await self._http.aclose()
 
     # ---- auth ---------------------------------------------------------------
-    def rate_used(self) -> float:
-        """The share of the rate window this client's limiter has used (0 to 1)."""
-        return self._limiter.used()
-
     def forget_token(self) -> None:
         """Drop the cached token so the next call proves the credentials again."""
         self._auth.forget()

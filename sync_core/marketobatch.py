@@ -11,10 +11,9 @@ is sent at once (there is no linger timer); under load a call carries many deliv
 
 What it holds:
 
-* `GroupCommit`: the queue for one kind of call (one call in flight, or a second one
-  while the rate window has room, so a queue does not wait a whole call when the calls
-  are not what is scarce; one result per request, a failed call's exception raised to
-  each of its waiters, a waiter that gives up dropped without disturbing the others).
+* `GroupCommit`: the queue for one kind of call (one call in flight, one result per
+  request, a failed call's exception raised to each of its waiters, a waiter that gives
+  up dropped without disturbing the others).
 * `MarketoBatcher`: the three kinds over a Marketo client of its own, one per worker and
   event loop (a delivery's client is closed when its delivery ends; a call it joined may
   still be running), and the count of that client's calls for the daily quota.
@@ -36,18 +35,16 @@ from sync_core.errors import SyncError
 from sync_core.marketo import BATCH, MarketoClient
 
 T = TypeVar("T")
-ROOM = 0.75  # the share of the rate window below which a kind may have a second call
 R = TypeVar("R")
 
 
 class GroupCommit(Generic[T, R]):
-    """Requests of one kind, sent `max_batch` at a time by `send`, one call at a time,
-    or up to `max_calls` at a time while `room()` says the rate window has room.
+    """Requests of one kind, sent `max_batch` at a time by `send`, one call at a time.
 
     `send` gets the items in arrival order and returns one result per item in the same
-    order. Items whose `apart` keys are equal never share a call, nor go in two calls at
-    once (a later one waits for the next). Nothing is ever sent twice: the batcher does
-    not retry, `send` does what its client's retry policy allows."""
+    order. Items whose `apart` keys are equal never share a call (a later one waits
+    for the next). Nothing is ever sent twice: the batcher does not retry, `send` does
+    what its client's retry policy allows."""
 
     def __init__(
         self,
@@ -55,32 +52,27 @@ class GroupCommit(Generic[T, R]):
         *,
         max_batch: int = BATCH,
         apart: Callable[[T], Hashable] | None = None,
-        max_calls: int = 1,
-        room: Callable[[], bool] = lambda: False,
     ) -> None:
         self._send = send
         self._max = max_batch
         self._apart = apart
-        self._max_calls = max_calls
-        self._room = room
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._flying: set[Hashable] = set()  # `apart` keys of the calls in flight
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def busy(self) -> bool:
-        return bool(self._tasks)
+        return self._task is not None
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
-        if not self._tasks or (len(self._tasks) < self._max_calls and self._room()):
+        if self._task is None:
             # A task of its own: the call must not die with the delivery that happened
             # to start it (its deadline cancels it) while others wait on the same call.
             # An empty context, so the call's log lines carry no one delivery's
             # correlation id.
-            self._tasks.add(loop.create_task(self._run(), context=contextvars.Context()))
+            self._task = loop.create_task(self._run(), context=contextvars.Context())
         # A cancelled waiter cancels only its own future; the call goes on for the rest.
         return await future
 
@@ -88,11 +80,8 @@ class GroupCommit(Generic[T, R]):
         try:
             while self._queue:
                 batch = self._next_batch()
-                if not batch:
-                    # What is left is kept apart from a call in flight, whose task
-                    # takes it next (or it was given up).
-                    return
-                await self._commit(batch)
+                if batch:
+                    await self._commit(batch)
         except BaseException as exc:
             # The loop cancels this task (shutting down) or a bug: nobody is left to
             # serve the queue, so its waiters hear of it rather than wait forever.
@@ -106,9 +95,7 @@ class GroupCommit(Generic[T, R]):
             self._queue.clear()
             raise
         finally:
-            # At once, not in a done-callback: a request arriving before that ran
-            # would find this task still counted and wait for a call nobody makes.
-            self._tasks.discard(asyncio.current_task())
+            self._task = None
 
     def _next_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
         batch: list[tuple[T, asyncio.Future[R]]] = []
@@ -118,7 +105,7 @@ class GroupCommit(Generic[T, R]):
             if future.done():
                 continue  # its delivery gave up before the call: do not send it
             key = self._apart(item) if self._apart else None
-            if len(batch) >= self._max or (key is not None and key in keys | self._flying):
+            if len(batch) >= self._max or (key is not None and key in keys):
                 later.append((item, future))
                 continue
             if key is not None:
@@ -129,8 +116,6 @@ class GroupCommit(Generic[T, R]):
 
     async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         items = [item for item, _ in batch]
-        keys = {self._apart(item) for item in items} if self._apart else set()
-        self._flying |= keys
         try:
             results = await self._send(items)
             if len(results) != len(items):
@@ -138,18 +123,15 @@ class GroupCommit(Generic[T, R]):
                 # one delivery another's result.
                 raise SyncError(f"Marketo returned {len(results)} results for {len(items)}")
         except Exception as exc:
-            self._flying -= keys
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         except BaseException:
             # The loop cancels this task (shutting down): no answer is coming.
-            self._flying -= keys
             for _, future in batch:
                 future.cancel()
             raise
-        self._flying -= keys
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
@@ -165,14 +147,11 @@ class MarketoBatcher:
         self._new_client = new_client
         self._client: MarketoClient | None = None
         self._reads: dict[tuple[str, ...], GroupCommit[int, dict[str, Any] | None]] = {}
-        # One person twice in one Sync Leads call (or in two at once): Marketo does not
-        # say which write wins.
+        # One person twice in one Sync Leads call: Marketo does not say which write wins.
         self._updates: GroupCommit[dict[str, Any], dict[str, Any]] = GroupCommit(
-            self._update, apart=lambda record: record["id"], **self._overlap()
+            self._update, apart=lambda record: record["id"]
         )
-        self._activities: GroupCommit[dict[str, Any], dict[str, Any]] = GroupCommit(
-            self._add, **self._overlap()
-        )
+        self._activities: GroupCommit[dict[str, Any], dict[str, Any]] = GroupCommit(self._add)
         self._sending = 0
         self._closing = False
         self._closes: set[asyncio.Task[None]] = set()
@@ -184,9 +163,7 @@ class MarketoBatcher:
         key = tuple(fields)
         commit = self._reads.get(key)
         if commit is None:
-            commit = self._reads[key] = GroupCommit(
-                lambda ids: self._get(ids, key), **self._overlap()
-            )
+            commit = self._reads[key] = GroupCommit(lambda ids: self._get(ids, key))
         return await commit.submit(lead_id)
 
     async def update(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -196,16 +173,6 @@ class MarketoBatcher:
     async def add_activities(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add Custom Activities (never resent); one result per record, in order."""
         return list(await asyncio.gather(*(self._activities.submit(r) for r in records)))
-
-    def _overlap(self) -> dict[str, Any]:
-        # A second call of a kind while the first is in flight, only while the shared
-        # rate window is less than ROOM used: when calls are scarce, waiting to share
-        # the next call is cheaper than spending one (20 deliveries in flight queued
-        # 2.8 s a delivery behind a single call with a third of the window unused).
-        def room() -> bool:
-            return self._client is not None and self._client.rate_used() < ROOM
-
-        return {"max_calls": 2, "room": room}
 
     def take_calls(self) -> int:
         """Calls made since the last take; each call is taken exactly once."""

@@ -141,60 +141,6 @@ def test_requests_kept_apart_never_share_a_call():
     run(go)
 
 
-def test_a_second_call_goes_at_once_while_the_rate_window_has_room():
-    async def go() -> None:
-        send = Send()
-        send.held = True
-        room = True
-        commit: GroupCommit[int, str] = GroupCommit(send, max_calls=2, room=lambda: room)
-        waiters = [asyncio.create_task(commit.submit(0))]
-        await started(send, 1)
-        waiters.append(asyncio.create_task(commit.submit(1)))
-        await started(send, 2)  # not behind the call in flight: a call of its own
-        room = False  # two in flight, and no room anyway: the rest queue up
-        waiters += [asyncio.create_task(commit.submit(n)) for n in (2, 3)]
-        await ticks()
-        assert send.calls == [[0], [1]]
-        send.release()
-        assert await asyncio.gather(*waiters) == [f"result of {n}" for n in range(4)]
-        assert send.calls == [[0], [1], [2, 3]]
-        # Without room a request waits for the call in flight, as with one call a kind.
-        send.held = True
-        late = [asyncio.create_task(commit.submit(4))]
-        await started(send, 4)
-        late.append(asyncio.create_task(commit.submit(5)))
-        await ticks()
-        assert send.calls[-1] == [4]
-        send.release()
-        await asyncio.gather(*late)
-        assert send.calls[-2:] == [[4], [5]]
-
-    run(go)
-
-
-def test_requests_kept_apart_never_go_in_two_calls_at_once():
-    async def go() -> None:
-        send = Send()
-        send.held = True
-        commit: GroupCommit[str, str] = GroupCommit(
-            send, apart=lambda item: item[0], max_calls=2, room=lambda: True
-        )
-        waiters = [asyncio.create_task(commit.submit("a1"))]
-        await started(send, 1)
-        waiters += [asyncio.create_task(commit.submit(x)) for x in ("a2", "b1")]
-        await started(send, 2)
-        await ticks()
-        # The second call takes b1 but leaves a2 for after a1's call has answered.
-        assert send.calls == [["a1"], ["b1"]]
-        send.release(0)
-        await until(lambda: ["a2"] in send.calls)
-        assert send.finished[0] == ["a1"]
-        send.release()
-        assert await asyncio.gather(*waiters) == ["result of a1", "result of a2", "result of b1"]
-
-    run(go)
-
-
 def test_a_failed_call_raises_to_each_of_its_waiters_and_to_no_one_else():
     async def go() -> None:
         throttled = Throttled("Marketo 606: max rate limit", retry_after=20)
