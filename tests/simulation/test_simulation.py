@@ -853,3 +853,41 @@ def test_a_marketo_merge_against_an_unfollowed_dynamics_merge_keeps_the_person()
     # The person the marketer kept lives on with the only active lead, the master.
     seen, want, violations = _world_with_a_synced_contact(fn)
     assert (seen, violations) == (want, [])
+
+
+def test_a_dynamics_merge_into_the_record_a_refused_merge_left_unlinked_moves_the_link() -> None:
+    """Seed 3488: the only active lead of the Marketo winner was left with no person."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any, list[Any]]:
+        w = sim.world
+        # No Merge privilege: Dataverse refuses the sync's Merge of the two leads.
+        unlinked = await w.d_create("lead", {"lastname": "Last-3488a001", "subject": "s"})
+        kept = await w.d_create("lead", {"lastname": "Last-3488a002", "subject": "s"})
+        sim.model.personal.update({"Last-3488a001", "Last-3488a002"})
+        w.now += 300
+        sim.observe([await sim.cycle("leads-linked")])
+        by_record = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
+        sim.model.step = 1
+        await merge_people(sim.ctx, by_record[kept], by_record[unlinked])
+        w.now += 300
+        sim.observe([await sim.cycle("merge-refused")])
+        assert unlinked not in {lk.dynamics_id for lk in w.links()}
+        sim.model.step = 2
+        # The salesperson merges the other way round: the unlinked lead stays active.
+        await merge_records(sim.ctx, "lead", unlinked, kept)
+        w.now += 300
+        sim.observe([await sim.cycle("leads-merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = sorted((lk.marketo_id, lk.dynamics_id) for lk in w.links())
+        row = w.records("lead")[unlinked]
+        want = sorted([(link.marketo_id, link.dynamics_id), (by_record[kept], unlinked)])
+        return (
+            (pairs, row.get("new_marketoid")),
+            (want, str(by_record[kept])),
+            sim.result.violations,
+        )
+
+    # The Marketo winner lives on with the only active lead, the salesperson's master.
+    seen, want, violations = _world_with_a_synced_contact(fn)
+    assert (seen, violations) == (want, [])
