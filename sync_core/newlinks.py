@@ -2,7 +2,8 @@
 
 Resolution order: (0) for a contact qualified from a linked lead, that lead's person
 (the link moves to the contact, as the native connector does; a qualified lead never
-gets a person of its own), (1) the person id the record already carries (links rebuilt
+gets a person of its own; a lead deleted since counts as linked to the person its
+delete flagged), (1) the person id the record already carries (links rebuilt
 after a lost state table), (2) a person created for this record by an earlier,
 interrupted cycle (found through the create intent and the person's Dynamics-id field),
 (3) a new person when no person has the record's email (Marketo's createOnly by email
@@ -78,6 +79,10 @@ async def link_new_records(
                     person = lead_people.get(link.marketo_id)
                     if person is not None and int(person["id"]) not in taken:
                         take(did, person)
+            orphans = {did: lead for did, lead in origins.items() if did not in owners}
+            for did, person in (await _deleted_leads_people(ctx, orphans, fields)).items():
+                if int(person["id"]) not in taken:
+                    take(did, person)
 
     # (1) the id the record carries
     claimed = {did: as_id(r.get(m.marketo_id_column)) for did, r in by_id.items()}
@@ -180,6 +185,34 @@ async def link_new_records(
     rest = {did: rec for did, rec in records.items() if did not in matched and did not in settled}
     duplicates = await create_people(ctx, entity, "createDuplicate", by_id, rest)
     return [*work, *fresh.work, *duplicates.work]
+
+
+async def _deleted_leads_people(
+    ctx: CycleContext, origins: dict[str, str], fields: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Contact id -> the person of the lead it was qualified from, where a delete of that
+    lead closed its link: the person still names the lead, carries the delete's flag and
+    is linked to nothing. A salesperson often deletes a lead once qualified; read before
+    the contact (leads come first, and a run may die between), the delete left the
+    person flagged and the contact took a new person, or one of its email (seed 7197)."""
+    if not origins:
+        return {}
+    m = ctx.mapping
+    people = await ctx.marketo.get_leads(m.dynamics_id_field, sorted(set(origins.values())), fields)
+    flagged = {
+        str(p.get(m.dynamics_id_field) or "").lower(): p
+        for p in people
+        if p.get(m.dynamics_deleted_field)
+        and str(normalize(p.get(m.dynamics_type_field)) or "").lower() == "lead"
+    }
+    if not flagged:
+        return {}
+    linked = await ctx.store.links_by_marketo([int(p["id"]) for p in flagged.values()])
+    return {
+        did: flagged[lead]
+        for did, lead in origins.items()
+        if lead in flagged and int(flagged[lead]["id"]) not in linked
+    }
 
 
 async def clear_intents(ctx: CycleContext, entity: Entity, work: list[PairWork]) -> None:

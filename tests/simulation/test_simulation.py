@@ -891,3 +891,32 @@ def test_a_dynamics_merge_into_the_record_a_refused_merge_left_unlinked_moves_th
     # The Marketo winner lives on with the only active lead, the salesperson's master.
     seen, want, violations = _world_with_a_synced_contact(fn)
     assert (seen, violations) == (want, [])
+
+
+def test_a_lead_deleted_once_qualified_leaves_its_person_to_the_contact() -> None:
+    """Seed 7197: the lead's delete, read first, cost its contact the lead's person."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any, list[Any]]:
+        w = sim.world
+        # No email: no match by email either, the contact took a new person.
+        await w.d_create("lead", {"lastname": "Last-7197a001", "subject": "s"})
+        sim.model.personal.add("Last-7197a001")
+        w.now += 300
+        sim.observe([await sim.cycle("lead-linked")])
+        lead = next(lk for lk in w.links() if lk.entity == "lead")
+        sim.model.step = 1
+        # Both before a cycle reads either: the contact, then the lead's delete.
+        contact = await qualify(sim.ctx, lead, account=False)
+        await w.d_delete("lead", lead.dynamics_id)
+        sim.model.deleted_records.add(lead.dynamics_id)
+        sim.model.deleted_linked[lead.dynamics_id] = lead.marketo_id
+        w.now += 300
+        sim.observe([await sim.cycle("qualified-and-deleted")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = sorted((lk.marketo_id, lk.dynamics_id) for lk in w.links())
+        want = sorted([(link.marketo_id, link.dynamics_id), (lead.marketo_id, contact)])
+        return pairs, want, sim.result.violations
+
+    pairs, want, violations = _world_with_a_synced_contact(fn)
+    assert (pairs, violations) == (want, [])
