@@ -54,11 +54,20 @@ async def link_new_records(
         matched[did] = person
         taken.add(int(person["id"]))
 
+    relinked: set[int] = set()
+
+    async def note_relinked(people: list[dict[str, Any]]) -> None:
+        # The delete's flag stays on a person linked to a new record since: taken for
+        # free, that person went to a second record too, and the two then took it from
+        # each other every cycle (seed 7416).
+        flagged = [int(p["id"]) for p in people if p.get(m.dynamics_deleted_field)]
+        if flagged:
+            relinked.update(await ctx.store.links_by_marketo(flagged))
+
     def free_for(person: dict[str, Any], did: str) -> bool:
         owner = str(normalize(person.get(m.dynamics_id_field)) or "").lower()
-        return int(person["id"]) not in taken and (
-            owner in ("", did) or bool(person.get(m.dynamics_deleted_field))
-        )
+        deleted = bool(person.get(m.dynamics_deleted_field)) and int(person["id"]) not in relinked
+        return int(person["id"]) not in taken and (owner in ("", did) or deleted)
 
     # (0) a contact qualified from a linked lead takes over that lead's person, as the
     # native connector does (the person's Dynamics type becomes contact)
@@ -89,6 +98,7 @@ async def link_new_records(
     claimed_ids = sorted({v for v in claimed.values() if v is not None})
     if claimed_ids:
         found = await ctx.marketo.get_leads("id", claimed_ids, fields)
+        await note_relinked(found)
         people = {int(p["id"]): p for p in found}
         for did, mid in claimed.items():
             person = people.get(mid) if mid is not None else None
@@ -155,6 +165,7 @@ async def link_new_records(
     }
     if wanted:
         same_email = await ctx.marketo.get_leads("email", sorted(set(wanted.values())), fields)
+        await note_relinked(same_email)
         by_email: dict[str, list[dict[str, Any]]] = {}
         for p in same_email:
             by_email.setdefault(str(p.get("email") or "").lower(), []).append(p)

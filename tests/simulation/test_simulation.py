@@ -920,3 +920,38 @@ def test_a_lead_deleted_once_qualified_leaves_its_person_to_the_contact() -> Non
 
     pairs, want, violations = _world_with_a_synced_contact(fn)
     assert (pairs, violations) == (want, [])
+
+
+def test_a_person_relinked_after_its_records_delete_is_not_taken_by_a_third_record() -> None:
+    """Seed 7416: the stale delete flag made a linked person free; two records fought over it."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any, list[Any]]:
+        w = sim.world
+        email = "p0a1b2c3d@ex.sim"  # the synced contact's person's
+        sim.model.step = 1
+        await w.d_delete("contact", link.dynamics_id)
+        sim.model.deleted_records.add(link.dynamics_id)
+        sim.model.deleted_linked[link.dynamics_id] = link.marketo_id
+        w.now += 300
+        sim.observe([await sim.cycle("deleted")])
+        sim.model.step = 2
+        contact = await w.d_create("contact", {"lastname": "Last-7416a001", "emailaddress1": email})
+        sim.model.personal.add("Last-7416a001")
+        w.now += 300
+        sim.observe([await sim.cycle("relinked")])
+        sim.model.step = 3
+        lead = await w.d_create(
+            "lead", {"lastname": "Last-7416a002", "subject": "s", "emailaddress1": email}
+        )
+        sim.model.personal.add("Last-7416a002")
+        w.now += 300
+        sim.observe([await sim.cycle("third-record")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        on = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
+        seen = (on.get(contact), lead in on and on[lead] != link.marketo_id)
+        return seen, (link.marketo_id, True), sim.result.violations
+
+    # The contact keeps the person; the lead, its email taken, gets a person of its own.
+    seen, want, violations = _world_with_a_synced_contact(fn)
+    assert (seen, violations) == (want, [])
