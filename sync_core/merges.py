@@ -15,9 +15,10 @@ for one surviving record. Here, as the native connector does:
   (unless that person is gone from Marketo: then as if only the subordinate were linked);
   only the subordinate linked → its link moves to the master, unless the master's sync
   filter says No (the winner's flag decides) or the master was merged away before (then
-  the person stops syncing), or the master is gone (then the person is flagged as after
-  a delete). A contact qualified from a linked lead and not linked yet
-  counts as linked to that lead's person.
+  the person stops syncing; but a record left unlinked by a refused Merge into this
+  subordinate is that person's only active record, and takes the link), or the master
+  is gone (then the person is flagged as after a delete). A contact qualified from a
+  linked lead and not linked yet counts as linked to that lead's person.
 - **Chains**: a merge's winner (or master) merged on since, by a merge followed first,
   counts as the person (or record) it lives on as: Marketo commits some Merge Leads
   activities late, and a cycle reads Marketo's merges before Dynamics' changes.
@@ -43,6 +44,11 @@ from sync_core.state import Link
 MERGED_AWAY = "mergedaway"  # state set: "<entity>:<record id>" never to be linked again
 MERGED_INTO = "mergedinto"  # state values: person merged away -> the person it went into
 HOPS = 20  # merges followed through at most, so a bad chain cannot loop a cycle
+
+
+# state set: "<entity>:<record id>><survivor id>", a record left merged away because
+# Dataverse refused the Merge into the survivor (its Marketo winner's record)
+MERGE_REFUSED = "mergerefused"
 MASTER = "_masterid_value"
 ORIGIN = "_originatingleadid_value"  # a contact's originating lead
 JOURNAL_MARKS = (*journal.LANDED_ON.values(), *journal.CONFIRMED.values())
@@ -50,6 +56,10 @@ JOURNAL_MARKS = (*journal.LANDED_ON.values(), *journal.CONFIRMED.values())
 
 def merged_away_key(entity: Entity, record_id: str) -> str:
     return f"{entity}:{record_id.lower()}"
+
+
+def _refused_key(entity: Entity, record_id: str, survivor: str) -> str:
+    return f"{merged_away_key(entity, record_id)}>{survivor.lower()}"
 
 
 def _event(ctx: CycleContext, link: Link, note: str, **ids: Any) -> None:
@@ -128,6 +138,11 @@ async def follow_marketo_merges(ctx: CycleContext, merged: dict[int, int]) -> No
         # record carrying the person's id, and a later cycle linked it again (seed 186:
         # the winner's lead took the winner back, and the loser's contact a new person).
         away = kept if (kept.entity, gone.entity) == ("lead", "contact") else gone
+        if refused is not None:
+            # Which record it gave way to, for a Dynamics merge of that one into it later
+            # (follow_dynamics_merges): noted first, it only counts beside MERGED_AWAY.
+            refused_key = _refused_key(gone.entity, gone.dynamics_id, kept.dynamics_id)
+            await ctx.store.add_to_set(MERGE_REFUSED, [refused_key])
         await ctx.store.add_to_set(MERGED_AWAY, [merged_away_key(away.entity, away.dynamics_id)])
         note = "merged in Marketo; Dynamics records merged"
         if kept.entity == gone.entity:
@@ -376,7 +391,17 @@ async def follow_dynamics_merges(
                 # The winner's sync filter says No: the merged person stops syncing.
                 await ctx.store.close_links([sub_link])
                 continue
-            if merged_away_key(entity, master_id) in await ctx.store.members(MERGED_AWAY):
+            # The master may be a record whose Merge into this very subordinate Dataverse
+            # refused after a Marketo merge: the salesperson merged the pair the other way
+            # round, so the master is the only active record of the person both merges
+            # kept. Closed as below, the link left that person with no record and the
+            # record with no person, never to sync again (seed 3488): it moves there, and
+            # the master is merged away no more.
+            refused = _refused_key(entity, master_id, sub_id)
+            revived = refused in await ctx.store.members(MERGE_REFUSED)
+            if not revived and merged_away_key(entity, master_id) in await ctx.store.members(
+                MERGED_AWAY
+            ):
                 # The master is a record an earlier Marketo merge left merged away (a lead
                 # only unlinked, or a Merge Dynamics refused): it lives on as that merge's
                 # survivor, whose person has it. Moving this person here gave the record a
@@ -388,6 +413,11 @@ async def follow_dynamics_merges(
             await _release_marketo_id(ctx, entity, sub_id, in_page.get(sub_id, {}))
             moved = await _move(ctx, sub_link, sub_link.marketo_id, entity, master_id)
             links[master_id] = moved
+            if revived:
+                # After the move: a run dying in between leaves the master linked and
+                # still remembered, which only keeps it from a second person.
+                await ctx.store.remove_from_set(MERGED_AWAY, [merged_away_key(entity, master_id)])
+                await ctx.store.remove_from_set(MERGE_REFUSED, [refused])
             _event(ctx, moved, "merged in Dynamics; link moved to the surviving record",
                    mergedDynamicsId=sub_id)  # fmt: skip
         ctx.record.counts.merged += 1

@@ -2,7 +2,8 @@
 
 Resolution order: (0) for a contact qualified from a linked lead, that lead's person
 (the link moves to the contact, as the native connector does; a qualified lead never
-gets a person of its own), (1) the person id the record already carries (links rebuilt
+gets a person of its own; a lead deleted since counts as linked to the person its
+delete flagged), (1) the person id the record already carries (links rebuilt
 after a lost state table), (2) a person created for this record by an earlier,
 interrupted cycle (found through the create intent and the person's Dynamics-id field),
 (3) a new person when no person has the record's email (Marketo's createOnly by email
@@ -53,11 +54,20 @@ async def link_new_records(
         matched[did] = person
         taken.add(int(person["id"]))
 
+    relinked: set[int] = set()
+
+    async def note_relinked(people: list[dict[str, Any]]) -> None:
+        # The delete's flag stays on a person linked to a new record since: taken for
+        # free, that person went to a second record too, and the two then took it from
+        # each other every cycle (seed 7416).
+        flagged = [int(p["id"]) for p in people if p.get(m.dynamics_deleted_field)]
+        if flagged:
+            relinked.update(await ctx.store.links_by_marketo(flagged))
+
     def free_for(person: dict[str, Any], did: str) -> bool:
         owner = str(normalize(person.get(m.dynamics_id_field)) or "").lower()
-        return int(person["id"]) not in taken and (
-            owner in ("", did) or bool(person.get(m.dynamics_deleted_field))
-        )
+        deleted = bool(person.get(m.dynamics_deleted_field)) and int(person["id"]) not in relinked
+        return int(person["id"]) not in taken and (owner in ("", did) or deleted)
 
     # (0) a contact qualified from a linked lead takes over that lead's person, as the
     # native connector does (the person's Dynamics type becomes contact)
@@ -78,12 +88,17 @@ async def link_new_records(
                     person = lead_people.get(link.marketo_id)
                     if person is not None and int(person["id"]) not in taken:
                         take(did, person)
+            orphans = {did: lead for did, lead in origins.items() if did not in owners}
+            for did, person in (await _deleted_leads_people(ctx, orphans, fields)).items():
+                if int(person["id"]) not in taken:
+                    take(did, person)
 
     # (1) the id the record carries
     claimed = {did: as_id(r.get(m.marketo_id_column)) for did, r in by_id.items()}
     claimed_ids = sorted({v for v in claimed.values() if v is not None})
     if claimed_ids:
         found = await ctx.marketo.get_leads("id", claimed_ids, fields)
+        await note_relinked(found)
         people = {int(p["id"]): p for p in found}
         for did, mid in claimed.items():
             person = people.get(mid) if mid is not None else None
@@ -150,6 +165,7 @@ async def link_new_records(
     }
     if wanted:
         same_email = await ctx.marketo.get_leads("email", sorted(set(wanted.values())), fields)
+        await note_relinked(same_email)
         by_email: dict[str, list[dict[str, Any]]] = {}
         for p in same_email:
             by_email.setdefault(str(p.get("email") or "").lower(), []).append(p)
@@ -180,6 +196,34 @@ async def link_new_records(
     rest = {did: rec for did, rec in records.items() if did not in matched and did not in settled}
     duplicates = await create_people(ctx, entity, "createDuplicate", by_id, rest)
     return [*work, *fresh.work, *duplicates.work]
+
+
+async def _deleted_leads_people(
+    ctx: CycleContext, origins: dict[str, str], fields: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Contact id -> the person of the lead it was qualified from, where a delete of that
+    lead closed its link: the person still names the lead, carries the delete's flag and
+    is linked to nothing. A salesperson often deletes a lead once qualified; read before
+    the contact (leads come first, and a run may die between), the delete left the
+    person flagged and the contact took a new person, or one of its email (seed 7197)."""
+    if not origins:
+        return {}
+    m = ctx.mapping
+    people = await ctx.marketo.get_leads(m.dynamics_id_field, sorted(set(origins.values())), fields)
+    flagged = {
+        str(p.get(m.dynamics_id_field) or "").lower(): p
+        for p in people
+        if p.get(m.dynamics_deleted_field)
+        and str(normalize(p.get(m.dynamics_type_field)) or "").lower() == "lead"
+    }
+    if not flagged:
+        return {}
+    linked = await ctx.store.links_by_marketo([int(p["id"]) for p in flagged.values()])
+    return {
+        did: flagged[lead]
+        for did, lead in origins.items()
+        if lead in flagged and int(flagged[lead]["id"]) not in linked
+    }
 
 
 async def clear_intents(ctx: CycleContext, entity: Entity, work: list[PairWork]) -> None:

@@ -933,3 +933,105 @@ def test_a_dynamics_merge_into_a_record_a_marketo_merge_took_away_keeps_one_pers
     # it the master stays unlinked beside the contact, and the sub's person stops syncing.
     pairs, contact_only, sub_person_left, violations = _world_with_a_synced_contact(fn)
     assert (pairs, sub_person_left, violations) == (contact_only, not granted, [])
+
+
+def test_a_dynamics_merge_into_the_record_a_refused_merge_left_unlinked_moves_the_link() -> None:
+    """Seed 3488: the only active lead of the Marketo winner was left with no person."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any, list[Any]]:
+        w = sim.world
+        # No Merge privilege: Dataverse refuses the sync's Merge of the two leads.
+        unlinked = await w.d_create("lead", {"lastname": "Last-3488a001", "subject": "s"})
+        kept = await w.d_create("lead", {"lastname": "Last-3488a002", "subject": "s"})
+        sim.model.personal.update({"Last-3488a001", "Last-3488a002"})
+        w.now += 300
+        sim.observe([await sim.cycle("leads-linked")])
+        by_record = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
+        sim.model.step = 1
+        await merge_people(sim.ctx, by_record[kept], by_record[unlinked])
+        w.now += 300
+        sim.observe([await sim.cycle("merge-refused")])
+        assert unlinked not in {lk.dynamics_id for lk in w.links()}
+        sim.model.step = 2
+        # The salesperson merges the other way round: the unlinked lead stays active.
+        await merge_records(sim.ctx, "lead", unlinked, kept)
+        w.now += 300
+        sim.observe([await sim.cycle("leads-merged")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = sorted((lk.marketo_id, lk.dynamics_id) for lk in w.links())
+        row = w.records("lead")[unlinked]
+        want = sorted([(link.marketo_id, link.dynamics_id), (by_record[kept], unlinked)])
+        return (
+            (pairs, row.get("new_marketoid")),
+            (want, str(by_record[kept])),
+            sim.result.violations,
+        )
+
+    # The Marketo winner lives on with the only active lead, the salesperson's master.
+    seen, want, violations = _world_with_a_synced_contact(fn)
+    assert (seen, violations) == (want, [])
+
+
+def test_a_lead_deleted_once_qualified_leaves_its_person_to_the_contact() -> None:
+    """Seed 7197: the lead's delete, read first, cost its contact the lead's person."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any, list[Any]]:
+        w = sim.world
+        # No email: no match by email either, the contact took a new person.
+        await w.d_create("lead", {"lastname": "Last-7197a001", "subject": "s"})
+        sim.model.personal.add("Last-7197a001")
+        w.now += 300
+        sim.observe([await sim.cycle("lead-linked")])
+        lead = next(lk for lk in w.links() if lk.entity == "lead")
+        sim.model.step = 1
+        # Both before a cycle reads either: the contact, then the lead's delete.
+        contact = await qualify(sim.ctx, lead, account=False)
+        await w.d_delete("lead", lead.dynamics_id)
+        sim.model.deleted_records.add(lead.dynamics_id)
+        sim.model.deleted_linked[lead.dynamics_id] = lead.marketo_id
+        w.now += 300
+        sim.observe([await sim.cycle("qualified-and-deleted")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        pairs = sorted((lk.marketo_id, lk.dynamics_id) for lk in w.links())
+        want = sorted([(link.marketo_id, link.dynamics_id), (lead.marketo_id, contact)])
+        return pairs, want, sim.result.violations
+
+    pairs, want, violations = _world_with_a_synced_contact(fn)
+    assert (pairs, violations) == (want, [])
+
+
+def test_a_person_relinked_after_its_records_delete_is_not_taken_by_a_third_record() -> None:
+    """Seed 7416: the stale delete flag made a linked person free; two records fought over it."""
+
+    async def fn(sim: Simulation, link: Any) -> tuple[Any, Any, list[Any]]:
+        w = sim.world
+        email = "p0a1b2c3d@ex.sim"  # the synced contact's person's
+        sim.model.step = 1
+        await w.d_delete("contact", link.dynamics_id)
+        sim.model.deleted_records.add(link.dynamics_id)
+        sim.model.deleted_linked[link.dynamics_id] = link.marketo_id
+        w.now += 300
+        sim.observe([await sim.cycle("deleted")])
+        sim.model.step = 2
+        contact = await w.d_create("contact", {"lastname": "Last-7416a001", "emailaddress1": email})
+        sim.model.personal.add("Last-7416a001")
+        w.now += 300
+        sim.observe([await sim.cycle("relinked")])
+        sim.model.step = 3
+        lead = await w.d_create(
+            "lead", {"lastname": "Last-7416a002", "subject": "s", "emailaddress1": email}
+        )
+        sim.model.personal.add("Last-7416a002")
+        w.now += 300
+        sim.observe([await sim.cycle("third-record")])
+        sim.logs = type("Logs", (), {"lines": []})()
+        await sim.quiet()
+        on = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
+        seen = (on.get(contact), lead in on and on[lead] != link.marketo_id)
+        return seen, (link.marketo_id, True), sim.result.violations
+
+    # The contact keeps the person; the lead, its email taken, gets a person of its own.
+    seen, want, violations = _world_with_a_synced_contact(fn)
+    assert (seen, violations) == (want, [])
