@@ -87,9 +87,14 @@ def plan_pairs(
 def marketo_link_fields(
     mapping: Mapping, person: dict[str, Any], entity: Entity, dynamics_id: str
 ) -> dict[str, Any]:
-    """The person's Dynamics id and type fields, where they do not say this record."""
+    """The person's Dynamics id and type fields, where they do not say this record, and
+    the deleted-in-Dynamics flag cleared where a person flagged by a delete is linked
+    again (the marketer would otherwise see a synced person as deleted)."""
     want = {mapping.dynamics_id_field: dynamics_id, mapping.dynamics_type_field: entity}
-    return {f: v for f, v in want.items() if str(normalize(person.get(f)) or "").lower() != v}
+    out = {f: v for f, v in want.items() if str(normalize(person.get(f)) or "").lower() != v}
+    if person.get(mapping.dynamics_deleted_field):
+        out[mapping.dynamics_deleted_field] = False
+    return out
 
 
 def dynamics_link_fields(mapping: Mapping, row: dict[str, Any], marketo_id: int) -> dict[str, Any]:
