@@ -505,6 +505,12 @@ async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> bool:
             ctx.model.edited_d(master, rule.marketo, after.get(rule.column))
     kept, gone = by_record.get(master) or _unsaved_link(ctx, entity, master), by_record.get(sub)
     model = ctx.model
+    if master in model.left_unlinked:
+        # A Marketo merge took the master away, maybe not followed yet (its link still
+        # open): the engine reads Marketo's merges first, so it meets this merge into a
+        # record merged away, and the merged person stops syncing (seed 3800; the mirror
+        # of _merged_into_unlinked, where the salesperson's merge came first).
+        kept = None
     if model.replaced_by.get(master) == sub:
         # A marketer merged the two people the other way round since the last cycle
         # (their records to follow as master into sub): Dataverse did this merge, and
@@ -515,8 +521,10 @@ async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> bool:
     model.replaced_by[sub] = master
     model.away_records[sub] = claims
     held = ctx.world.records(entity)[sub].get("new_synctomkto") is False
-    merged = kept is not None and gone is not None and (
-        model.survivor(kept.marketo_id, master)[0] == gone.marketo_id
+    merged = (
+        kept is not None
+        and gone is not None
+        and (model.survivor(kept.marketo_id, master)[0] == gone.marketo_id)
     )
     if merged:
         pass  # that marketer's merge already made the two people one
@@ -629,6 +637,7 @@ async def merge_people(ctx: Ctx, winner: int, loser: int) -> None:
             model.replaced_by[away.dynamics_id] = survivor.dynamics_id
             model.away_records[away.dynamics_id] = claims[away.dynamics_id]
             if kept.entity != gone.entity or not ctx.world.merge_granted:
+                model.left_unlinked.add(away.dynamics_id)
                 _merged_into_unlinked(ctx, away.dynamics_id)
     if survivor is not None:
         model.expected_pairs.append(("merge-survivor", model.step, winner, survivor.dynamics_id))

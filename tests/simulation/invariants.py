@@ -554,6 +554,22 @@ class Checker:
                 return entity, rows[rid]
         return "", None
 
+    def _merge_held_back(self, rid: str) -> bool:
+        """A record on the way from `rid` to where it lives on was merged away in
+        Dynamics and its sync filter says No now: the engine passes over a row held back
+        so, and follows that merge only once the filter lets the subordinate through
+        (README: a merge is followed when the subordinate shows up with its master). Set
+        No after the merge, before any cycle read it, the survivor is not one pair yet
+        (seed 4199; merge_records covers a filter No at the merge)."""
+        seen = set()
+        while rid in self.model.replaced_by and rid not in seen:
+            seen.add(rid)
+            row = self._row(rid)[1] or {}
+            if row.get("masterid") and row.get("new_synctomkto") is False:
+                return True
+            rid = self.model.replaced_by[rid]
+        return False
+
     def survivors(self, step: str) -> None:
         """After a merge the survivors are linked to each other, and a qualified lead's
         person follows its contact; each judged where both live on after later merges,
@@ -567,6 +583,8 @@ class Checker:
             if r.get("direction") == "to-dynamics"
         }
         for invariant, at, mid, rid in self.model.expected_pairs:
+            if self._merge_held_back(rid):
+                continue
             mid, rid = self.model.survivor(mid, rid)
             entity, row = self._row(rid)
             person = self.people.get(mid)

@@ -99,6 +99,9 @@ class Model:
     # names it): the only counterparts it may keep
     away_people: dict[int, set[str]] = field(default_factory=dict)
     away_records: dict[str, set[int]] = field(default_factory=dict)
+    # records a Marketo merge took away but left active and unlinked (a lead beside a
+    # contact, or a Merge the sync may not make): a salesperson may still merge into them
+    left_unlinked: set[str] = field(default_factory=set)
     # who must end up linked to whom: (invariant, step, person, record), each judged
     # through the merges made since (`survivor`)
     expected_pairs: list[tuple[str, int, int, str]] = field(default_factory=list)

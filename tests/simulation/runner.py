@@ -104,6 +104,8 @@ class Simulation:
         self.ctx = Ctx(self.world, self.model, self.rng)
         self.result = SeedResult(seed)
         self.sync_as: dict[int, str] = {}
+        # (person, record, Marketo field) a salesperson saved while a cycle wrote it
+        self.saved_mid_write: set[tuple[int, str, str]] = set()
         # The engine's base hashes, recomputed with the configured key: what it agreed on.
         self.hasher = Hasher(self.world.settings.sync_hash_key.get_secret_value().encode())
         self.world.on_merge = self.engine_merged
@@ -230,7 +232,13 @@ class Simulation:
                 # A person's view counts an agreement the engine made (equal only since
                 # these runs), not two people typing the same value while no cycle read
                 # them: that is a same-field change on both sides since the last sync.
-                made_by_sync = before is None or (*pair, rule.marketo) not in before
+                # Nor a save made while the cycle wrote that record: its write met a 412
+                # and only that save made the two equal, unseen by the engine, which
+                # reads one value of the record next cycle (seed 4055).
+                key = (*pair, rule.marketo)
+                made_by_sync = (before is None or key not in before) and (
+                    key not in self.saved_mid_write
+                )
                 known = seen.get(rule.marketo)
                 recorded = link.base.get(rule.marketo) == self.hasher(
                     comparable(value, rule.fold_case)
@@ -239,6 +247,7 @@ class Simulation:
                     seen[rule.marketo] = (self.model.seq, value)
                 if recorded:
                     agreed[rule.marketo] = (self.model.seq, value)
+        self.saved_mid_write.clear()
 
     def unanswered(
         self,
@@ -428,6 +437,11 @@ class Simulation:
                 return
             value = self.ctx.fresh(rule, row.get(rule.column))
             if await d_set(self.ctx, entity, rid, rule, value):
+                self.saved_mid_write.update(
+                    (lk.marketo_id, rid, rule.marketo)
+                    for lk in self.world.links()
+                    if lk.dynamics_id == rid
+                )
                 self.say(
                     f"salesperson sets {rule.column} of {self.ctx.record(entity, rid)} "
                     "while the cycle writes it"
