@@ -162,6 +162,7 @@ class Simulation:
             for _ in range(5):
                 await asyncio.sleep(0)
             await er.aclose()
+        self.superseded(er.fate.answered, er.fate.before)
         # A write with no answer, in a run that lived on too, leaves what a dead run's
         # sent write leaves: it may have landed (an answer lost after the commit), or
         # met a 412 for a save made since the read; judged against what the run had read.
@@ -260,13 +261,59 @@ class Simulation:
         answers it noted after all; `before`: what each request's records showed before
         it went out (an answered write: the side now shows its value, or someone's save
         that made it fail), else what they show now (an unsent write changed nothing)."""
+        for link, side, shown, values in self.sent(unsent, before):
+            if link.marketo_id in skip:
+                continue
+            flights = self.model.in_flight.setdefault((link.marketo_id, link.dynamics_id), {})
+            for rule in rules(link.entity):
+                if rule.marketo in values:
+                    flights[rule.marketo] = InFlight(
+                        self.model.tick(), values[rule.marketo], side, shown.get(rule.marketo)
+                    )
+
+    def superseded(
+        self,
+        answered: list[tuple[str, httpx.Request]],
+        before: dict[int, dict[Any, dict[str, Any]]],
+    ) -> None:
+        """Forget a dead run's unanswered write (model.InFlight) once a later run wrote
+        that field to that side again from a read still showing what the dead run had
+        read: that run's plan took the old write as not landed and saved the base it
+        had before (planner.plan_pair drops the journal's markers with it), so a save
+        made after that read is a new edit against that base, not one after a write
+        that landed (seed 4461: the save came between the read and the resend, met
+        the 412 and then collided with the Marketo edit the dead run had carried).
+        A write whose side was put back since (Checker._note_revert) stays: its flight
+        is what keeps the agreement through it from counting."""
+        for link, side, shown, values in self.sent(answered, before):
+            pair = (link.marketo_id, link.dynamics_id)
+            flights = self.model.in_flight.get(pair, {})
+            for rule in rules(link.entity):
+                flight = flights.get(rule.marketo)
+                if (
+                    flight is not None
+                    and rule.marketo in values
+                    and flight.side == side
+                    and same(rule, shown.get(rule.marketo), flight.shown)
+                    and (pair, rule.marketo, flight.seq) not in self.model.reverted
+                ):
+                    del flights[rule.marketo]
+
+    def sent(
+        self,
+        requests: list[tuple[str, httpx.Request]],
+        before: dict[int, dict[Any, dict[str, Any]]] | None,
+    ) -> list[tuple[Any, str, dict[str, Any], dict[str, Any]]]:
+        """(link, side, what that side showed, {Marketo name: value sent}) of every field
+        update in these writes; what a side showed is `before` (see unanswered) or, without
+        it, what it shows now."""
         links = self.world.links()
         by_person = {lk.marketo_id: lk for lk in links}
         by_record = {(lk.entity, lk.dynamics_id): lk for lk in links}
         people = self.world.people()
         # (link, side, what that side shows, {Marketo name: value sent})
         sent: list[tuple[Any, str, dict[str, Any], dict[str, Any]]] = []
-        for system, request in unsent:
+        for system, request in requests:
             if system == "dynamics":
                 for entity, rid, body in batch_patches(request):
                     link, row = by_record.get((entity, rid)), self.world.records(entity).get(rid)
@@ -289,15 +336,7 @@ class Simulation:
                         person = before.get(id(request), {}).get(mid, person)
                     if link is not None and person is not None:
                         sent.append((link, "marketo", person, rec))
-        for link, side, shown, values in sent:
-            if link.marketo_id in skip:
-                continue
-            flights = self.model.in_flight.setdefault((link.marketo_id, link.dynamics_id), {})
-            for rule in rules(link.entity):
-                if rule.marketo in values:
-                    flights[rule.marketo] = InFlight(
-                        self.model.tick(), values[rule.marketo], side, shown.get(rule.marketo)
-                    )
+        return sent
 
     def absorb(self, checker: Checker) -> None:
         self.result.checks.update(checker.checks)
