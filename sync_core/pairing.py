@@ -91,7 +91,9 @@ def marketo_link_fields(
     the deleted-in-Dynamics flag cleared where a person flagged by a delete is linked
     again (the marketer would otherwise see a synced person as deleted)."""
     want = {mapping.dynamics_id_field: dynamics_id, mapping.dynamics_type_field: entity}
-    out = {f: v for f, v in want.items() if str(normalize(person.get(f)) or "").lower() != v}
+    out: dict[str, Any] = {
+        f: v for f, v in want.items() if str(normalize(person.get(f)) or "").lower() != v
+    }
     if person.get(mapping.dynamics_deleted_field):
         out[mapping.dynamics_deleted_field] = False
     return out
