@@ -38,7 +38,7 @@ from sync_core.holds import guard_marketo_changes
 from sync_core.mapping import ENTITIES, Entity, Mapping
 from sync_core.marketo import MarketoClient
 from sync_core.marketofeed import MarketoChanges, read_feeds
-from sync_core.merges import follow_marketo_merges
+from sync_core.marketomerges import follow_marketo_merges
 from sync_core.pagesync import PageSync
 from sync_core.planner import Hasher
 from sync_core.runrecord import RunRecord

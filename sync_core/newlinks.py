@@ -23,7 +23,7 @@ from sync_core.apply import PairWork
 from sync_core.context import CycleContext
 from sync_core.creates import Created, create_people, intent_set, person_record
 from sync_core.mapping import ENTITY_KEY, QUALIFIED, Entity
-from sync_core.merges import MASTER, MERGED_AWAY, merged_away_key
+from sync_core.mergestate import MASTER, MERGED_AWAY, merged_away_key
 from sync_core.pairing import dynamics_link_fields, marketo_link_fields
 from sync_core.planner import as_id, normalize, plan_pair
 from sync_core.state import Link

@@ -20,10 +20,10 @@ from sync_core.apply import Applier, PairWork
 from sync_core.context import CycleContext
 from sync_core.dataverse import ChangePage
 from sync_core.deletes import dynamics_deleted
+from sync_core.dynamicsmerges import follow_dynamics_merges
 from sync_core.guard import MassChangeGuard
 from sync_core.holds import guard_page
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
-from sync_core.merges import follow_dynamics_merges
 from sync_core.newlinks import clear_intents, link_new_records
 from sync_core.pairing import Prepared, matches_base, plan_pairs, prepare
 from sync_core.planner import as_id

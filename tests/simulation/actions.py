@@ -441,7 +441,7 @@ def _links_once_followed(ctx: Ctx) -> dict[int, Link]:
             continue  # followed already, nothing to follow, or an engine merge to come
         del out[loser]
         kept = out.get(winner)
-        # As merges.follow_marketo_merges: the winner's record survives, but a lead
+        # As marketomerges.follow_marketo_merges: the winner's record survives, but a lead
         # gives way to the loser's contact; an unlinked winner takes the loser's link.
         if kept is None or (kept.entity, gone.entity) == ("lead", "contact"):
             out[winner] = Link(winner, gone.entity, gone.dynamics_id, dict(gone.base))
@@ -538,7 +538,7 @@ async def merge_records(ctx: Ctx, entity: str, master: str, sub: str) -> bool:
     elif gone is not None and kept is None and master in model.away_records:
         # The master was merged away by a Marketo merge (a lead only unlinked): it lives
         # on as that merge's survivor, so the merged person stops syncing rather than
-        # give it a person of its own (merges.follow_dynamics_merges).
+        # give it a person of its own (dynamicsmerges.follow_dynamics_merges).
         return True
     survivor = kept or gone
     if survivor is not None:
