@@ -281,3 +281,22 @@ async def test_a_first_load_links_people_who_exist_by_email_and_duplicates_none(
         again = await eng.cycle()
         assert again["counts"]["created_in_marketo"] == 0 and again["counts"]["linked"] == 0
         assert len(w.people()) == 4 + len(made)
+
+
+@run_async
+async def test_a_person_flagged_by_a_delete_and_linked_again_is_no_longer_flagged() -> None:
+    # A Dynamics delete flags the person (dynamicsDeleted); a new record with its email
+    # links it again, and the flag must go, or Marketo shows a synced person as deleted.
+    async with running_engine() as eng:
+        w = eng.world
+        first = await w.d_create("contact", ADA)
+        await eng.cycle()
+        mid = eng.link(first).marketo_id
+        await w.d_delete("contact", first)
+        await eng.cycle()
+        assert eng.person(mid).get("dynamicsDeleted") is True
+        again = await w.d_create("contact", ADA)
+        await eng.cycle()
+        assert eng.link(again).marketo_id == mid
+        person = eng.person(mid)
+        assert person.get("dynamicsId") == again and person.get("dynamicsDeleted") is False
