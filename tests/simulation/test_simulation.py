@@ -23,6 +23,18 @@ CHUNK = 50
 SEEDS = 300
 
 
+async def cycle_after(sim: Simulation, name: str) -> None:
+    """Let the timer's five minutes pass, run one cycle and record what it saw."""
+    sim.world.now += 300
+    sim.observe([await sim.cycle(name)])
+
+
+async def settle(sim: Simulation) -> None:
+    """The quiet cycles a seed ends with, their log lines checked afresh."""
+    sim.logs = type("Logs", (), {"lines": []})()
+    await sim.quiet()
+
+
 @pytest.mark.parametrize("first", range(0, SEEDS, CHUNK), ids=lambda f: f"seeds-{f}")
 def test_seeds_keep_every_promise(first: int) -> None:
     failed = [r for r in map(run_seed, range(first, first + CHUNK)) if new_violations(r)]
@@ -147,17 +159,13 @@ def test_a_paused_pair_edited_in_marketo_converges_once_resumed() -> None:
     async def fn(sim: Simulation, link: Any) -> list[Any]:
         w = sim.world
         await w.d_edit("contact", link.dynamics_id, {"new_synctomkto": False})
-        w.now += 300
-        sim.observe([await sim.cycle("paused")])
+        await cycle_after(sim, "paused")
         sim.model.step = 1
         await m_set(sim.ctx, link.marketo_id, _title(), "title-dddd0004")
-        w.now += 300
-        sim.observe([await sim.cycle("edited")])
+        await cycle_after(sim, "edited")
         await w.d_edit("contact", link.dynamics_id, {"new_synctomkto": True})
-        w.now += 300
-        sim.observe([await sim.cycle("resumed")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "resumed")
+        await settle(sim)
         return sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == []
@@ -197,23 +205,19 @@ def test_a_column_given_back_while_its_table_is_read_still_gets_the_full_compare
             "contact", {"lastname": "Last-8420a1b2", "firstname": "First-8420a1b2"}
         )
         sim.model.personal.update({"Last-8420a1b2", "First-8420a1b2"})
-        w.now += 300
-        sim.observe([await sim.cycle("linked")])
+        await cycle_after(sim, "linked")
         sim.model.step = 1
         secure = {"event": "revoke-field", "table": "contact", "column": "jobtitle"}
         await w.dynamics_admin("POST", "events", json={**secure, "user": "sync-app"})
         await m_set(sim.ctx, link.marketo_id, _title(), "title-8420c3d4")
-        w.now += 300
-        sim.observe([await sim.cycle("secured")])
+        await cycle_after(sim, "secured")
         sim.model.step = 2
         await w.grant_field("contact", "jobtitle")
         # No hourly re-read yet: a value that reads as empty makes the cycle re-read
         # field access while it reads the contact table, and the title is back.
         await d_set(sim.ctx, "contact", other, _rule("firstName"), None)
-        w.now += 300
-        sim.observe([await sim.cycle("given-back")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "given-back")
+        await settle(sim)
         row = w.records("contact")[link.dynamics_id]
         return w.people()[link.marketo_id].get("title"), row["jobtitle"], sim.result.violations
 
@@ -495,8 +499,7 @@ def _lead_title_edited_after_a_run_died(**crash: str) -> tuple[Any, Any, list[An
         await d_set(sim.ctx, "lead", rid, title, "title-cccc0009")
         w.now += w.settings.sync_lease_seconds + 1
         for n in range(2):
-            w.now += 300
-            sim.observe([await sim.cycle(f"after-{n}")])
+            await cycle_after(sim, f"after-{n}")
         person, row = w.people()[link.marketo_id], w.records("lead")[rid]
         await w.aclose()
         return person.get("title"), row["jobtitle"], sim.result.violations
@@ -531,10 +534,8 @@ def test_a_link_moved_to_the_master_of_a_dynamics_merge_takes_the_person_id_alon
         sim.model.personal.update({"Last-3c4d5e6f", "p3c4d5e6f@ex.sim"})
         # Merged before any cycle saw it: only the subordinate is linked.
         await merge_records(sim.ctx, "contact", master, link.dynamics_id)
-        w.now += 300
-        sim.observe([await sim.cycle("merged")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "merged")
+        await settle(sim)
         return sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == []
@@ -550,18 +551,15 @@ def test_a_contact_qualified_and_merged_before_any_cycle_keeps_one_person(
         w = sim.world
         await w.d_create("lead", {"lastname": "Last-4d5e6f70", "subject": "s"})
         sim.model.personal.add("Last-4d5e6f70")
-        w.now += 300
-        sim.observe([await sim.cycle("lead-linked")])
+        await cycle_after(sim, "lead-linked")
         lead = next(lk for lk in w.links() if lk.entity == "lead")
         sim.model.step = 1
         contact = await qualify(sim.ctx, lead, account=False)
         pair = (link.dynamics_id, contact)
         master, sub = pair if qualified_is == "subordinate" else pair[::-1]
         await merge_records(sim.ctx, "contact", master, sub)
-        w.now += 300
-        sim.observe([await sim.cycle("merged")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "merged")
+        await settle(sim)
         return sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == []
@@ -576,10 +574,8 @@ def test_a_value_a_marketo_merge_filled_in_reaches_dynamics() -> None:
         other = await w.m_create({"email": "m5e6f7081@ex.sim", "phone": "phone-5e6f7081"})
         sim.model.personal.update({"m5e6f7081@ex.sim", "phone-5e6f7081"})
         await merge_people(sim.ctx, link.marketo_id, other)  # the linked person wins
-        w.now += 300
-        sim.observe([await sim.cycle("merged")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "merged")
+        await settle(sim)
         return w.records("contact")[link.dynamics_id].get("telephone1"), sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == ("phone-5e6f7081", [])
@@ -603,8 +599,7 @@ def test_a_run_dying_while_it_moves_a_merged_persons_link_loses_no_link(dies_at:
         await d_set(sim.ctx, "contact", link.dynamics_id, _rule("title"), "title-6f708192")
         w.now += w.settings.sync_lease_seconds + 1
         sim.observe([await sim.cycle("after")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await settle(sim)
         return sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == []
@@ -617,8 +612,7 @@ def test_a_run_dying_after_it_unlinks_a_merged_persons_lead_never_links_the_lead
         w = sim.world
         await w.d_create("lead", {"lastname": "Last-8192a3b4", "subject": "s"})
         sim.model.personal.add("Last-8192a3b4")
-        w.now += 300
-        sim.observe([await sim.cycle("lead-linked")])
+        await cycle_after(sim, "lead-linked")
         lead = next(lk for lk in w.links() if lk.entity == "lead")
         sim.model.step = 1
         # The winner is linked to the lead, the loser to the contact: the contact survives.
@@ -629,8 +623,7 @@ def test_a_run_dying_after_it_unlinks_a_merged_persons_lead_never_links_the_lead
         sim.observe([died])
         w.now += w.settings.sync_lease_seconds + 1
         sim.observe([await sim.cycle("after")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await settle(sim)
         pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
         return pairs, [(lead.marketo_id, link.dynamics_id)], sim.result.violations
 
@@ -647,16 +640,13 @@ def test_a_dynamics_merge_whose_master_was_deleted_since_links_no_deleted_record
             "contact", {"lastname": "Last-708192a3", "emailaddress1": "p708192a3@ex.sim"}
         )
         sim.model.personal.update({"Last-708192a3", "p708192a3@ex.sim"})
-        w.now += 300
-        sim.observe([await sim.cycle("linked")])
+        await cycle_after(sim, "linked")
         sim.model.step = 1
         await merge_records(sim.ctx, "contact", link.dynamics_id, other)
         await w.d_delete("contact", link.dynamics_id)
         sim.model.deleted_records.add(link.dynamics_id)
-        w.now += 300
-        sim.observe([await sim.cycle("merged-and-deleted")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "merged-and-deleted")
+        await settle(sim)
         return [(lk.marketo_id, lk.dynamics_id) for lk in w.links()], sim.result.violations
 
     assert _world_with_a_synced_contact(fn) == ([], [])
@@ -672,8 +662,7 @@ def test_a_link_a_marketo_merge_moved_syncs_though_the_lead_it_left_is_held_back
         w = sim.world
         await w.d_create("lead", {"lastname": "Last-8192a3b4", "subject": "s"})
         sim.model.personal.add("Last-8192a3b4")
-        w.now += 300
-        sim.observe([await sim.cycle("lead-linked")])
+        await cycle_after(sim, "lead-linked")
         lead = next(lk for lk in w.links() if lk.entity == "lead")
         sim.model.step = 1
         if qualified:
@@ -682,10 +671,8 @@ def test_a_link_a_marketo_merge_moved_syncs_though_the_lead_it_left_is_held_back
         # and the lead (still carrying the winner's Marketo id) is only unlinked.
         await merge_people(sim.ctx, lead.marketo_id, link.marketo_id)
         await w.d_edit("lead", lead.dynamics_id, {"new_synctomkto": False})
-        w.now += 300
-        sim.observe([await sim.cycle("merged")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "merged")
+        await settle(sim)
         row = w.records("contact")[link.dynamics_id]
         return row.get("new_marketoid") == str(lead.marketo_id), sim.result.violations
 
@@ -700,20 +687,16 @@ def test_a_dynamics_merge_into_a_lead_a_marketo_merge_unlinked_gives_it_no_perso
         unlinked = await w.d_create("lead", {"lastname": "Last-92a3b4c5", "subject": "s"})
         merged = await w.d_create("lead", {"lastname": "Last-a3b4c5d6", "subject": "s"})
         sim.model.personal.update({"Last-92a3b4c5", "Last-a3b4c5d6"})
-        w.now += 300
-        sim.observe([await sim.cycle("leads-linked")])
+        await cycle_after(sim, "leads-linked")
         by_record = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
         sim.model.step = 1
         # The contact's person wins: the contact survives, the lead is only unlinked.
         await merge_people(sim.ctx, link.marketo_id, by_record[unlinked])
-        w.now += 300
-        sim.observe([await sim.cycle("people-merged")])
+        await cycle_after(sim, "people-merged")
         sim.model.step = 2
         await merge_records(sim.ctx, "lead", unlinked, merged)
-        w.now += 300
-        sim.observe([await sim.cycle("leads-merged")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "leads-merged")
+        await settle(sim)
         pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
         return pairs, [(link.marketo_id, link.dynamics_id)], sim.result.violations
 
@@ -731,18 +714,15 @@ def test_a_dynamics_merge_whose_masters_person_was_deleted_in_marketo_moves_the_
             "contact", {"lastname": "Last-25926173", "emailaddress1": "p25926173@ex.sim"}
         )
         sim.model.personal.update({"Last-25926173", "p25926173@ex.sim"})
-        w.now += 300
-        sim.observe([await sim.cycle("linked")])
+        await cycle_after(sim, "linked")
         sub = next(lk for lk in w.links() if lk.dynamics_id == other)
         sim.model.step = 1
         # One cycle reads both: the delete of the master's person, and the merge.
         await w.m_delete(link.marketo_id)
         sim.model.deleted_people.add(link.marketo_id)
         await merge_records(sim.ctx, "contact", link.dynamics_id, other)
-        w.now += 300
-        sim.observe([await sim.cycle("deleted-and-merged")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "deleted-and-merged")
+        await settle(sim)
         pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
         return pairs, [(sub.marketo_id, link.dynamics_id)], sim.result.violations
 
@@ -765,26 +745,21 @@ def test_a_marketo_edit_on_a_merge_survivor_paused_by_the_merge_wins_when_resume
             },
         )
         sim.model.personal.update({"Last-62146214", "p62146214@ex.sim", "state-62140001"})
-        w.now += 300
-        sim.observe([await sim.cycle("linked")])
+        await cycle_after(sim, "linked")
         loser = next(lk for lk in w.links() if lk.dynamics_id == other)
         sim.model.step = 1
         await w.d_edit("contact", other, {"new_synctomkto": False})
-        w.now += 300
-        sim.observe([await sim.cycle("paused")])
+        await cycle_after(sim, "paused")
         sim.model.step = 2
         # Dataverse fills the survivor's empty state and sync filter (No) from the loser.
         await merge_people(sim.ctx, link.marketo_id, loser.marketo_id)
-        w.now += 300
-        sim.observe([await sim.cycle("merged")])
+        await cycle_after(sim, "merged")
         assert w.records("contact")[link.dynamics_id]["new_synctomkto"] is False
         sim.model.step = 3
         await m_set(sim.ctx, link.marketo_id, _rule("state"), "state-62140002")
         await w.d_edit("contact", link.dynamics_id, {"new_synctomkto": None})
-        w.now += 300
-        sim.observe([await sim.cycle("resumed")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "resumed")
+        await settle(sim)
         row = w.records("contact")[link.dynamics_id]
         state = w.people()[link.marketo_id].get("state")
         return state, row["address1_stateorprovince"], sim.result.violations
@@ -813,8 +788,7 @@ def test_a_dynamics_merge_into_a_record_a_dead_run_linked_unsaved_keeps_one_pers
         await merge_records(sim.ctx, "contact", master, link.dynamics_id)
         w.now += w.settings.sync_lease_seconds + 1
         sim.observe([await sim.cycle("merged")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await settle(sim)
         pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
         return pairs, (person, master), sim.result.violations
 
@@ -831,18 +805,15 @@ def test_a_marketo_merge_against_an_unfollowed_dynamics_merge_keeps_the_person()
         master = await w.d_create("lead", {"lastname": "Last-845a0001", "subject": "s"})
         sub = await w.d_create("lead", {"lastname": "Last-845a0002", "subject": "s"})
         sim.model.personal.update({"Last-845a0001", "Last-845a0002"})
-        w.now += 300
-        sim.observe([await sim.cycle("leads-linked")])
+        await cycle_after(sim, "leads-linked")
         by_record = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
         sim.model.step = 1
         # Before any cycle: a salesperson merges the sub's lead into the master's, and a
         # marketer merges the master's person into the sub's.
         await merge_records(sim.ctx, "lead", master, sub)
         await merge_people(sim.ctx, by_record[sub], by_record[master])
-        w.now += 300
-        sim.observe([await sim.cycle("merged-both-ways")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "merged-both-ways")
+        await settle(sim)
         pairs = sorted((lk.marketo_id, lk.dynamics_id) for lk in w.links())
         # The checker forgives a record a write was refused for its old Marketo id: the
         # ids are asked here (the merged-away lead holds one, an alternate key).
@@ -865,8 +836,7 @@ def test_a_marketo_merge_read_late_after_its_winner_was_merged_on_reaches_the_su
             "contact", {"lastname": "Last-27642764", "emailaddress1": "p27642764@ex.sim"}
         )
         sim.model.personal.update({"Last-27642764", "p27642764@ex.sim"})
-        w.now += 300
-        sim.observe([await sim.cycle("linked")])
+        await cycle_after(sim, "linked")
         loser = next(lk for lk in w.links() if lk.dynamics_id == other)
         survivor = await w.m_create({"email": "m27642764@ex.sim"})
         sim.model.personal.add("m27642764@ex.sim")
@@ -877,15 +847,12 @@ def test_a_marketo_merge_read_late_after_its_winner_was_merged_on_reaches_the_su
         await merge_people(sim.ctx, link.marketo_id, loser.marketo_id)
         await w.marketo_admin("POST", "config", json={"late_share": 0.0})
         await merge_people(sim.ctx, survivor, link.marketo_id)
-        w.now += 300
-        sim.observe([await sim.cycle("second-merge-read")])
+        await cycle_after(sim, "second-merge-read")
         assert {lk.marketo_id for lk in w.links()} == {survivor, loser.marketo_id}
         sim.model.step = 2
         await w.pass_time(300)
-        w.now += 300
-        sim.observe([await sim.cycle("first-merge-read")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "first-merge-read")
+        await settle(sim)
         pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
         return pairs, [(survivor, link.dynamics_id)], sim.result.violations
 
@@ -913,18 +880,15 @@ def test_a_dynamics_merge_into_a_record_a_marketo_merge_took_away_keeps_one_pers
         sim.model.personal.update(
             {"Last-70197019", "p70197019@ex.sim", "Last-70190001", "p70190001@ex.sim"}
         )
-        w.now += 300
-        sim.observe([await sim.cycle("linked")])
+        await cycle_after(sim, "linked")
         person = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
         sim.model.step = 1
         # One cycle reads both: the salesperson's merge, then the marketer's merge of
         # the master's person into the synced contact's (read first by the engine).
         await merge_records(sim.ctx, "contact", master, sub)
         await merge_people(sim.ctx, link.marketo_id, person[master])
-        w.now += 300
-        sim.observe([await sim.cycle("both-merges-read")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "both-merges-read")
+        await settle(sim)
         pairs = [(lk.marketo_id, lk.dynamics_id) for lk in w.links()]
         contact_only = [(link.marketo_id, link.dynamics_id)]
         return pairs, contact_only, person[sub] in w.people(), sim.result.violations
@@ -944,21 +908,17 @@ def test_a_dynamics_merge_into_the_record_a_refused_merge_left_unlinked_moves_th
         unlinked = await w.d_create("lead", {"lastname": "Last-3488a001", "subject": "s"})
         kept = await w.d_create("lead", {"lastname": "Last-3488a002", "subject": "s"})
         sim.model.personal.update({"Last-3488a001", "Last-3488a002"})
-        w.now += 300
-        sim.observe([await sim.cycle("leads-linked")])
+        await cycle_after(sim, "leads-linked")
         by_record = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
         sim.model.step = 1
         await merge_people(sim.ctx, by_record[kept], by_record[unlinked])
-        w.now += 300
-        sim.observe([await sim.cycle("merge-refused")])
+        await cycle_after(sim, "merge-refused")
         assert unlinked not in {lk.dynamics_id for lk in w.links()}
         sim.model.step = 2
         # The salesperson merges the other way round: the unlinked lead stays active.
         await merge_records(sim.ctx, "lead", unlinked, kept)
-        w.now += 300
-        sim.observe([await sim.cycle("leads-merged")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "leads-merged")
+        await settle(sim)
         pairs = sorted((lk.marketo_id, lk.dynamics_id) for lk in w.links())
         row = w.records("lead")[unlinked]
         want = sorted([(link.marketo_id, link.dynamics_id), (by_record[kept], unlinked)])
@@ -981,8 +941,7 @@ def test_a_lead_deleted_once_qualified_leaves_its_person_to_the_contact() -> Non
         # No email: no match by email either, the contact took a new person.
         await w.d_create("lead", {"lastname": "Last-7197a001", "subject": "s"})
         sim.model.personal.add("Last-7197a001")
-        w.now += 300
-        sim.observe([await sim.cycle("lead-linked")])
+        await cycle_after(sim, "lead-linked")
         lead = next(lk for lk in w.links() if lk.entity == "lead")
         sim.model.step = 1
         # Both before a cycle reads either: the contact, then the lead's delete.
@@ -990,10 +949,8 @@ def test_a_lead_deleted_once_qualified_leaves_its_person_to_the_contact() -> Non
         await w.d_delete("lead", lead.dynamics_id)
         sim.model.deleted_records.add(lead.dynamics_id)
         sim.model.deleted_linked[lead.dynamics_id] = lead.marketo_id
-        w.now += 300
-        sim.observe([await sim.cycle("qualified-and-deleted")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "qualified-and-deleted")
+        await settle(sim)
         pairs = sorted((lk.marketo_id, lk.dynamics_id) for lk in w.links())
         want = sorted([(link.marketo_id, link.dynamics_id), (lead.marketo_id, contact)])
         return pairs, want, sim.result.violations
@@ -1012,22 +969,18 @@ def test_a_person_relinked_after_its_records_delete_is_not_taken_by_a_third_reco
         await w.d_delete("contact", link.dynamics_id)
         sim.model.deleted_records.add(link.dynamics_id)
         sim.model.deleted_linked[link.dynamics_id] = link.marketo_id
-        w.now += 300
-        sim.observe([await sim.cycle("deleted")])
+        await cycle_after(sim, "deleted")
         sim.model.step = 2
         contact = await w.d_create("contact", {"lastname": "Last-7416a001", "emailaddress1": email})
         sim.model.personal.add("Last-7416a001")
-        w.now += 300
-        sim.observe([await sim.cycle("relinked")])
+        await cycle_after(sim, "relinked")
         sim.model.step = 3
         lead = await w.d_create(
             "lead", {"lastname": "Last-7416a002", "subject": "s", "emailaddress1": email}
         )
         sim.model.personal.add("Last-7416a002")
-        w.now += 300
-        sim.observe([await sim.cycle("third-record")])
-        sim.logs = type("Logs", (), {"lines": []})()
-        await sim.quiet()
+        await cycle_after(sim, "third-record")
+        await settle(sim)
         on = {lk.dynamics_id: lk.marketo_id for lk in w.links()}
         seen = (on.get(contact), lead in on and on[lead] != link.marketo_id)
         return seen, (link.marketo_id, True), sim.result.violations
