@@ -119,6 +119,9 @@ class World(People):
 
     def _sync_process(self, *args: str) -> dict[str, Any]:
         out = RUN_DIR / f"{self.name}-{self.cycles}.json"
+        trace = os.environ.get("BENCH_TRACE_MEMORY_DIR")
+        if trace and "--setup" not in args:
+            args = (*args, "--trace-memory", str(Path(trace) / f"{self.name}-{self.cycles}.txt"))
         self.cycles += 1
         with open(RUN_DIR / "sync.log", "ab") as log:
             code = subprocess.call(

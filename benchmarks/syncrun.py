@@ -10,6 +10,8 @@ recorder is installed before anything of `sync_core` is imported.
 
 Diagnosis: with `BENCH_PROFILE_DIR` set, each cycle also writes a cProfile of itself
 there (`cycle-<pid>.prof`; slows the cycle down, so its figures are not comparable).
+With `BENCH_TRACE_MEMORY_DIR` set, the harness passes `--trace-memory`: the allocations
+live at the cycle's highest sample and at its end, largest first (much slower still).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         import tracemalloc
 
         tracemalloc.start(8)
+        _watch_peak()
     waits.install(("sync_core",))
 
     from sync_core.admin.setup import run_setup
@@ -105,17 +108,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+_PEAK: dict[str, object] = {}
+
+
+def _watch_peak() -> None:
+    """Snapshot the live allocations whenever they reach a new high (checked twice a
+    second): what is live at the peak, which the end of the cycle no longer shows."""
+    import threading
+    import tracemalloc
+
+    def watch() -> None:
+        high = 0
+        while True:
+            time.sleep(0.5)
+            current, _ = tracemalloc.get_traced_memory()
+            if current > high * 1.05:
+                high = current
+                _PEAK["mb"] = current / 2**20
+                _PEAK["snapshot"] = tracemalloc.take_snapshot()
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _write_trace(path: Path) -> None:
     import gc
     import tracemalloc
 
     gc.collect()
     current, peak = tracemalloc.get_traced_memory()
-    top = tracemalloc.take_snapshot().statistics("traceback")[:15]
     lines = [f"traced now {current / 2**20:.1f} MB, peak {peak / 2**20:.1f} MB"]
-    for stat in top:
-        lines.append(f"{stat.size / 2**20:8.1f} MB {stat.count:9,} blocks")
-        lines += [f"    {frame}" for frame in stat.traceback.format()[-6:]]
+    views: list[tuple[str, object]] = [("live at the end", tracemalloc.take_snapshot())]
+    if "snapshot" in _PEAK:
+        views.insert(0, (f"live at the highest sample ({_PEAK['mb']:.1f} MB)", _PEAK["snapshot"]))
+    for title, snap in views:
+        lines.append(f"== {title}")
+        assert isinstance(snap, tracemalloc.Snapshot)
+        for stat in snap.statistics("traceback")[:15]:
+            lines.append(f"{stat.size / 2**20:8.1f} MB {stat.count:9,} blocks")
+            lines += [f"    {frame}" for frame in stat.traceback.format()[-6:]]
     path.write_text("\n".join(lines) + "\n")
 
 
