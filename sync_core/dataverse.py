@@ -265,6 +265,21 @@ class DataverseClient:
         result: dict[str, Any] = resp.json()
         return result
 
+    async def get_many(self, urls: Sequence[str]) -> list[dict[str, Any]]:
+        """Several independent GETs in one `$batch` (read-only, so resending is safe):
+        the bodies in order; the first failed read raises its error. For small reads
+        that are always needed together (the metadata of a refresh: eleven GETs, one
+        call)."""
+        if len(urls) > BATCH_OPS:
+            raise ValueError(f"{len(urls)} reads for one $batch; at most {BATCH_OPS}")
+        parsed, _ = await self._batch([Op("GET", url.replace(" ", "%20")) for url in urls])
+        out: list[dict[str, Any]] = []
+        for result in parsed:
+            if result.error is not None:
+                raise result.error
+            out.append(result.body or {})
+        return out
+
     # ---- reads ---------------------------------------------------------------
     async def changes(
         self, entity_set: str, select: Sequence[str], delta_link: str | None
@@ -386,9 +401,7 @@ class DataverseClient:
         try:
             while start < len(ops):
                 while len(running) >= pacer.in_flight:
-                    done, running = await asyncio.wait(
-                        running, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         task.result()  # a stop-the-cycle error surfaces here
                 hi = min(len(ops), start + min(pacer.batch_size(), BATCH_OPS))

@@ -29,7 +29,7 @@ from sync_core.pacing import ExecutionPacer
 from sync_core.planner import Hasher
 from sync_core.settings import Settings
 from sync_core.state import StateStore
-from sync_core.tablestore import TableStateStore
+from sync_core.tablestore import TableStateStore, transport_options
 
 # Standard variables naming a CA bundle, first match wins (see ca_bundle_from_env).
 CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
@@ -135,10 +135,11 @@ def table_service(settings: Settings, **client_options: Any) -> TableServiceClie
         return TableServiceClient(
             endpoint=settings.sync_storage_account_url,
             credential=DefaultAzureCredential(),
+            **transport_options(),
             **client_options,
         )
     conn = settings.sync_storage_connection.get_secret_value()
-    return TableServiceClient.from_connection_string(conn, **client_options)
+    return TableServiceClient.from_connection_string(conn, **transport_options(), **client_options)
 
 
 def resolve_ca_bundle(ca_bundle: str | None = None) -> str | None:

@@ -5,7 +5,10 @@ selected columns changed) the engine re-reads the whole table, and that snapshot
 deletes in it: a record deleted meanwhile would keep its link, and its person would never
 be flagged `dynamicsDeleted`. So a full read in one cycle notes every id it saw, in 8
 bytes each (a million records: 8 MB), and afterwards each link of that table older than
-the read whose record was not seen is treated as deleted in Dynamics.
+the read whose record was not seen is treated as deleted in Dynamics. Each page's ids are
+sorted as the page comes and the sorted runs are merged, streaming, at the first look-up:
+sorting them all at once would build a list of a million Python ints (about 44 MB) at
+the very moment the read's last pages are still held.
 
 A 64-bit hash can collide; the cost of a collision is one missed delete flag, never a
 wrong write.
@@ -14,6 +17,7 @@ wrong write.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
@@ -28,20 +32,21 @@ def _h(record_id: str) -> int:
 
 class SeenIds:
     def __init__(self) -> None:
-        self._ids = array("Q")
-        self._sorted = True
+        self._runs: list[array[int]] = []  # each sorted
 
     def add(self, ids: Iterable[str]) -> None:
-        self._ids.extend(_h(i) for i in ids)
-        self._sorted = False
+        self._runs.append(array("Q", sorted(_h(i) for i in ids)))
+
+    def _merged(self) -> array[int]:
+        if len(self._runs) != 1:
+            self._runs = [array("Q", heapq.merge(*self._runs))]
+        return self._runs[0]
 
     def __contains__(self, record_id: str) -> bool:
-        if not self._sorted:
-            self._ids = array("Q", sorted(self._ids))
-            self._sorted = True
+        ids = self._merged()
         h = _h(record_id)
-        i = bisect_left(self._ids, h)
-        return i < len(self._ids) and self._ids[i] == h
+        i = bisect_left(ids, h)
+        return i < len(ids) and ids[i] == h
 
 
 async def unseen_links(store: StateStore, entity: Entity, seen: SeenIds, before: str) -> list[Link]:

@@ -182,3 +182,16 @@ def test_picklist_maps_by_label_and_reports_the_labels(make_world: MakeWorld):
     assert "SMB" in seg.message
     (too_long,) = [p for p in problems if p.field == "industry" and p.reason == "length"]
     assert too_long.severity == "warning" and str(len(long_label)) in too_long.message
+
+
+def test_a_metadata_read_is_two_dataverse_requests(world: World):
+    """WhoAmI, then the grants and both tables' column reads as GETs in one $batch: a
+    refresh counts two requests against the service-protection limit, not twelve."""
+    world.dynamics_admin("POST", "stats")
+    meta = metadata(world)
+    calls = {k: v["calls"] for k, v in world.dynamics_admin("GET", "stats").items()}
+    made = {k: n for k, n in calls.items() if n and "token" not in k and "openid" not in k}
+    assert made == {"GET WhoAmI": 1, "POST $batch": 1}
+    # Everything the separate reads gave is still there, for both tables.
+    assert meta.columns["contact"]["emailaddress1"].max_length == 100
+    assert meta.columns["lead"]["leadsourcecode"].options is not None

@@ -183,6 +183,22 @@ async def test_many_links_in_one_bucket_and_iteration(store: Any) -> None:
 
 
 @run_async
+async def test_ids_spread_thinly_over_buckets_are_found_beside_dense_runs(store: Any) -> None:
+    # A reconcile's page names people spread over many buckets (Table Storage reads them
+    # by row key, 14 to a query); a first load's names a run of consecutive ids (one
+    # range query). Both in one call, with ids that have no link among them.
+    linked = [Link(m, "contact", str(uuid.uuid4())) for m in range(2000, 5000, 3)]
+    await store.save_links(linked, new=True)
+    sparse = list(range(2000, 5000, 51))  # about 20 a bucket, spread over it
+    dense = list(range(4200, 4300))
+    absent = [1, 999_999, 2001, 4999]
+    found = await store.links_by_marketo([*sparse, *dense, *absent])
+    expected = {m for m in [*sparse, *dense] if m % 3 == 2000 % 3}
+    assert set(found) == expected
+    assert all(found[m].dynamics_id == linked[(m - 2000) // 3].dynamics_id for m in expected)
+
+
+@run_async
 async def test_close_links_removes_both_rows(store: Any) -> None:
     did = str(uuid.uuid4())
     await store.save_links([Link(31, "contact", did)], new=True)
