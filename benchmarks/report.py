@@ -365,6 +365,8 @@ def _largest(results: list[dict[str, Any]], marker: str) -> dict[str, Any] | Non
 def _calls_at(r: dict[str, Any], system: str, people: int) -> float:
     by = r["calls_by_endpoint"][system]
     grow = sum(v for k, v in by.items() if k in GROWING[system])
+    # Each metadata read (the one WhoAmI) is one $batch of GETs: counted once, not scaled.
+    grow -= by.get("GET WhoAmI", 0) if system == "dynamics" else 0
     return sum(by.values()) - grow + grow * people / r["people"]
 
 
