@@ -306,7 +306,8 @@ class TableRows:
         ranged, keyed = [], []
         for b, v in by_bucket.items():
             span = max(v) - min(v) + 1
-            if span - len(v) <= (_queries(len(v)) - 1) * ROWS_PER_ROUND_TRIP:
+            # One id: a point read (the webhook's look-up), which every store indexes.
+            if len(v) > 1 and span - len(v) <= (_queries(len(v)) - 1) * ROWS_PER_ROUND_TRIP:
                 ranged.append((b, min(v), max(v)))
             else:
                 keyed.append((f"m{b:012d}", [m_key(i)[1] for i in sorted(v)]))

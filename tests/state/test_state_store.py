@@ -125,12 +125,13 @@ def test_ids_spread_over_buckets_cost_few_rows_and_round_trips(azurite: str):
     the links table once a page); they are read 14 row keys to a query instead."""
     from azure.data.tables import TableServiceClient
 
-    seen = {"requests": 0, "rows": 0}
+    seen = {"requests": 0, "rows": 0, "queries": 0}
 
     def count(response: object) -> None:
         http = response.http_response  # type: ignore[attr-defined]
         if http.request.method == "GET":
             seen["requests"] += 1
+            seen["queries"] += "filter=" in http.request.url
             body = http.text()
             seen["rows"] += body.count('"RowKey"') if body else 0
 
@@ -141,11 +142,14 @@ def test_ids_spread_over_buckets_cost_few_rows_and_round_trips(azurite: str):
         links = [Link(m, "contact", str(uuid.uuid4())) for m in range(3000, 6000, 3)]
         asyncio.run(s.save_links(links, new=True))
         wanted = list(range(3000, 6000, 60))  # 50 people, about 17 in each of 3 buckets
-        seen.update(requests=0, rows=0)
+        seen.update(requests=0, rows=0, queries=0)
         found = asyncio.run(s.links_by_marketo(wanted))
         assert set(found) == set(wanted)
         # Two queries a bucket, each row read once (a range read: 3 queries, 1,000 rows).
-        assert seen == {"requests": 6, "rows": 50}
+        assert seen == {"requests": 6, "rows": 50, "queries": 6}
+        seen.update(requests=0, rows=0, queries=0)
+        assert set(asyncio.run(s.links_by_marketo([3003]))) == {3003}
+        assert seen == {"requests": 1, "rows": 1, "queries": 0}  # one id: a point read
     finally:
         s.close()
 
