@@ -17,6 +17,7 @@ page's way through the engine (pagesync, pairing, newlinks, merges, apply), dele
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -46,6 +47,8 @@ from sync_core.state import StateStore
 
 log = logging.getLogger("sync_core")
 MARKETO_CURSOR = "marketo-activities"
+# Dataverse's measured seconds per write operation, kept from cycle to cycle (pacing.recall).
+PACING = ("meta", "dataverse-seconds-per-op")
 
 
 class Cycle:
@@ -150,8 +153,11 @@ class Cycle:
             return await self._finish(summary, clock, record=False)
         quota_day = quota.quota_day()
         # Everything the API user spent today, the webhook's calls included.
-        used = int(await self.store.get_value(quota.KIND, quota_day) or 0)
-        self.marketo.budget = max(0, int(self.daily_quota * self.quota_share) - used)
+        spent, paced = await asyncio.gather(
+            self.store.get_value(quota.KIND, quota_day), self.store.get_value(*PACING)
+        )
+        self.marketo.budget = max(0, int(self.daily_quota * self.quota_share) - int(spent or 0))
+        self.dataverse.pacer.recall(paced)
         try:
             await self._run()
             summary.update(outcome="succeeded", message="")
@@ -170,6 +176,9 @@ class Cycle:
                 await self.record.flush(self.store, self.marketo)
                 # Added, never set: webhook deliveries count into the same row meanwhile.
                 await self.store.add_to_value(quota.KIND, quota_day, self.marketo.calls)
+                measured = self.dataverse.pacer.remembered()
+                if measured is not None and measured != paced:
+                    await self.store.set_values(PACING[0], {PACING[1]: measured})
             finally:
                 await self.store.release_lease(self.id)
         return await self._finish(summary, clock, record=True)

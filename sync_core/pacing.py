@@ -76,6 +76,24 @@ class ExecutionPacer:
         ops = int(self.target_batch_s / max(self.per_op, 1e-6))
         return max(self.min_ops, min(self.max_ops, ops))
 
+    def remembered(self) -> str | None:
+        """The measured seconds per operation, for the next process to start from."""
+        return None if self.per_op is None else f"{self.per_op:.6g}"
+
+    def recall(self, saved: str | None) -> None:
+        """Start from an earlier process's measure. Each timer run is often a fresh
+        worker: unmeasured, it sends a 100-operation probe alone before anything else,
+        which costs a call and a batch's time every cycle. A stale measure is corrected
+        by the first batch answered (and a batch that runs too long is split)."""
+        if self.per_op is not None or not saved:
+            return
+        try:
+            value = float(saved)
+        except ValueError:
+            return  # an unreadable row: measure afresh
+        if value > 0:
+            self.per_op = value
+
     def estimate(self, ops: int) -> float:
         return ops * (self.per_op if self.per_op is not None else 0.0)
 

@@ -136,9 +136,12 @@ class DryRunMarketo:
 
 
 class DryRunDataverse:
-    READS = frozenset({"changes", "modified_since", "get_by_ids", "get_json", "aclose", "request"})
+    # get_many: GETs only, though sent as one POST $batch.
+    READS = frozenset(
+        {"changes", "modified_since", "get_by_ids", "get_many", "get_json", "aclose", "request"}
+    )
     WRITES = frozenset({"batch"})
-    ATTRIBUTES = frozenset({"calls", "page_size", "base_url"})
+    ATTRIBUTES = frozenset({"calls", "page_size", "base_url", "pacer"})
 
     def __init__(self, inner: DataverseClient, capture: Capture) -> None:
         self._inner = inner

@@ -185,6 +185,26 @@ async def test_a_first_load_writes_a_probe_batch_then_batches_sized_by_its_cost(
         assert stats["POST $batch"].calls == 3
 
 
+@run_async
+async def test_the_next_cycle_starts_from_the_measured_cost_without_a_probe() -> None:
+    # Each timer run may be a fresh worker. Unmeasured, its first write batch is a
+    # 100-operation probe sent alone; the measure kept from the last cycle saves it.
+    async with running_engine() as eng:
+        w = eng.world
+        for i in range(550):
+            await w.d_create("contact", {"lastname": f"Row{i}"})
+        stats = w.apps["dynamics"].state.stats
+        await eng.cycle()
+        kept = [r for r in w.store.table("state") if r["RowKey"] == "dataverse-seconds-per-op"]
+        assert len(kept) == 1 and float(kept[0]["value"]) > 0
+        before = stats["POST $batch"].calls
+        for i in range(550):
+            await w.d_create("contact", {"lastname": f"Later{i}"})
+        summary = await eng.cycle()
+        assert summary["counts"]["created_in_marketo"] == 550
+        assert stats["POST $batch"].calls - before == 1  # the 550 link-field writes at once
+
+
 def _marketo_calls(eng: Engine) -> dict[str, int]:
     stats = eng.world.apps["marketo"].state.emulator.stats.endpoints
     calls = {k: v.calls for k, v in stats.items()}

@@ -76,3 +76,17 @@ def test_remaining_time_reported_by_the_server_lowers_the_budget():
     asyncio.run(p.reserve(100))  # costs about 10 s
     reserved = asyncio.run(p.reserve(100))
     assert reserved > 0 and clock.slept  # the second had to wait for the refill
+
+
+def test_a_measure_kept_from_an_earlier_process_replaces_the_probe():
+    p, _ = pacer(target_batch_s=10.0)
+    assert p.remembered() is None and p.in_flight == 1  # nothing measured: a probe alone
+    p.observe(100, 5.0, 0.0, {})
+    kept = p.remembered()
+    fresh, _ = pacer(target_batch_s=10.0)
+    fresh.recall(kept)
+    assert fresh.batch_size() == 200 and fresh.in_flight > 1  # sized and parallel at once
+    for bad in (None, "", "0", "-1", "fast"):
+        q, _ = pacer()
+        q.recall(bad)
+        assert q.per_op is None and q.batch_size() == 100  # measured afresh
