@@ -17,7 +17,6 @@ page's way through the engine (pagesync, pairing, newlinks, merges, apply), dele
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -153,9 +152,8 @@ class Cycle:
             return await self._finish(summary, clock, record=False)
         quota_day = quota.quota_day()
         # Everything the API user spent today, the webhook's calls included.
-        spent, paced = await asyncio.gather(
-            self.store.get_value(quota.KIND, quota_day), self.store.get_value(*PACING)
-        )
+        spent = await self.store.get_value(quota.KIND, quota_day)
+        paced = await self.store.get_value(*PACING)
         self.marketo.budget = max(0, int(self.daily_quota * self.quota_share) - int(spent or 0))
         self.dataverse.pacer.recall(paced)
         try:
