@@ -265,14 +265,17 @@ class DataverseClient:
         result: dict[str, Any] = resp.json()
         return result
 
-    async def get_many(self, urls: Sequence[str]) -> list[dict[str, Any]]:
+    async def get_many(
+        self, urls: Sequence[str], headers: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         """Several independent GETs in one `$batch` (read-only, so resending is safe):
-        the bodies in order; the first failed read raises its error. For small reads
-        that are always needed together (the metadata of a refresh: eleven GETs, one
-        call)."""
+        the bodies in order; the first failed read raises its error. For reads that are
+        needed together (the metadata of a refresh: eleven GETs, one call; a page's rows
+        read back by id)."""
         if len(urls) > BATCH_OPS:
             raise ValueError(f"{len(urls)} reads for one $batch; at most {BATCH_OPS}")
-        parsed, _ = await self._batch([Op("GET", url.replace(" ", "%20")) for url in urls])
+        ops = [Op("GET", url.replace(" ", "%20"), headers=dict(headers or {})) for url in urls]
+        parsed, _ = await self._batch(ops)
         out: list[dict[str, Any]] = []
         for result in parsed:
             if result.error is not None:
@@ -334,17 +337,11 @@ class DataverseClient:
         for lo in range(0, len(ids), self.page_size):
             chunk = ids[lo : lo + self.page_size]
             reads = [head + c for c in id_filters(key, chunk, budget)]
-            ops = [
-                Op("GET", url.replace(" ", "%20"),
-                   headers={"Prefer": f"odata.maxpagesize={self.page_size}"})
-                for url in reads
-            ]  # fmt: skip
-            parsed, _ = await self._batch(ops)
+            bodies = await self.get_many(
+                reads, headers={"Prefer": f"odata.maxpagesize={self.page_size}"}
+            )
             more: list[str] = []
-            for result in parsed:
-                if result.error is not None:
-                    raise result.error
-                body = result.body or {}
+            for body in bodies:
                 out.extend(body.get("value", []))
                 if body.get("@odata.nextLink"):
                     more.append(str(body["@odata.nextLink"]))

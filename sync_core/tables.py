@@ -267,13 +267,15 @@ class TableRows:
 
     # ---- links ------------------------------------------------------------
     def _keyed(
-        self, table: str, pk: str, row_keys: list[str], select: list[str] | None = None
+        self, table: str, keys: Mapping[str, list[str]], select: list[str] | None = None
     ) -> list[dict[str, Any]]:
-        """The rows of one partition with these row keys (absent ones left out), in
-        queries of KEYS_PER_QUERY keys; a single key is a point read."""
+        """The rows with these row keys of each partition (absent ones left out), in
+        queries of KEYS_PER_QUERY keys of one partition, all in the pool at once; a
+        single key is a point read."""
         client = self.table(table)
 
-        def query(keys: list[str]) -> list[dict[str, Any]]:
+        def query(part: tuple[str, list[str]]) -> list[dict[str, Any]]:
+            pk, keys = part
             if len(keys) == 1:
                 try:
                     return [dict(client.get_entity(pk, keys[0], select=select))]
@@ -287,7 +289,11 @@ class TableRows:
             )
             return [dict(r) for r in rows]
 
-        chunks = [row_keys[i : i + KEYS_PER_QUERY] for i in range(0, len(row_keys), KEYS_PER_QUERY)]
+        chunks = [
+            (pk, row_keys[i : i + KEYS_PER_QUERY])
+            for pk, row_keys in keys.items()
+            for i in range(0, len(row_keys), KEYS_PER_QUERY)
+        ]
         return [row for rows in self._pool.map(query, chunks) for row in rows]
 
     def _bucket_rows(self, bucket: int, low: int, high: int) -> list[dict[str, Any]]:
@@ -303,19 +309,18 @@ class TableRows:
         by_bucket: dict[int, list[int]] = defaultdict(list)
         for i in wanted:
             by_bucket[i // BUCKET].append(i)
-        ranged, keyed = [], []
+        ranged, keyed = [], {}
         for b, v in by_bucket.items():
             span = max(v) - min(v) + 1
             # One id: a point read (the webhook's look-up), which every store indexes.
             if len(v) > 1 and span - len(v) <= (_queries(len(v)) - 1) * ROWS_PER_ROUND_TRIP:
                 ranged.append((b, min(v), max(v)))
             else:
-                keyed.append((f"m{b:012d}", [m_key(i)[1] for i in sorted(v)]))
+                keyed[f"m{b:012d}"] = [m_key(i)[1] for i in sorted(v)]
         rows: list[dict[str, Any]] = []
         for chunk in self._pool.map(lambda r: self._bucket_rows(*r), ranged):
             rows.extend(chunk)
-        for pk, keys in keyed:
-            rows.extend(self._keyed("links", pk, keys))
+        rows.extend(self._keyed("links", keyed))
         links = (link_from_row(r) for r in rows)
         return {link.marketo_id: link for link in links if link.marketo_id in wanted}
 
@@ -364,11 +369,11 @@ class TableRows:
         out: dict[str, int] = {}
         for rows in self._pool.map(self._partition_index, sorted(whole)):
             out.update(rows)
-        select = ["RowKey", "marketoId"]
-        for pk, v in by_part.items():
-            if pk not in whole:
-                found = self._keyed("links", pk, [d_key(entity, i)[1] for i in v], select)
-                out.update((unsafe_key(str(r["RowKey"])), int(r["marketoId"])) for r in found)
+        keyed = {
+            pk: [d_key(entity, i)[1] for i in v] for pk, v in by_part.items() if pk not in whole
+        }
+        found = self._keyed("links", keyed, ["RowKey", "marketoId"])
+        out.update((unsafe_key(str(r["RowKey"])), int(r["marketoId"])) for r in found)
         wanted = set(ids)
         return {i: m for i, m in out.items() if i in wanted}
 
