@@ -4,6 +4,7 @@ both systems and the stored cursors checked afterwards."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -170,16 +171,19 @@ async def test_a_fresh_process_spends_no_marketo_call_on_the_activity_type_ids()
         assert sum("0x80044331" in str(a) for a in log) == 1
 
 
+async def _contacts_loaded(eng: Engine, n: int, name: str = "Row") -> tuple[dict[str, Any], Any]:
+    """`n` new contacts and the cycle that loads them: its summary, Dataverse's stats."""
+    for i in range(n):
+        await eng.world.d_create("contact", {"lastname": f"{name}{i}"})
+    return await eng.cycle(), eng.world.apps["dynamics"].state.stats
+
+
 @run_async
 async def test_a_first_load_writes_a_probe_batch_then_batches_sized_by_its_cost() -> None:
     # Unmeasured, every batch in flight was the 100-operation first guess: 550 link-field
     # writes took six $batch calls. Now one probe, then one batch for the rest.
     async with running_engine() as eng:
-        w = eng.world
-        for i in range(550):
-            await w.d_create("contact", {"lastname": f"Row{i}"})
-        stats = w.apps["dynamics"].state.stats
-        summary = await eng.cycle()
+        summary, stats = await _contacts_loaded(eng, 550)
         assert summary["counts"]["created_in_marketo"] == 550
         # Beside the two writes, the cycle's metadata read is one $batch of GETs.
         assert stats["POST $batch"].calls == 3
@@ -190,17 +194,12 @@ async def test_the_next_cycle_starts_from_the_measured_cost_without_a_probe() ->
     # Each timer run may be a fresh worker. Unmeasured, its first write batch is a
     # 100-operation probe sent alone; the measure kept from the last cycle saves it.
     async with running_engine() as eng:
-        w = eng.world
-        for i in range(550):
-            await w.d_create("contact", {"lastname": f"Row{i}"})
-        stats = w.apps["dynamics"].state.stats
-        await eng.cycle()
-        kept = [r for r in w.store.table("state") if r["RowKey"] == "dataverse-seconds-per-op"]
+        _, stats = await _contacts_loaded(eng, 550)
+        rows = eng.world.store.table("state")
+        kept = [r for r in rows if r["RowKey"] == "dataverse-seconds-per-op"]
         assert len(kept) == 1 and float(kept[0]["value"]) > 0
         before = stats["POST $batch"].calls
-        for i in range(550):
-            await w.d_create("contact", {"lastname": f"Later{i}"})
-        summary = await eng.cycle()
+        summary, _ = await _contacts_loaded(eng, 550, "Later")
         assert summary["counts"]["created_in_marketo"] == 550
         assert stats["POST $batch"].calls - before == 1  # the 550 link-field writes at once
 
