@@ -18,7 +18,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError
 
-from sync_core import state
+from sync_core import state, tablebatch
 from sync_core.state import newest_first
 from sync_core.tables import TableRows
 
@@ -58,8 +58,9 @@ class TableLogs:
                 # exist together or not at all (a crash between them would lose the line).
                 seen = {"PartitionKey": state.ERROR_SIG, "RowKey": sig}
                 try:
-                    self._rows.table("state").submit_transaction(
-                        [("create", seen), ("upsert", state.pending_log_row(row, stamp))]
+                    tablebatch.submit(
+                        self._rows.table("state"),
+                        [("create", seen), ("upsert", state.pending_log_row(row, stamp))],
                     )
                 except TableTransactionError as exc:
                     if getattr(exc, "error_code", None) != "EntityAlreadyExists":
