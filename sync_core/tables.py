@@ -57,6 +57,7 @@ BATCH_LIMIT = 100
 # for 10 ids spread over a bucket of 1,000 made a million-people reconcile read the
 # whole links table once a page.)
 ROWS_PER_ROUND_TRIP = 30
+PAGE_ROWS = 1000  # a query answers at most 1,000 entities a page
 KEYS_PER_QUERY = 14
 # The Dynamics-id index has 256 partitions per table (two hex digits of the record id).
 INDEX_PARTITIONS = 256
@@ -360,13 +361,25 @@ class TableRows:
         by_part: dict[str, list[str]] = defaultdict(list)
         for i in ids:
             by_part[d_key(entity, i)[0]].append(i)
-        counts = self.link_counts() if len(ids) > len(by_part) else None
+        counts = self.link_counts() if len(by_part) > 2 else None
         # Unknown counts (not seeded yet): by key, the cost of which is known.
-        per_part = counts.get(entity, 0) / INDEX_PARTITIONS if counts is not None else None
+        total = counts.get(entity, 0) if counts is not None else None
+        per_part = total / INDEX_PARTITIONS if total is not None else None
         whole = {
             pk for pk, v in by_part.items()
             if per_part is not None and per_part <= _queries(len(v)) * ROWS_PER_ROUND_TRIP
         }  # fmt: skip
+        if total is not None and per_part is not None:
+            # Cost in round trips (a row costs 1/30 of one): partition by partition, or
+            # the table's whole index in one query (a first load asks for 256 partitions
+            # that are all empty; a quiet org's index is a few pages).
+            split = sum(
+                1 + per_part / ROWS_PER_ROUND_TRIP if pk in whole else _queries(len(v))
+                for pk, v in by_part.items()
+            )
+            if -(-max(total, 1) // PAGE_ROWS) + total / ROWS_PER_ROUND_TRIP <= split:
+                wanted = set(ids)
+                return {i: m for i, m in self._entity_index(entity).items() if i in wanted}
         out: dict[str, int] = {}
         for rows in self._pool.map(self._partition_index, sorted(whole)):
             out.update(rows)
@@ -377,6 +390,15 @@ class TableRows:
         out.update((unsafe_key(str(r["RowKey"])), int(r["marketoId"])) for r in found)
         wanted = set(ids)
         return {i: m for i, m in out.items() if i in wanted}
+
+    def _entity_index(self, entity: Entity) -> dict[str, int]:
+        first = d_key(entity, "")[0]  # "dc": every index partition of the table
+        rows = self.table("links").query_entities(
+            "PartitionKey ge @lo and PartitionKey lt @hi",
+            parameters={"lo": first, "hi": first[:-1] + chr(ord(first[-1]) + 1)},
+            select=["RowKey", "marketoId"],
+        )
+        return {unsafe_key(str(r["RowKey"])): int(r["marketoId"]) for r in rows}
 
     def _partition_index(self, pk: str) -> dict[str, int]:
         rows = self.table("links").query_entities(

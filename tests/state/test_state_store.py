@@ -154,6 +154,42 @@ def test_ids_spread_over_buckets_cost_few_rows_and_round_trips(azurite: str):
         s.close()
 
 
+
+def test_a_first_loads_index_look_up_is_one_query_not_one_a_partition(azurite: str):
+    """A first load asks the Dynamics-id index for a thousand records that have no link
+    yet. Read partition by partition, that was one query for each of the 256 partitions
+    they fall in (437 of them for a 1,000-record load), all answering nothing; the
+    table's whole index, known from the link count to be empty or small, is one."""
+    from azure.data.tables import TableServiceClient
+
+    seen = {"requests": 0}
+
+    def count(response: object) -> None:
+        if response.http_response.request.method == "GET":  # type: ignore[attr-defined]
+            seen["requests"] += 1
+
+    service = TableServiceClient.from_connection_string(azurite, raw_response_hook=count)
+    s = StateStore(service, prefix="t" + uuid.uuid4().hex[:10])
+    try:
+        asyncio.run(s.ensure_tables())
+        fresh = [str(uuid.uuid4()) for _ in range(1000)]
+        seen["requests"] = 0
+        assert asyncio.run(s.links_by_dynamics("contact", fresh)) == {}
+        assert seen["requests"] == 2  # the link count, then the (empty) index
+        linked = [Link(10_000 + n, "contact", d) for n, d in enumerate(fresh[:300])]
+        asyncio.run(s.save_links(linked, new=True))
+        asyncio.run(s.save_links([Link(99, "lead", fresh[300])], new=True))
+        seen["requests"] = 0
+        found = asyncio.run(s.links_by_dynamics("contact", fresh[250:450]))
+        assert {d: link.marketo_id for d, link in found.items()} == {
+            d: 10_000 + n for n, d in enumerate(fresh[:300]) if n >= 250
+        }
+        # the count, the index in one query, the 50 main rows (consecutive: one range)
+        assert seen["requests"] == 3
+    finally:
+        s.close()
+
+
 def test_proxy_and_ca_variables_are_honoured_only_when_set(monkeypatch: pytest.MonkeyPatch):
     import os
 
