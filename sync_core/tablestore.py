@@ -28,18 +28,23 @@ from sync_core.state import TABLES, Link, StateStore
 from sync_core.tablelogs import TableLogs
 from sync_core.tables import TableRows
 
-# What `requests` reads from the environment when a session trusts it.
-_REQUESTS_ENV = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
-_REQUESTS_ENV |= {"requests_ca_bundle", "curl_ca_bundle"}
+# The proxy variables `requests` reads from the environment when a session trusts it,
+# and its CA-bundle variables, in the order it reads them.
+_PROXY_ENV = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+_CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def transport_options() -> dict[str, Any]:
     """`requests` reads its proxy and CA variables by scanning the whole environment on
     every request, a tenth of a state read's client CPU with a hundred-odd variables
-    (a Functions host has that many). Where none of them is set there is nothing to
-    find, so the transport is told not to look; where one is, it is honoured as before."""
-    if any(name.lower() in _REQUESTS_ENV for name in os.environ):
+    (a Functions host has that many). Where no proxy variable is set the transport is
+    told not to look, and a CA bundle, if one is named, is read once here instead;
+    where a proxy is set, it is honoured as before (no_proxy matching included)."""
+    if any(name.lower() in _PROXY_ENV for name in os.environ):
         return {}
+    bundle = next((os.environ[n] for n in _CA_ENV if os.environ.get(n)), None)
+    if bundle:
+        return {"transport": RequestsTransport(use_env_settings=False, connection_verify=bundle)}
     return {"transport": RequestsTransport(use_env_settings=False)}
 
 

@@ -203,5 +203,10 @@ def test_proxy_and_ca_variables_are_honoured_only_when_set(monkeypatch: pytest.M
             monkeypatch.delenv(name)
     quiet = transport_options()["transport"]
     assert quiet._use_env_settings is False  # nothing to find: the scan is skipped
+    assert quiet.connection_config.verify is True
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/private-ca.pem")
+    pinned = transport_options()["transport"]  # the bundle is read once, not per request
+    assert pinned._use_env_settings is False
+    assert pinned.connection_config.verify == "/etc/ssl/private-ca.pem"
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert transport_options() == {}  # the SDK's default transport reads it
