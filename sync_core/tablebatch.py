@@ -32,6 +32,7 @@ from azure.data.tables import RequestTooLargeError, TableClient, TableTransactio
 
 MAX_OPERATIONS = 100  # per transaction, all in one partition
 _INT32 = range(-(2**31), 2**31)
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")  # what percent-encoding leaves as it is
 _STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})[^\r\n]*\r?\n(.*?)\r?\n\r?\n(.*?)(?=^--|\Z)", re.S | re.M)
 
 
@@ -109,7 +110,10 @@ def _operation(base: str, table: str, op: str, entity: Mapping[str, Any]) -> str
 
 def _key(name: str, entity: Mapping[str, Any]) -> str:
     # OData string literal: a quote is doubled; then the whole is percent-encoded.
-    return f"{name}='{quote(str(entity[name]).replace(chr(39), chr(39) * 2), safe='')}'"
+    value = str(entity[name])
+    if not _PLAIN.fullmatch(value):
+        value = quote(value.replace("'", "''"), safe="")
+    return f"{name}='{value}'"
 
 
 def _properties(entity: Mapping[str, Any]) -> dict[str, Any]:
