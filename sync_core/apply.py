@@ -46,6 +46,8 @@ class PairWork:
     extra_marketo: dict[str, Any] = field(default_factory=dict)
     extra_dynamics: dict[str, Any] = field(default_factory=dict)
     new: bool = False
+    # A create intent row stands for this record until its link is saved (creates.py).
+    intent: bool = False
     # Base entries recording a value one side rejected for one field (planner.REJECTED_BY).
     marks: dict[str, str] = field(default_factory=dict)
 

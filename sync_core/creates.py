@@ -120,6 +120,7 @@ async def create_people(
                 row.get("@odata.etag"),
                 extra_dynamics=dynamics_link_fields(ctx.mapping, row, mid),
                 new=True,
+                intent=True,
             )
         )
     return out

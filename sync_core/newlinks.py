@@ -187,6 +187,7 @@ async def link_new_records(
                 extra_marketo=marketo_link_fields(m, person, entity, did),
                 extra_dynamics=dynamics_link_fields(m, row, mid),
                 new=True,
+                intent=did in intents,
             )
         )
         ctx.record.counts.linked += 1
@@ -227,6 +228,9 @@ async def _deleted_leads_people(
 
 
 async def clear_intents(ctx: CycleContext, entity: Entity, work: list[PairWork]) -> None:
-    done = [w.link.dynamics_id for w in work if w.new]
+    # Only the records that have an intent row: deleting a row that is not there fails
+    # the whole 100-row transaction, and its rows are then deleted one call each (a
+    # 5,000-person load linked by email made 5,000 such calls).
+    done = [w.link.dynamics_id for w in work if w.intent]
     if done:
         await ctx.store.remove_from_set(intent_set(entity), done)
