@@ -32,7 +32,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from sync_core import state, tablebatch
+from sync_core import state, tablebatch, tablequery
 from sync_core.mapping import Entity
 from sync_core.state import (
     BUCKET,
@@ -285,11 +285,7 @@ class TableRows:
                     return []
             wanted = " or ".join(f"RowKey eq @k{n}" for n in range(len(keys)))
             params = {"pk": pk, **{f"k{n}": k for n, k in enumerate(keys)}}
-            # Spaces around the brackets: the SDK finds @names between spaces.
-            rows = client.query_entities(
-                f"PartitionKey eq @pk and ( {wanted} )", parameters=params, select=select
-            )
-            return [dict(r) for r in rows]
+            return tablequery.rows(client, f"PartitionKey eq @pk and ({wanted})", params, select)
 
         chunks = [
             (pk, row_keys[i : i + KEYS_PER_QUERY])
@@ -302,7 +298,7 @@ class TableRows:
         pk = f"m{bucket:012d}"
         query = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi"
         params = {"pk": pk, "lo": f"{low:012d}", "hi": f"{high:012d}"}
-        return [dict(r) for r in self.table("links").query_entities(query, parameters=params)]
+        return tablequery.rows(self.table("links"), query, params)
 
     def links_by_marketo(self, ids: Iterable[int]) -> dict[int, Link]:
         """Ids that crowd a stretch of one bucket are read with one range query (a page
@@ -393,16 +389,17 @@ class TableRows:
 
     def _entity_index(self, entity: Entity) -> dict[str, int]:
         first = d_key(entity, "")[0]  # "dc": every index partition of the table
-        rows = self.table("links").query_entities(
+        rows = tablequery.rows(
+            self.table("links"),
             "PartitionKey ge @lo and PartitionKey lt @hi",
-            parameters={"lo": first, "hi": first[:-1] + chr(ord(first[-1]) + 1)},
-            select=["RowKey", "marketoId"],
+            {"lo": first, "hi": first[:-1] + chr(ord(first[-1]) + 1)},
+            ["RowKey", "marketoId"],
         )
         return {unsafe_key(str(r["RowKey"])): int(r["marketoId"]) for r in rows}
 
     def _partition_index(self, pk: str) -> dict[str, int]:
-        rows = self.table("links").query_entities(
-            "PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", "marketoId"]
+        rows = tablequery.rows(
+            self.table("links"), "PartitionKey eq @pk", {"pk": pk}, ["RowKey", "marketoId"]
         )
         return {unsafe_key(str(r["RowKey"])): int(r["marketoId"]) for r in rows}
 
@@ -447,8 +444,8 @@ class TableRows:
 
     def link_pages(self) -> Iterator[list[Link]]:
         query = "PartitionKey ge 'm' and PartitionKey lt 'n'"
-        for page in self.table("links").query_entities(query).by_page():
-            yield [link_from_row(dict(row)) for row in page]
+        for page in tablequery.pages(self.table("links"), query):
+            yield [link_from_row(row) for row in page]
 
     # ---- intents and retries (sets of keys) -------------------------------
     def add_to_set(
@@ -460,7 +457,7 @@ class TableRows:
         )
 
     def members(self, kind: str) -> list[str]:
-        rows = self.table("state").query_entities(f"PartitionKey eq '{kind}'", select=["RowKey"])
+        rows = tablequery.rows(self.table("state"), "PartitionKey eq @pk", {"pk": kind}, ["RowKey"])
         return [unsafe_key(str(r["RowKey"])) for r in rows]
 
     def remove_from_set(self, kind: str, keys: Iterable[str]) -> None:
