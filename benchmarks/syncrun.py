@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         import cProfile
         import threading
 
-        profiler = cProfile.Profile()
+        # CPU time of the thread, not wall time: a wall-clock profile of threads that
+        # wait for the GIL or a socket shows the waits, not what costs CPU.
+        profiler = cProfile.Profile(time.thread_time)
         profiler.enable()
         # Table Storage calls run in worker threads, which cProfile does not follow:
         # each thread gets a profiler of its own, started from its first profile event.
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def in_thread(*_: object) -> None:
             if getattr(started, "profile", None) is None:
-                started.profile = cProfile.Profile()
+                started.profile = cProfile.Profile(time.thread_time)
                 threads.append(started.profile)
                 started.profile.enable()
 
@@ -83,9 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         profiler.disable()
         profiler.dump_stats(Path(profile_dir) / f"cycle-{os.getpid()}.prof")
         threading.setprofile(None)
-        for n, prof in enumerate(threads):
+        import pstats
+
+        for prof in threads:
             prof.disable()
-            prof.dump_stats(Path(profile_dir) / f"cycle-{os.getpid()}-thread{n}.prof")
+        if threads:  # one file for all worker threads (a pool may start hundreds)
+            merged = pstats.Stats(threads[0])
+            for prof in threads[1:]:
+                merged.add(prof)
+            merged.dump_stats(Path(profile_dir) / f"cycle-{os.getpid()}-threads.prof")
     after = resource.getrusage(resource.RUSAGE_SELF)
     if args.trace_memory:
         _write_trace(args.trace_memory)
