@@ -76,9 +76,16 @@ def submit(client: TableClient, operations: Sequence[tuple[str, Mapping[str, Any
     content = response.read()
     if response.status_code != 202:
         raise _error(response.status_code, content, response.headers, outer=True)
-    for status, headers, part in _STATUS.findall(content):
+    answers = _STATUS.findall(content)
+    for status, headers, part in answers:
         if not 200 <= int(status) < 300:
             raise _error(int(status), part, _headers(headers), outer=False)
+    if len(answers) != len(operations):
+        # Every operation answers when the transaction commits: anything else is an
+        # answer this code cannot read, and the outcome must not pass for success.
+        raise HttpResponseError(
+            message=f"transaction of {len(operations)} operations: {len(answers)} answers"
+        )
 
 
 def _operation(base: str, table: str, op: str, entity: Mapping[str, Any]) -> str:
