@@ -10,7 +10,8 @@ enforce and Azurite answers with a malformed response), sent by `tablebatch` (th
 multipart codec cost a millisecond of CPU per row); the lease and the link
 counters are ETag-guarded, so two racing writers never both win; links of a page are
 read with one range query per crowded bucket, else 14 row keys a query, instead of a
-point read per person.
+point read per person, and like index rows and set members through `tablequery` (the
+SDK's deserializer cost half a millisecond a row).
 """
 
 from __future__ import annotations
