@@ -32,6 +32,12 @@ from azure.data.tables import RequestTooLargeError, TableClient, TableTransactio
 
 MAX_OPERATIONS = 100  # per transaction, all in one partition
 _INT32 = range(-(2**31), 2**31)
+# op -> (method, its own header, whether it sends the entity)
+_OPERATIONS = {
+    "create": ("POST", "Prefer: return-no-content\r\n", True),
+    "upsert": ("PATCH", "", True),  # no If-Match: insert or merge
+    "delete": ("DELETE", "If-Match: *\r\n", False),
+}
 _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")  # what percent-encoding leaves as it is
 _STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})[^\r\n]*\r?\n(.*?)\r?\n\r?\n(.*?)(?=^--|\Z)", re.S | re.M)
 
@@ -47,7 +53,7 @@ def submit(client: TableClient, operations: Sequence[tuple[str, Mapping[str, Any
         raise ValueError(f"a transaction holds at most {MAX_OPERATIONS} operations")
     if len({str(e["PartitionKey"]) for _, e in operations}) > 1:
         raise ValueError("a transaction's operations must share one PartitionKey")
-    base = client.url.split("?", 1)[0].rstrip("/")
+    base = account_url(client)
     changeset, batch = f"changeset_{uuid.uuid4()}", f"batch_{uuid.uuid4()}"
     parts = [
         f"--{changeset}\r\nContent-Type: application/http\r\n"
@@ -75,11 +81,11 @@ def submit(client: TableClient, operations: Sequence[tuple[str, Mapping[str, Any
     response = client._client.send_request(request, stream=True)
     content = response.read()
     if response.status_code != 202:
-        raise _error(response.status_code, content, response.headers, outer=True)
+        raise service_error(response.status_code, content, response.headers, outer=True)
     answers = _STATUS.findall(content)
     for status, headers, part in answers:
         if not 200 <= int(status) < 300:
-            raise _error(int(status), part, _headers(headers), outer=False)
+            raise service_error(int(status), part, _headers(headers), outer=False)
     if len(answers) != len(operations):
         # Every operation answers when the transaction commits: anything else is an
         # answer this code cannot read, and the outcome must not pass for success.
@@ -89,30 +95,26 @@ def submit(client: TableClient, operations: Sequence[tuple[str, Mapping[str, Any
 
 
 def _operation(base: str, table: str, op: str, entity: Mapping[str, Any]) -> str:
-    if op == "create":
-        payload = json.dumps(_properties(entity), separators=(",", ":"))
-        return (
-            f"POST {base}/{quote(table, safe='')} HTTP/1.1\r\n"
-            "Content-Type: application/json\r\nAccept: application/json;odata=minimalmetadata\r\n"
-            "Prefer: return-no-content\r\nDataServiceVersion: 3.0\r\n"
-            f"Content-Length: {len(payload.encode())}\r\n\r\n{payload}"
-        )
-    url = f"{base}/{quote(table, safe='')}({_key('PartitionKey', entity)},{_key('RowKey', entity)})"
-    if op == "upsert":
-        payload = json.dumps(_properties(entity), separators=(",", ":"))
-        return (
-            f"PATCH {url} HTTP/1.1\r\n"
-            "Content-Type: application/json\r\nAccept: application/json;odata=minimalmetadata\r\n"
-            "DataServiceVersion: 3.0\r\n"
-            f"Content-Length: {len(payload.encode())}\r\n\r\n{payload}"
-        )
-    if op == "delete":
-        return (
-            f"DELETE {url} HTTP/1.1\r\n"
-            "Accept: application/json;odata=minimalmetadata\r\nIf-Match: *\r\n"
-            "DataServiceVersion: 3.0\r\n\r\n"
-        )
-    raise ValueError(f"unknown transaction operation {op!r} (upsert, create or delete)")
+    try:
+        method, extra, body = _OPERATIONS[op]
+    except KeyError:
+        raise ValueError(
+            f"unknown transaction operation {op!r} (upsert, create or delete)"
+        ) from None
+    target = f"{base}/{quote(table, safe='')}"
+    if op != "create":  # a create names the table; the others name the row
+        target += f"({_key('PartitionKey', entity)},{_key('RowKey', entity)})"
+    head = (
+        f"{method} {target} HTTP/1.1\r\nAccept: application/json;odata=minimalmetadata\r\n"
+        f"{extra}DataServiceVersion: 3.0\r\n"
+    )
+    if not body:
+        return head + "\r\n"
+    payload = json.dumps(_properties(entity), separators=(",", ":"))
+    return (
+        f"{head}Content-Type: application/json\r\n"
+        f"Content-Length: {len(payload.encode())}\r\n\r\n{payload}"
+    )
 
 
 def _key(name: str, entity: Mapping[str, Any]) -> str:
@@ -147,7 +149,17 @@ def _headers(raw: bytes) -> dict[str, str]:
     return {k.strip().lower(): v.strip() for k, v in pairs}
 
 
-def _error(status: int, body: bytes, headers: Mapping[str, str], *, outer: bool) -> Exception:
+def account_url(client: TableClient) -> str:
+    """The account endpoint the client's requests go to (no SAS query, no slash)."""
+    return client.url.split("?", 1)[0].rstrip("/")
+
+
+def service_error(
+    status: int, body: bytes, headers: Mapping[str, str], *, outer: bool = True
+) -> HttpResponseError:
+    """The SDK's error for a service answer: `outer` (a request's own status) maps 404
+    to ResourceNotFoundError, an operation inside a transaction raises
+    TableTransactionError; either carries the service's error code."""
     code = headers.get("x-ms-error-code", "")
     message = body.decode("utf-8", "replace").strip()
     try:

@@ -18,9 +18,10 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient
+
+from sync_core.tablebatch import account_url, service_error
 
 _PARAMETER = re.compile(r"@(\w+)")
 _NEXT = ("NextPartitionKey", "NextRowKey")
@@ -50,7 +51,7 @@ def pages(
     query: dict[str, str] = {"$filter": _PARAMETER.sub(value, query_filter)}
     if select:
         query["$select"] = ",".join(select)
-    url = f"{client.url.split('?', 1)[0].rstrip('/')}/{client.table_name}()"
+    url = f"{account_url(client)}/{client.table_name}()"
     headers = {
         "x-ms-version": client.api_version,
         "DataServiceVersion": "3.0",
@@ -62,7 +63,7 @@ def pages(
         response = client._client.send_request(request, stream=True)
         content = response.read()
         if response.status_code != 200:
-            raise _error(response.status_code, content.decode("utf-8", "replace"))
+            raise service_error(response.status_code, content, response.headers)
         yield list(json.loads(content)["value"])
         nxt = {k: response.headers.get(f"x-ms-continuation-{k}") for k in _NEXT}
         if not nxt["NextPartitionKey"]:
@@ -79,17 +80,3 @@ def rows(
     select: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     return [row for page in pages(client, query_filter, parameters, select) for row in page]
-
-
-def _error(status: int, body: str) -> HttpResponseError:
-    code, message = "", body
-    try:
-        detail = json.loads(body)["odata.error"]
-        code, message = str(detail.get("code") or ""), str(detail["message"]["value"])
-    except (ValueError, KeyError, TypeError):
-        pass
-    kind = ResourceNotFoundError if status == 404 else HttpResponseError
-    error = kind(message=f"{message}\nErrorCode:{code}")
-    error.status_code = status
-    error.error_code = code  # type: ignore[attr-defined]  # as the SDK sets it
-    return error
