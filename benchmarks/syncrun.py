@@ -12,6 +12,8 @@ Diagnosis: with `BENCH_PROFILE_DIR` set, each cycle also writes a cProfile of it
 there (`cycle-<pid>.prof`; slows the cycle down, so its figures are not comparable).
 With `BENCH_TRACE_MEMORY_DIR` set, the harness passes `--trace-memory`: the allocations
 live at the cycle's highest sample and at its end, largest first (much slower still).
+With `BENCH_TRACE_CALLS_DIR` set, each API request's start, end, method, path and status
+(monotonic seconds) go to `calls-<pid>.jsonl` there: the timeline a bound_ratio hides.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                 started.profile.enable()
 
         threading.setprofile(in_thread)
+    calls_dir = os.environ.get("BENCH_TRACE_CALLS_DIR")
+    if calls_dir:
+        _trace_calls(Path(calls_dir) / f"calls-{os.getpid()}.jsonl")
     t0 = time.monotonic()
     summary = asyncio.run(run_cycle(settings))
     t1 = time.monotonic()
@@ -117,6 +122,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _PEAK: dict[str, object] = {}
+
+
+def _trace_calls(path: Path) -> None:
+    """Note every request the sync's httpx clients send (Table Storage goes through
+    the Azure SDK, not httpx, and is not noted)."""
+    import httpx
+
+    send = httpx.AsyncClient.send
+    out = path.open("a")
+
+    async def traced(self: httpx.AsyncClient, request: httpx.Request, **kw: object) -> object:
+        start = time.monotonic()
+        status: int | str = "error"
+        try:
+            response = await send(self, request, **kw)  # type: ignore[arg-type]
+            status = response.status_code
+            return response
+        finally:
+            line = {
+                "start": start,
+                "end": time.monotonic(),
+                "method": request.method,
+                "host": request.url.host,
+                "path": request.url.path,
+                "status": status,
+            }
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+
+    httpx.AsyncClient.send = traced  # type: ignore[method-assign,assignment]
 
 
 def _watch_peak() -> None:
