@@ -221,6 +221,7 @@ class Cycle:
         for entity in ENTITIES:
             await self.dynamics.sync(entity)
         await self.pages.marketo_leftovers()
+        await self.pages.settle()  # a Marketo delete acts on saved links, written pairs
         await marketo_deleted(self.ctx, deleted_people)
         await self.pages.settle()
         await self.record.flush(self.store, self.marketo)

@@ -199,6 +199,9 @@ class DataverseClient:
         self._retry = retry or RetryPolicy().scaled(time_scale)
         self._limiter = limiter or dataverse_limiter(time_scale)
         self.calls = 0
+        # $batch requests in flight, over every `batch` call at once (pacer.in_flight).
+        self._writing = 0
+        self._slot_freed = asyncio.Condition()
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -365,7 +368,8 @@ class DataverseClient:
         """Run independent writes via $batch with continue-on-error; one result per op,
         in order. Batches are sized and paced by their execution time (see pacing.py);
         a batch that still fails transiently gives each of its ops that error, so the
-        batches that landed keep their results.
+        batches that landed keep their results. Calls made at once (the page sync writes
+        several slices at a time) share the pacer's batches in flight.
 
         Not UpdateMultiple/CreateMultiple: on standard tables one failing row rolls the
         whole request back (no per-row results), and each update here must carry its
@@ -393,16 +397,28 @@ class DataverseClient:
             pacer.observe(hi - lo, time.monotonic() - began, reserved, headers)
             results[lo:hi] = parsed
 
+        async def in_slot(lo: int, hi: int) -> None:
+            try:
+                await run(lo, hi)
+            finally:
+                self._writing -= 1
+                async with self._slot_freed:
+                    self._slot_freed.notify_all()
+
         running: set[asyncio.Task[None]] = set()
         start = 0
         try:
             while start < len(ops):
-                while len(running) >= pacer.in_flight:
-                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()  # a stop-the-cycle error surfaces here
-                hi = min(len(ops), start + min(pacer.batch_size(), BATCH_OPS))
-                running.add(asyncio.create_task(run(start, hi)))
+                async with self._slot_freed:
+                    await self._slot_freed.wait_for(lambda: self._writing < pacer.in_flight)
+                for task in [t for t in running if t.done()]:
+                    task.result()  # a stop-the-cycle error surfaces here
+                self._writing += 1
+                size = min(pacer.batch_size(), BATCH_OPS)
+                # A tail of a few operations rides in the batch before it: a call of its
+                # own would cost a request for almost nothing.
+                hi = len(ops) if len(ops) - start <= min(size * 1.1, BATCH_OPS) else start + size
+                running.add(asyncio.create_task(in_slot(start, hi)))
                 start = hi
         finally:
             # Writes already in flight are let finish: abandoning them would leave

@@ -32,8 +32,12 @@ PROBE = 300  # one Sync Leads call
 
 
 async def link_new_records(
-    ctx: CycleContext, entity: Entity, rows: list[dict[str, Any]]
+    ctx: CycleContext, entity: Entity, rows: list[dict[str, Any]], taken: set[int] | None = None
 ) -> list[PairWork]:
+    """`taken`: Marketo ids other records took in writes still in flight (the page sync
+    links a slice while the slice before is written); the people taken here are added.
+    Until such a write lands, a person taken there still reads as free: its Dynamics id
+    field is not written yet, a delete's flag not yet cleared."""
     m = ctx.mapping
     key = ENTITY_KEY[entity]
     fields = [*m.marketo_fields(), m.dynamics_deleted_field]
@@ -48,7 +52,7 @@ async def link_new_records(
     rows = [r for r in rows if merged_away_key(entity, str(r[key])) not in away]
     by_id = {str(r[key]).lower(): r for r in rows}
     matched: dict[str, dict[str, Any]] = {}  # dynamics id -> person
-    taken: set[int] = set()
+    taken = set() if taken is None else taken
 
     def take(did: str, person: dict[str, Any]) -> None:
         matched[did] = person

@@ -1,8 +1,14 @@
 """One page of Dynamics rows through the engine: filter, merges, pairing, new links,
-the guard, the writes, and the page's commit running while the next page is read.
+the guard, the writes, and the commit, in slices written while the next is planned.
 
-At most one page's commit is in flight: `settle` waits for it, and everything that
-relies on committed link rows (cursors, logs, the end of the cycle) settles first.
+A page's records go through in slices of `SLICE`: while one slice's writes and commit
+run, the next slice is planned (its Marketo look-ups and creates), across pages of a
+table. So Marketo and Dataverse work at once instead of taking turns, and a slice is
+three full `$batch` requests. At most `DEPTH` slices are in flight; their commits run
+in order; `settle` waits for all of them, and everything that relies on committed link
+rows (cursors, logs, the end of the cycle, following a merge) settles first. Records
+linked in a slice still being written are passed on to the next (`taken`): their
+people's link fields are not written yet.
 Linked records whose sync filter says No are remembered as paused, durably before the
 Marketo cursor moves past their dropped edits, so when the filter lets them through
 again the pair is re-planned in full. What it prevents: a cursor saved past writes
@@ -18,18 +24,24 @@ from typing import Any
 
 from sync_core.apply import Applier, PairWork
 from sync_core.context import CycleContext
-from sync_core.dataverse import ChangePage
+from sync_core.dataverse import BATCH_OPS, ChangePage
 from sync_core.deletes import dynamics_deleted
 from sync_core.dynamicsmerges import follow_dynamics_merges
 from sync_core.guard import MassChangeGuard
 from sync_core.holds import guard_page
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
+from sync_core.mergestate import MASTER
 from sync_core.newlinks import clear_intents, link_new_records
 from sync_core.pairing import Prepared, matches_base, plan_pairs, prepare
 from sync_core.planner import as_id
 from sync_core.state import Link
 
 PAUSED = "paused"  # state set: linked records held back by their sync filter
+# Records per slice: three full Dataverse batches (dataverse.BATCH_OPS) and ten Marketo
+# calls of 300, two rounds of Marketo's five in flight.
+SLICE = 3 * BATCH_OPS
+# Slices written at once: two cover Dataverse's usual four batches in flight.
+DEPTH = 2
 
 
 class PageSync:
@@ -45,7 +57,10 @@ class PageSync:
         self.guard = guard
         # Re-read field access; False when it was read in this cycle already.
         self.refresh_access = refresh_access
-        self._commit: asyncio.Task[None] | None = None
+        # Slices being written and committed, oldest first (each commits after the one
+        # before it); and the people their new links took.
+        self._writing: list[asyncio.Task[None]] = []
+        self.taken: set[int] = set()
         # Marketo ids of linked records whose sync filter said No in some cycle. Their
         # Marketo edits were passed over by the feed cursor, so when the filter lets them
         # through again the pair is re-planned in full, not only on this cycle's changes.
@@ -95,6 +110,9 @@ class PageSync:
             await ctx.store.add_to_set(PAUSED, newly_paused)
         if not live:
             return
+        if any(r.get(MASTER) for r in live):
+            # A merge moves links: the slices in flight must have saved theirs.
+            await self.settle()
         merged = await follow_dynamics_merges(ctx, entity, live, links)
         if merged:
             live = [r for r in live if str(r[key]).lower() not in merged]
@@ -113,14 +131,38 @@ class PageSync:
             ctx.changes.pop(link.marketo_id)
             if dirty or not matches_base(ctx.mapping, ctx.hasher, entity, row, link):
                 linked.append((row, link))
-        work = await self._pair_work(entity, linked)
-        if unlinked:
-            work += await link_new_records(ctx, entity, unlinked)
-        await guard_page(ctx, self.guard, work)
+        for lo in range(0, len(linked), SLICE):
+            await self._room()
+            await self._write(entity, await self._pair_work(entity, linked[lo : lo + SLICE]))
+        for lo in range(0, len(unlinked), SLICE):
+            await self._room()
+            part = unlinked[lo : lo + SLICE]
+            await self._write(entity, await link_new_records(ctx, entity, part, self.taken))
+
+    async def _room(self) -> None:
+        """Wait until fewer than DEPTH slices are in flight; a failed one stops here."""
+        while True:
+            for task in [t for t in self._writing if t.done()]:
+                self._writing.remove(task)
+                task.result()  # its error stops the cycle (settle does not raise it again)
+            if len(self._writing) < DEPTH:
+                return
+            await asyncio.wait([self._writing[0]])
+
+    async def _write(self, entity: Entity, work: list[PairWork]) -> None:
+        await guard_page(self.ctx, self.guard, work)
         if work:
-            commit = await self.applier.apply(entity, work)
-            await self.settle()  # at most one page's commit in flight
-            self._commit = asyncio.create_task(self._commit_page(entity, work, commit))
+            before = self._writing[-1] if self._writing else None
+            self._writing.append(asyncio.create_task(self._apply(entity, work, before)))
+
+    async def _apply(
+        self, entity: Entity, work: list[PairWork], before: asyncio.Task[None] | None
+    ) -> None:
+        commit = await self.applier.apply(entity, work)
+        if before is not None:
+            await asyncio.wait([before])  # commits in order; its own error surfaces itself
+        await commit()
+        await clear_intents(self.ctx, entity, work)
 
     async def _held_for(self, entity: Entity, rows: list[dict[str, Any]]) -> dict[str, int]:
         """Record id -> the person its sync filter holds back: the one its Marketo id
@@ -143,16 +185,15 @@ class PageSync:
             if (link := links.get(mid)) is None or (link.entity, link.dynamics_id) == (entity, rid)
         }
 
-    async def _commit_page(self, entity: Entity, work: list[PairWork], commit: Any) -> None:
-        await commit()
-        await clear_intents(self.ctx, entity, work)
-
     async def settle(self) -> None:
-        """Wait for the page commit running in the background (its error surfaces here).
-        Called before anything that relies on committed links: cursors, logs, the end."""
-        task, self._commit = self._commit, None
-        if task is not None:
-            await task
+        """Wait for the slices being written and committed (the first error surfaces
+        here, once every slice has ended). Called before anything that relies on
+        committed links: cursors, logs, merges, the end."""
+        tasks, self._writing = self._writing, []
+        self.taken = set()  # their link fields are written now
+        failed = [r for r in await asyncio.gather(*tasks, return_exceptions=True) if r]
+        if failed:
+            raise failed[0]
 
     async def _pair_work(
         self, entity: Entity, pairs: list[tuple[dict[str, Any], Link]]

@@ -3,6 +3,7 @@ both systems and the stored cursors checked afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -125,8 +126,11 @@ async def test_rows_changed_only_in_marketo_are_read_back_in_one_batch() -> None
         people = [eng.link(rid).marketo_id for rid in ids]
         for i in range(0, len(people), 300):
             batch = [{"id": mid, "title": "Changed in Marketo"} for mid in people[i : i + 300]]
-            await w.marketo("POST", "/rest/v1/leads.json",
-                            json={"action": "updateOnly", "lookupField": "id", "input": batch})
+            await w.marketo(
+                "POST",
+                "/rest/v1/leads.json",
+                json={"action": "updateOnly", "lookupField": "id", "input": batch},
+            )
         stats = w.apps["dynamics"].state.stats
         before = stats["GET contacts"].calls
         # Some changes commit late in Marketo: the next cycle's feed brings those.
@@ -289,6 +293,7 @@ async def test_a_load_linked_by_email_deletes_only_the_intent_rows_it_wrote() ->
         assert len(intents) >= 50 and all(intents)  # at least the created, none absent
         assert await store.members("intentcontact") == []
 
+
 @run_async
 async def test_a_first_load_links_people_who_exist_by_email_and_duplicates_none() -> None:
     async with running_engine() as eng:
@@ -351,3 +356,55 @@ async def test_a_person_flagged_by_a_delete_and_linked_again_is_no_longer_flagge
         assert eng.link(again).marketo_id == mid
         person = eng.person(mid)
         assert person.get("dynamicsId") == again and person.get("dynamicsDeleted") is False
+
+
+@run_async
+async def test_a_large_load_writes_one_slice_to_dynamics_while_it_creates_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Marketo's creates and Dataverse's write-back used to take turns per page: each
+    # waited out the other. Slices (of 300 here, 3,000 in production) overlap them, and
+    # each slice's write-back is still a full batch.
+    from sync_core import pagesync
+    from tests.simulation import world as sim
+
+    monkeypatch.setattr(pagesync, "SLICE", 300)
+    open_now: dict[str, int] = {"marketo": 0, "dynamics": 0}
+    together = batches = 0
+    real = sim.Wire.handle_async_request
+
+    async def watched(self: sim.Wire, request: Any) -> Any:
+        nonlocal together, batches
+        kind = self.system
+        busy = request.method == "POST" and request.url.path.endswith(("/leads.json", "$batch"))
+        batches += busy and kind == "dynamics" and b"PATCH " in request.content
+        if busy:
+            open_now[kind] += 1
+            together += bool(open_now["marketo"] and open_now["dynamics"])
+        try:
+            if busy:
+                await asyncio.sleep(0.005)  # a wire's latency: in-process, nothing waits
+            return await real(self, request)
+        finally:
+            if busy:
+                open_now[kind] -= 1
+
+    monkeypatch.setattr(sim.Wire, "handle_async_request", watched)
+    async with running_engine() as eng:
+        w = eng.world
+        ids = [await w.d_create("contact", {"lastname": f"C{i}", "emailaddress1": f"c{i}@ex.sim"})
+               for i in range(1_200)]  # fmt: skip
+        summary = await eng.cycle()
+        assert summary["outcome"] == "succeeded"
+        assert summary["counts"]["created_in_marketo"] == 1_200
+        assert together > 0  # a slice's $batch ran while the next slice's creates did
+        # Four slices, one full batch each (the first, unmeasured, is split by the pacer).
+        assert batches <= 5
+        people, records = w.people(), w.records("contact")
+        links = {x.dynamics_id: x.marketo_id for x in w.links()}
+        assert len(set(links.values())) == 1_200
+        for rid in ids:
+            assert people[links[rid]]["dynamicsId"] == rid
+            assert records[rid]["new_marketoid"] == str(links[rid])
+        assert await w.store.members("intentcontact") == []
+        assert (await eng.cycle())["counts"]["created_in_marketo"] == 0
