@@ -1,7 +1,7 @@
 """`make bench`: the sync against the emulators' `production` world, measured.
 
-    python -m benchmarks [--full] [--only NAME ...] [--reconcile N] [--time-scale F]
-                         [--out DIR]
+    python -m benchmarks [--full] [--only NAME ...] [--population N] [--reconcile N]
+                         [--time-scale F] [--out DIR]
 
 Runs the scenarios of benchmarks.scenarios (NAME: check, empty, linked, reconcile,
 webhook) and writes
@@ -50,9 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         help="people of the reconcile on state built in place (default: 1M with "
         "--full, none otherwise)",
     )
+    ap.add_argument(
+        "--population",
+        type=int,
+        metavar="N",
+        help="people of the first-load worlds (default: 5,000; 100,000 with --full)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
     args = ap.parse_args(argv)
     sizes = scenarios.FULL if args.full else scenarios.DEFAULT
+    if args.population is not None:
+        sizes = dataclasses.replace(sizes, population=args.population)
     if args.reconcile is not None:
         sizes = dataclasses.replace(sizes, reconcile=args.reconcile)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     meta: dict[str, Any] = {
         "sizes": "full" if args.full else "default",
+        "population": sizes.population,
         "time_scale": args.time_scale,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         # Other work on the machine inflates the unscaled local part of wall_s.

@@ -50,6 +50,7 @@ class Pages(Protocol):
         self, entity: Entity, page: ChangePage, prepared: Prepared | None = None
     ) -> None: ...
     async def sync_rows(self, entity: Entity, rows: list[dict[str, Any]]) -> None: ...
+    def then(self, action: Callable[[], Awaitable[object]]) -> None: ...
     async def settle(self) -> None: ...
 
 
@@ -81,10 +82,9 @@ class DynamicsFeed:
     async def sync(self, entity: Entity) -> None:
         """Read and apply the table's changes, then save where the next read starts."""
         position = await self._read(entity)
-        await self.pages.settle()
-        # All its pages are applied: this table's cursor may advance on its own.
         rows = finished_rows(entity, position, self._kept(entity))
-        await self.ctx.store.set_cursors(rows)
+        # Saved once every page it covers is committed, while the next table is read.
+        self.pages.then(lambda: self.ctx.store.set_cursors(rows))
 
     def _columns(self, entity: Entity) -> str:
         return ",".join(self.ctx.mapping.columns(entity))
@@ -167,7 +167,8 @@ class DynamicsFeed:
                 await self.ctx.store.set_cursors(rows)
                 raise OutOfTime(f"time budget used up in {entity}s; the next cycle continues")
         if seen is not None and link:
-            await self.pages.settle()
+            # No need to wait for the slices in flight: their links are of records the
+            # read saw, or newer than it, and neither kind is taken for a delete.
             gone = await unseen_links(self.ctx.store, entity, seen, began)
             if gone:
                 await self.deleted(entity, [x.dynamics_id for x in gone])

@@ -30,7 +30,7 @@ from sync_core.dynamicsmerges import follow_dynamics_merges
 from sync_core.guard import MassChangeGuard
 from sync_core.holds import guard_page
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
-from sync_core.mergestate import MASTER
+from sync_core.mergestate import MASTER, ORIGIN
 from sync_core.newlinks import clear_intents, link_new_records
 from sync_core.pairing import Prepared, matches_base, plan_pairs, prepare
 from sync_core.planner import as_id
@@ -60,6 +60,7 @@ class PageSync:
         # Slices being written and committed, oldest first (each commits after the one
         # before it); and the people their new links took.
         self._writing: list[asyncio.Task[None]] = []
+        self._after: list[asyncio.Task[None]] = []  # what waits for them (`then`)
         self.taken: set[int] = set()
         # Marketo ids of linked records whose sync filter said No in some cycle. Their
         # Marketo edits were passed over by the feed cursor, so when the filter lets them
@@ -134,6 +135,9 @@ class PageSync:
         for lo in range(0, len(linked), SLICE):
             await self._room()
             await self._write(entity, await self._pair_work(entity, linked[lo : lo + SLICE]))
+        if entity == "contact" and any(r.get(ORIGIN) for r in unlinked):
+            # Qualified from a lead (newlinks step 0): that lead's link must be saved.
+            await self.settle()
         for lo in range(0, len(unlinked), SLICE):
             await self._room()
             part = unlinked[lo : lo + SLICE]
@@ -142,9 +146,10 @@ class PageSync:
     async def _room(self) -> None:
         """Wait until fewer than DEPTH slices are in flight; a failed one stops here."""
         while True:
-            for task in [t for t in self._writing if t.done()]:
-                self._writing.remove(task)
-                task.result()  # its error stops the cycle (settle does not raise it again)
+            for tasks in (self._writing, self._after):
+                for task in [t for t in tasks if t.done()]:
+                    tasks.remove(task)
+                    task.result()  # its error stops the cycle (settle does not raise it again)
             if len(self._writing) < DEPTH:
                 return
             await asyncio.wait([self._writing[0]])
@@ -185,11 +190,23 @@ class PageSync:
             if (link := links.get(mid)) is None or (link.entity, link.dynamics_id) == (entity, rid)
         }
 
+    def then(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Run `action` once every slice in flight now has committed; not at all if one
+        failed (its error surfaces where the slices are waited for)."""
+        before = list(self._writing)
+
+        async def after() -> None:
+            if not any(await asyncio.gather(*before, return_exceptions=True)):
+                await action()
+
+        self._after.append(asyncio.create_task(after()))
+
     async def settle(self) -> None:
         """Wait for the slices being written and committed (the first error surfaces
         here, once every slice has ended). Called before anything that relies on
         committed links: cursors, logs, merges, the end."""
-        tasks, self._writing = self._writing, []
+        tasks = [*self._writing, *self._after]
+        self._writing, self._after = [], []
         self.taken = set()  # their link fields are written now
         failed = [r for r in await asyncio.gather(*tasks, return_exceptions=True) if r]
         if failed:
@@ -218,6 +235,7 @@ class PageSync:
         ctx = self.ctx
         if not ctx.changes:
             return
+        await self.settle()  # the links the tables' pages made, saved
         links = await ctx.store.links_by_marketo(ctx.changes.ids())
         fold = ctx.mapping.case_folded()
         by_entity: dict[Entity, list[Link]] = defaultdict(list)

@@ -50,6 +50,7 @@ from tests.simulation.world import (
     marketo_action,
     seeded_dynamics_ids,
     shared_wall_clock,
+    sliced_pages,
 )
 
 QUIET_CYCLES = 2  # convergence is promised within this many quiet cycles
@@ -591,5 +592,5 @@ def run_seed(
 ) -> SeedResult:
     """One seed; `make_store` builds the state store on the world's clock (default: the
     memory store)."""
-    with seeded_dynamics_ids(seed):
+    with seeded_dynamics_ids(seed), sliced_pages(seed):
         return asyncio.run(Simulation(seed, make_store).run(steps))

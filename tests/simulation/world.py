@@ -49,7 +49,7 @@ from emulators.marketo import create_app as marketo_app
 from emulators.marketo.activities import CHANGE_DATA_VALUE
 from emulators.marketo.envelope import ConnectionDropped
 from emulators.marketo.profiles import PRODUCTION
-from sync_core import journal, marketofeed
+from sync_core import journal, marketofeed, pagesync
 from sync_core.http import RetryPolicy
 from sync_core.memstore import MemoryStateStore
 from sync_core.runtime import Runtime, build_runtime
@@ -778,3 +778,16 @@ def seeded_dynamics_ids(seed: int) -> Iterator[None]:
     finally:
         for m, original in zip(modules, originals, strict=True):
             m.new_id = original
+
+
+@contextmanager
+def sliced_pages(seed: int) -> Iterator[None]:
+    """The page sync's slice size from the seed. At 3,000 records a slice never splits a
+    simulated world (tens of records): three seeds in four slice it into a few records
+    each, so a page's slices are written while the next is planned, faults and all."""
+    kept = pagesync.SLICE
+    pagesync.SLICE = (2, 3, 5, kept)[seed % 4]
+    try:
+        yield
+    finally:
+        pagesync.SLICE = kept
