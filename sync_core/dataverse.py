@@ -64,6 +64,12 @@ SQL_TIMEOUT = "0x80044151"
 EXPIRED_VERSION_STAMP = "0x80044352"  # change-tracking token too old: full sync needed
 _EXPIRED_TEXT = "Version stamp associated with the client has expired"
 VERSION_MISMATCH = "0x80060882"  # ConcurrencyVersionMismatch: If-Match failed
+# How long a $batch answer is waited for: past Dataverse's own 2-minute limit, so a slow
+# batch ends in the server's SQL_TIMEOUT (rolled back, split and resent: pacing.py), not
+# in our client giving up on a batch still writing (its outcome then unknown, its
+# resend refused by its own If-Match writes). Batches aim at 30 s; SYNC_HTTP_TIMEOUT_SECONDS
+# (30 s by default) is for everything else.
+BATCH_TIMEOUT_S = 130.0
 
 
 @dataclass(slots=True)
@@ -196,6 +202,7 @@ class DataverseClient:
         self.page_size = page_size
         self._auth = DataverseAuth(token)
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, verify=verify)
+        self._timeout = timeout
         self._retry = retry or RetryPolicy().scaled(time_scale)
         self._limiter = limiter or dataverse_limiter(time_scale)
         self.calls = 0
@@ -216,10 +223,12 @@ class DataverseClient:
         content: bytes | None = None,
         idempotent: bool = True,
         unanswered: Callable[[], None] | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
         """One call with classification and retries. `url` may be absolute (next/delta
         links) or relative to the API root. `unanswered` is called for each attempt
-        that may have run without its answer reaching us (no answer, a 5xx)."""
+        that may have run without its answer reaching us (no answer, a 5xx). `timeout`
+        replaces the client's for this call."""
         if not url.startswith("http"):
             url = f"{self.url}{API}/{url.lstrip('/')}"
 
@@ -236,6 +245,7 @@ class DataverseClient:
                     resp = await self._http.request(
                         method, url, headers=all_headers, json=json, content=content,
                         auth=self._auth,
+                        timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
                     )  # fmt: skip
                 except httpx.HTTPError as exc:
                     if not idempotent:
@@ -459,6 +469,7 @@ class DataverseClient:
             },
             content=payload,
             unanswered=lambda: lost.append(True),
+            timeout=max(BATCH_TIMEOUT_S, self._timeout),
         )
         parsed = parse_batch_response(resp.headers.get("content-type", ""), resp.content)
         if len(parsed) != len(ops):

@@ -3,12 +3,14 @@ the guard, the writes, and the commit, in slices written while the next is plann
 
 A page's records go through in slices of `SLICE`: while one slice's writes and commit
 run, the next slice is planned (its Marketo look-ups and creates), across pages of a
-table. So Marketo and Dataverse work at once instead of taking turns, and a slice is
-three full `$batch` requests. At most `DEPTH` slices are in flight; their commits run
-in order; `settle` waits for all of them, and everything that relies on committed link
-rows (cursors, logs, the end of the cycle, following a merge) settles first. Records
-linked in a slice still being written are passed on to the next (`taken`): their
-people's link fields are not written yet.
+table and into the next. So Marketo and Dataverse work at once instead of taking turns,
+and a slice's write-back is still a few full `$batch` requests. At most `DEPTH` slices
+are in flight, and they commit in order. `settle` waits for all of them; everything
+that relies on committed link rows (logs, following a merge, the end of the cycle)
+settles first, and a table's cursor waits for its slices (`then`) while the next table
+is read. Records linked in a slice still being written are passed on to the next
+(`taken`): their people's link fields are not written yet.
+
 Linked records whose sync filter says No are remembered as paused, durably before the
 Marketo cursor moves past their dropped edits, so when the filter lets them through
 again the pair is re-planned in full. What it prevents: a cursor saved past writes

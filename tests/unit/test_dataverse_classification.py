@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import pytest
 
-from sync_core.dataverse import DataverseClient, _error_of, parse_batch_response
+from sync_core.dataverse import DataverseClient, Op, _error_of, parse_batch_response
 from sync_core.errors import (
     AuthFailed,
     ChangeTrackingOff,
@@ -20,6 +21,7 @@ from sync_core.errors import (
     TransientError,
 )
 from sync_core.http import RetryPolicy
+from sync_core.pacing import ExecutionPacer
 
 EXPIRED = "Version stamp associated with the client has expired."
 TRACKING_OFF = "Change tracking is not enabled"
@@ -140,3 +142,88 @@ def test_a_request_that_must_not_run_twice_is_not_resent_after_a_lost_answer(ans
 
     assert isinstance(asyncio.run(go()), OutcomeUnknown)
     assert sent == ["POST"]
+
+
+class SlowBatches(httpx.AsyncBaseTransport):
+    """Answers every $batch with 204s after a pause; notes how many were open at once,
+    each batch's operation count, and the read timeout each request carried."""
+
+    def __init__(self) -> None:
+        self.open = self.most = 0
+        self.sizes: list[int] = []
+        self.read_timeouts: dict[str, float] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.read_timeouts[request.url.path.rsplit("/", 1)[-1]] = request.extensions["timeout"][
+            "read"
+        ]
+        body = await request.aread()
+        n = body.count(b"PATCH ")
+        self.sizes.append(n)
+        self.open += 1
+        self.most = max(self.most, self.open)
+        await asyncio.sleep(0.01)
+        self.open -= 1
+        parts = "".join(
+            "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n"
+            for _ in range(n)
+        )
+        return httpx.Response(
+            200,
+            headers={"Content-Type": 'multipart/mixed; boundary="b"', "x-ms-dop-hint": "2"},
+            content=(parts + "--b--\r\n").encode(),
+        )
+
+
+async def _token(refresh: bool) -> str:
+    return "t"
+
+
+def _hundred() -> ExecutionPacer:
+    """Measured already, 100 operations a batch."""
+    pacer = ExecutionPacer(max_ops=100)
+    pacer.recall("0.0001")
+    return pacer
+
+
+def _patches(n: int) -> list[Op]:
+    return [
+        Op("PATCH", f"contacts({i:08d}-0000-0000-0000-000000000000)", {"x": i}) for i in range(n)
+    ]
+
+
+def test_batch_calls_at_once_share_the_batches_in_flight_and_wait_past_two_minutes():
+    wire = SlowBatches()
+
+    async def go() -> list[list[Any]]:
+        client = DataverseClient(
+            "https://org.test", _token, transport=wire, timeout=5.0, pacer=_hundred()
+        )
+        client.pacer.parallel = 2
+        try:
+            return await asyncio.gather(client.batch(_patches(450)), client.batch(_patches(300)))
+        finally:
+            await client.aclose()
+
+    first, second = asyncio.run(go())
+    assert len(first) == 450 and len(second) == 300
+    assert all(r.error is None for r in [*first, *second])
+    assert wire.most == 2  # the pacer's two in flight, not two for each call
+    assert sorted(wire.sizes) == [50] + [100] * 7
+    # Dataverse gives a request 2 minutes; a batch is not cut off before that.
+    assert wire.read_timeouts["$batch"] >= 120
+
+
+def test_a_tail_of_a_few_operations_rides_in_the_batch_before_it():
+    wire = SlowBatches()
+
+    async def go() -> None:
+        client = DataverseClient("https://org.test", _token, transport=wire, pacer=_hundred())
+        try:
+            await client.batch(_patches(105))
+            await client.batch(_patches(120))
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+    assert wire.sizes == [105, 100, 20]
