@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 from sync_core.apply import Applier, PairWork
 from sync_core.context import CycleContext
@@ -32,18 +32,22 @@ from sync_core.dynamicsmerges import follow_dynamics_merges
 from sync_core.guard import MassChangeGuard
 from sync_core.holds import guard_page
 from sync_core.mapping import ENTITY_KEY, ENTITY_SET, Entity
+from sync_core.marketo import BATCH as MARKETO_BATCH
 from sync_core.mergestate import MASTER, ORIGIN
 from sync_core.newlinks import clear_intents, link_new_records
 from sync_core.pairing import Prepared, matches_base, plan_pairs, prepare
 from sync_core.planner import as_id
 from sync_core.state import Link
 
+T = TypeVar("T")
 PAUSED = "paused"  # state set: linked records held back by their sync filter
-# Records per slice: three full Dataverse batches (dataverse.BATCH_OPS) and ten Marketo
-# calls of 300, two rounds of Marketo's five in flight.
+# Records per slice at most: three full Dataverse batches (dataverse.BATCH_OPS) and ten
+# Marketo calls of 300, two rounds of Marketo's five in flight. Where the pacer sends
+# smaller batches, a slice is three of those, in whole Marketo calls (`_slices`).
 SLICE = 3 * BATCH_OPS
-# Slices written at once: two cover Dataverse's usual four batches in flight.
-DEPTH = 2
+# Slices written at once. Three keep Dataverse's four batches in flight busy while the
+# next slice is planned (with two, a 20,000-person load kept 2.7 of 4 busy on average).
+DEPTH = 3
 
 
 class PageSync:
@@ -134,16 +138,29 @@ class PageSync:
             ctx.changes.pop(link.marketo_id)
             if dirty or not matches_base(ctx.mapping, ctx.hasher, entity, row, link):
                 linked.append((row, link))
-        for lo in range(0, len(linked), SLICE):
+        for pairs in self._slices(linked):
             await self._room()
-            await self._write(entity, await self._pair_work(entity, linked[lo : lo + SLICE]))
+            await self._write(entity, await self._pair_work(entity, pairs))
         if entity == "contact" and any(r.get(ORIGIN) for r in unlinked):
             # Qualified from a lead (newlinks step 0): that lead's link must be saved.
             await self.settle()
-        for lo in range(0, len(unlinked), SLICE):
+        for part in self._slices(unlinked):
             await self._room()
-            part = unlinked[lo : lo + SLICE]
             await self._write(entity, await link_new_records(ctx, entity, part, self.taken))
+
+    def _slices(self, items: list[T]) -> Iterator[list[T]]:
+        """`items` in slices of three of the pacer's batches (a tail batch of their own
+        each otherwise: 33 Dataverse calls for a 20,000-person load where 24 do), in
+        whole Marketo calls; SLICE before the first batch is measured."""
+        lo = 0
+        while lo < len(items):
+            pacer = self.ctx.dataverse.pacer
+            size = SLICE
+            if pacer.per_op is not None:
+                batches = 3 * min(pacer.batch_size(), BATCH_OPS) // MARKETO_BATCH * MARKETO_BATCH
+                size = min(SLICE, max(MARKETO_BATCH, batches))
+            yield items[lo : lo + size]
+            lo += size
 
     async def _room(self) -> None:
         """Wait until fewer than DEPTH slices are in flight; a failed one stops here."""
