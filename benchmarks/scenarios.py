@@ -140,8 +140,11 @@ def _split(pairs: list[list[Any]]) -> tuple[int, int]:
 
 
 # ---- 1. first load into an empty Marketo ----------------------------------------
-def first_load_empty(storage: str, sizes: Sizes, scale: float, report: Report) -> None:
-    _empty(storage, sizes.population, scale, report, "", idle=True)
+def first_load_empty(
+    storage: str, sizes: Sizes, scale: float, report: Report, *, idle: bool = True
+) -> None:
+    label = "in real time: " if scale == 1 else ""
+    _empty(storage, sizes.population, scale, report, label, idle=idle)
 
 
 def calibration(storage: str, scale: float, report: Report, n: int = 1_000) -> None:
