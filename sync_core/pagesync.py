@@ -149,9 +149,10 @@ class PageSync:
             await self._write(entity, await link_new_records(ctx, entity, part, self.taken))
 
     def _slices(self, items: list[T]) -> Iterator[list[T]]:
-        """`items` in slices of three of the pacer's batches (a tail batch of their own
-        each otherwise: 33 Dataverse calls for a 20,000-person load where 24 do), in
-        whole Marketo calls; SLICE before the first batch is measured."""
+        """`items` in slices of three of the pacer's batches, in whole Marketo calls;
+        SLICE before the first batch is measured. Slices of 3,000 ended in a small batch
+        of their own where the pacer sends fewer than 1,000 a batch: a 20,000-person load
+        made 33 Dataverse calls, 30 in these slices (24 at the least)."""
         lo = 0
         while lo < len(items):
             pacer = self.ctx.dataverse.pacer
