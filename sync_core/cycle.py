@@ -169,8 +169,15 @@ class Cycle:
             summary.update(outcome="failed", message=f"{type(exc).__name__}: {exc}")
         finally:
             try:
-                # Writes that landed before a failure still get their link rows.
-                await self.pages.settle()
+                try:
+                    # Writes that landed before a failure still get their link rows.
+                    await self.pages.settle()
+                except SyncError as exc:
+                    # Only after the run stopped for an error of its own (a run that gets
+                    # this far settles in _run): a slice still being written met one too.
+                    # Its writes are in the journal for the next cycle; the run's outcome,
+                    # the logs and the quota count below must not be lost to it.
+                    log.warning("a slice in flight failed too: %s: %s", type(exc).__name__, exc)
                 await self.record.flush(self.store, self.marketo)
                 # Added, never set: webhook deliveries count into the same row meanwhile.
                 await self.store.add_to_value(quota.KIND, quota_day, self.marketo.calls)

@@ -463,3 +463,34 @@ async def test_the_contacts_are_created_while_the_leads_are_written_back(
         assert isinstance(parse_position(eng.cursor("dynamics-lead")), DeltaLink)
         again = await eng.cycle()
         assert again["counts"]["created_in_marketo"] == 0 and again["counts"]["linked"] == 0
+
+
+@run_async
+async def test_a_stop_met_by_several_slices_in_flight_still_ends_the_run_with_its_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first slice's failure stops the run; the slices still in flight fail too and
+    # are waited for on the way out. Their error escaped the run before: no outcome, no
+    # run record, no quota count.
+    from sync_core import pagesync
+    from sync_core.dataverse import DataverseClient
+    from sync_core.errors import AuthFailed
+
+    monkeypatch.setattr(pagesync, "SLICE", 2)
+
+    async def refused(self: DataverseClient, ops: Any) -> Any:
+        raise AuthFailed("Dataverse rejected the sync identity's token twice (401)")
+
+    monkeypatch.setattr(DataverseClient, "batch", refused)
+    async with running_engine() as eng:
+        for i in range(8):
+            await eng.world.d_create(
+                "contact", {"lastname": f"C{i}", "emailaddress1": f"c{i}@ex.sim"}
+            )
+        summary = await eng.cycle()
+        assert summary["outcome"] == "failed"
+        assert "token twice" in summary["message"]
+        assert eng.world.links() == []  # nothing committed for writes that did not land
+        assert eng.cursor("dynamics-contact") is None  # the table is read again next time
+        quota = [r for r in eng.world.store.table("state") if r["PartitionKey"] == "quota"]
+        assert quota and int(quota[0]["value"]) == summary["apiCalls"]["marketo"]
