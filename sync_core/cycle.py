@@ -228,9 +228,10 @@ class Cycle:
         for entity in ENTITIES:
             await self.dynamics.sync(entity)
         await self.pages.marketo_leftovers()
-        await self.pages.settle()  # a Marketo delete acts on saved links, written pairs
-        await marketo_deleted(self.ctx, deleted_people)
+        # Every slice written and committed: a Marketo delete acts on saved links, and the
+        # logs and the Marketo cursor below stand for committed pairs only.
         await self.pages.settle()
+        await marketo_deleted(self.ctx, deleted_people)
         await self.record.flush(self.store, self.marketo)
         await self.store.set_cursors({MARKETO_CURSOR: mk_cursor})
         done = set(retry_ids) - self.applier.retried
